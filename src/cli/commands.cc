@@ -1,0 +1,278 @@
+// The atomflow subcommands: run, validate, executions list|describe|resume, recover.
+#include "cli/commands.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "cli/progress.h"
+#include "connectors/connectors.h"
+#include "engine/engine.h"
+#include "lang/ast.h"
+#include "lang/error.h"
+
+namespace atomflow::cli {
+
+namespace {
+
+constexpr int kExitSucceeded = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitInvalid = 2;
+
+std::string Rfc3339(int64_t ms) {
+  if (ms == 0) return "";
+  time_t seconds = ms / 1000;
+  struct tm utc;
+  gmtime_r(&seconds, &utc);
+  char text[40];
+  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &utc);
+  char full[48];
+  snprintf(full, sizeof(full), "%s.%03dZ", text, static_cast<int>(ms % 1000));
+  return full;
+}
+
+nlohmann::json ParseOrNull(const std::string& text) {
+  if (text.empty()) return nullptr;
+  return nlohmann::json::parse(text, nullptr, false);
+}
+
+// Rejects the run before it starts: a message on stderr, and the INVALID object with --json.
+int Invalid(const CommonOptions& options, const std::string& message) {
+  fprintf(stderr, "atomflow: %s\n", message.c_str());
+  if (options.json) {
+    nlohmann::json out = {{"state", "INVALID"},
+                          {"error", {{"message", message}, {"tags", {"ValidationError"}}}}};
+    std::cout << out.dump() << std::endl;
+  }
+  return kExitInvalid;
+}
+
+nlohmann::json Outcome(const store::ExecutionRecord& record) {
+  nlohmann::json out = {{"id", record.id}, {"name", record.workflow_name}, {"state", record.state}};
+  if (record.state == "SUCCEEDED") {
+    out["result"] = ParseOrNull(record.result);
+  } else if (!record.error.empty()) {
+    out["error"] = ParseOrNull(record.error);
+  }
+  return out;
+}
+
+int PrintOutcome(const CommonOptions& options, const store::ExecutionRecord& record) {
+  nlohmann::json out = Outcome(record);
+  double seconds = (record.end_time_ms - record.start_time_ms) / 1000.0;
+  if (options.json) {
+    std::cout << out.dump() << std::endl;
+  } else {
+    fprintf(stderr, "execution %s %s in %.2fs\n", record.id.c_str(), record.state.c_str(),
+            seconds);
+    if (out.contains("result")) std::cout << out["result"].dump(2) << std::endl;
+    if (out.contains("error")) {
+      const nlohmann::json& error = out["error"];
+      std::string message = error.is_object() ? error.value("message", error.dump())
+                                              : error.dump();
+      fprintf(stderr, "error: %s\n", message.c_str());
+    }
+  }
+  return record.state == "SUCCEEDED" ? kExitSucceeded : kExitFailed;
+}
+
+// Turns SIGINT and SIGTERM into cancellation of every execution; a second signal exits.
+void HandleSignals(engine::Engine* engine) {
+  std::thread([engine] {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    int received = 0;
+    sigwait(&signals, &received);
+    fprintf(stderr, "atomflow: cancelling (signal %d); send it again to quit at once\n",
+            received);
+    engine->CancelAll();
+    sigwait(&signals, &received);
+    _exit(130);
+  }).detach();
+}
+
+void BlockSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
+                                                   engine::ProgressSink* progress) {
+  BlockSignals();  // before any thread starts, so every thread inherits the mask
+  engine::EngineOptions engine_options;
+  engine_options.store_path = options.store;
+  Result<std::unique_ptr<engine::Engine>> engine =
+      engine::Engine::Open(engine_options, connectors::MakeConnectors, progress);
+  if (engine.ok()) HandleSignals(engine->get());
+  return engine;
+}
+
+}  // namespace
+
+int ValidateCommand(const CommonOptions& options, const std::string& file) {
+  Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
+  if (!workflow.ok()) return Invalid(options, workflow.message());
+  if (options.json) {
+    std::cout << nlohmann::json{{"state", "VALID"}, {"file", file}}.dump() << std::endl;
+  } else {
+    fprintf(stderr, "%s: valid (%zu routines)\n", file.c_str(), (*workflow)->routines.size());
+  }
+  return kExitSucceeded;
+}
+
+int RunCommand(const CommonOptions& options, const std::string& file, const std::string& data) {
+  Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
+  if (!workflow.ok()) return Invalid(options, workflow.message());
+  Value argument;
+  if (!data.empty()) {
+    nlohmann::json parsed = nlohmann::json::parse(data, nullptr, false);
+    if (parsed.is_discarded()) return Invalid(options, "--data is not valid JSON: " + data);
+    argument = FromJson(parsed);
+  }
+
+  StderrProgress progress(false);
+  Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
+  if (!engine.ok()) return Invalid(options, engine.message());
+  Result<std::string> id = (*engine)->Start(std::move(workflow).value(), std::move(argument));
+  if (!id.ok()) return Invalid(options, id.message());
+  fprintf(stderr, "execution %s started\n", id->c_str());
+  return PrintOutcome(options, (*engine)->Wait(*id));
+}
+
+int ResumeCommand(const CommonOptions& options, const std::string& execution_id) {
+  StderrProgress progress(false);
+  Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
+  if (!engine.ok()) return Invalid(options, engine.message());
+  Result<store::ExecutionRecord> record = (*engine)->store()->GetExecution(execution_id);
+  if (!record.ok()) return Invalid(options, record.message());
+  if (record->state != "ACTIVE") return PrintOutcome(options, *record);
+
+  Result<std::string> id = (*engine)->Resume(execution_id);
+  if (!id.ok()) return Invalid(options, id.message());
+  fprintf(stderr, "execution %s resumed\n", id->c_str());
+  return PrintOutcome(options, (*engine)->Wait(*id));
+}
+
+int RecoverCommand(const CommonOptions& options) {
+  StderrProgress progress(false);
+  Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
+  if (!engine.ok()) return Invalid(options, engine.message());
+  Result<std::vector<std::string>> ids = (*engine)->Recover();
+  if (!ids.ok()) return Invalid(options, ids.message());
+
+  int status = kExitSucceeded;
+  nlohmann::json outcomes = nlohmann::json::array();
+  for (const std::string& id : *ids) {
+    store::ExecutionRecord record = (*engine)->Wait(id);
+    if (record.state != "SUCCEEDED") status = kExitFailed;
+    outcomes.push_back(Outcome(record));
+    if (!options.json) fprintf(stderr, "execution %s %s\n", id.c_str(), record.state.c_str());
+  }
+  if (options.json) std::cout << outcomes.dump() << std::endl;
+  if (!options.json) fprintf(stderr, "recovered %zu executions\n", ids->size());
+  return status;
+}
+
+int ListCommand(const CommonOptions& options, const std::string& state) {
+  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  if (!store.ok()) return Invalid(options, store.message());
+  Result<std::vector<store::ExecutionRecord>> records = (*store)->ListExecutions(state, 1000);
+  if (!records.ok()) return Invalid(options, records.message());
+
+  nlohmann::json out = nlohmann::json::array();
+  for (const store::ExecutionRecord& record : *records) {
+    out.push_back({{"id", record.id},
+                   {"name", record.workflow_name},
+                   {"state", record.state},
+                   {"start_time", Rfc3339(record.start_time_ms)},
+                   {"end_time", Rfc3339(record.end_time_ms)}});
+    if (!options.json) {
+      printf("%-36s  %-10s  %-24s  %s\n", record.id.c_str(), record.state.c_str(),
+             Rfc3339(record.start_time_ms).c_str(), record.workflow_name.c_str());
+    }
+  }
+  if (options.json) std::cout << out.dump() << std::endl;
+  return kExitSucceeded;
+}
+
+namespace {
+
+// The journal's step records and transaction records, shaped for `describe`.
+nlohmann::json Describe(const store::ExecutionRecord& record,
+                        const std::vector<store::JournalEntry>& journal) {
+  nlohmann::json out = Outcome(record);
+  out["start_time"] = Rfc3339(record.start_time_ms);
+  out["end_time"] = Rfc3339(record.end_time_ms);
+  out["duration_ms"] = record.end_time_ms ? record.end_time_ms - record.start_time_ms : 0;
+  out["argument"] = ParseOrNull(record.argument);
+  nlohmann::json steps = nlohmann::json::array();
+  std::map<std::string, nlohmann::json> transactions;
+  for (const store::JournalEntry& entry : journal) {
+    const nlohmann::json& p = entry.payload;
+    if (entry.kind == "step") {
+      int64_t start = p.value("start_ms", int64_t{0});
+      int64_t end = p.value("end_ms", int64_t{0});
+      steps.push_back({{"step", p.value("step", "")}, {"routine", p.value("routine", "")},
+                       {"state", p.value("state", "")}, {"start_time", Rfc3339(start)},
+                       {"end_time", Rfc3339(end)}, {"duration_ms", end - start}});
+      continue;
+    }
+    if (!p.is_object() || !p.contains("gid")) continue;
+    nlohmann::json& txn = transactions[p.value("gid", "")];
+    txn["gid"] = p.value("gid", "");
+    if (entry.kind == "txn_begin") txn["step"] = p.value("step", "");
+    if (entry.kind == "branch") txn["branches"].push_back(p);
+    if (entry.kind == "decision") txn["decision"] = p.value("decision", "");
+    if (entry.kind == "txn_end") txn["state"] = p.value("state", "");
+  }
+  out["steps"] = steps;
+  out["transactions"] = nlohmann::json::array();
+  for (auto& [gid, txn] : transactions) {
+    if (!txn.contains("state")) txn["state"] = txn.contains("decision") ? "DECIDED" : "ACTIVE";
+    out["transactions"].push_back(txn);
+  }
+  return out;
+}
+
+}  // namespace
+
+int DescribeCommand(const CommonOptions& options, const std::string& execution_id) {
+  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  if (!store.ok()) return Invalid(options, store.message());
+  Result<store::ExecutionRecord> record = (*store)->GetExecution(execution_id);
+  if (!record.ok()) return Invalid(options, record.message());
+  Result<std::vector<store::JournalEntry>> journal = (*store)->ReadJournal(execution_id);
+  if (!journal.ok()) return Invalid(options, journal.message());
+
+  nlohmann::json out = Describe(*record, *journal);
+  if (options.json) {
+    std::cout << out.dump() << std::endl;
+    return kExitSucceeded;
+  }
+  printf("execution  %s\nworkflow   %s\nstate      %s\nstarted    %s\nended      %s\n",
+         record->id.c_str(), record->workflow_name.c_str(), record->state.c_str(),
+         out["start_time"].get<std::string>().c_str(), out["end_time"].get<std::string>().c_str());
+  printf("steps:\n");
+  for (const nlohmann::json& step : out["steps"]) {
+    printf("  %-9s %-30s %8.2fs\n", step["state"].get<std::string>().c_str(),
+           step["step"].get<std::string>().c_str(), step["duration_ms"].get<int64_t>() / 1000.0);
+  }
+  for (const nlohmann::json& txn : out["transactions"]) {
+    printf("transaction %s: %s (%zu branches)\n", txn.value("gid", "").c_str(),
+           txn.value("state", "").c_str(), txn.contains("branches") ? txn["branches"].size() : 0);
+  }
+  if (out.contains("result")) printf("result:\n%s\n", out["result"].dump(2).c_str());
+  if (out.contains("error")) printf("error:\n%s\n", out["error"].dump(2).c_str());
+  return kExitSucceeded;
+}
+
+}  // namespace atomflow::cli

@@ -1,0 +1,166 @@
+// Connectors: turns effect requests into HTTP calls, jobs and staged-file operations.
+#include "connectors/connectors.h"
+
+#include <filesystem>
+
+#include "connectors/http_call.h"
+#include "connectors/staged_files.h"
+#include "lang/error.h"
+
+namespace atomflow::connectors {
+
+namespace {
+
+constexpr auto kJobCancelGrace = std::chrono::milliseconds(10000);
+
+using engine::EffectOutcome;
+
+EffectOutcome ValueErrorOutcome(const std::string& message) {
+  return EffectOutcome::Failure(lang::MakeError("ValueError", message));
+}
+
+EffectOutcome SystemErrorOutcome(const std::string& message) {
+  return EffectOutcome::Failure(lang::MakeError("SystemError", message));
+}
+
+// Folder-safe form of a name: letters, digits, '-' and '_'.
+std::string Sanitize(const std::string& text) {
+  std::string safe;
+  for (char c : text) safe.push_back(std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
+  return safe;
+}
+
+std::string StringArg(const Value& args, const char* name) {
+  const Value* value = args.is_map() ? args.AsMap().Find(name) : nullptr;
+  return value != nullptr && value->is_string() ? value->AsString() : "";
+}
+
+// Content for atomflow.files.write: strings and bytes as they are, anything else as JSON.
+Result<std::string> FileContent(const Value& args) {
+  const Value* content = args.AsMap().Find("content");
+  if (content == nullptr) return Status::Error("atomflow.files.write: 'content' is required");
+  if (content->is_string()) return content->AsString();
+  if (content->is_bytes()) return content->AsBytes();
+  Result<nlohmann::json> json = ToJson(*content);
+  if (!json.ok()) return Status::Error("atomflow.files.write: " + json.message());
+  return json->dump(2);
+}
+
+}  // namespace
+
+Connectors::Connectors(engine::IoLoop* loop) : http_(loop), jobs_(loop) {}
+
+std::string Connectors::JobId(const std::string& execution_id,
+                              const engine::EffectRequest& request) {
+  return execution_id + "-" + request.key + "-" + Sanitize(request.step);
+}
+
+void Connectors::Perform(const engine::EffectRequest& request, engine::EffectContext context,
+                         std::function<void(EffectOutcome)> done) {
+  if (request.function.rfind("http.", 0) == 0) {
+    PerformHttp(request, context, std::move(done));
+  } else if (request.function == "atomflow.jobs.run") {
+    PerformJob(request, std::move(context), std::move(done));
+  } else if (request.function.rfind("atomflow.files.", 0) == 0) {
+    done(PerformFile(request, context));
+  } else {
+    done(SystemErrorOutcome(request.function +
+                            " cannot be used here: compensations and branch operations must "
+                            "call http.* or atomflow.jobs.run"));
+  }
+}
+
+void Connectors::PerformHttp(const engine::EffectRequest& request,
+                             const engine::EffectContext& context,
+                             std::function<void(EffectOutcome)> done) {
+  Result<HttpRequest> built = BuildHttpRequest(request.function, request.args);
+  if (!built.ok()) {
+    done(EffectOutcome::Failure(lang::MakeError("TypeError", built.message())));
+    return;
+  }
+  // A participant deduplicates on the idempotency key: the same key on every retry of this
+  // effect, including retries by a resumed process.
+  built->headers.emplace_back("Idempotency-Key", context.execution_id + "/" + request.key);
+  if (!request.gid.empty()) {
+    built->headers.emplace_back("Atomflow-Gid", request.gid);
+    built->headers.emplace_back("Atomflow-Branch",
+                                request.branch.empty() ? request.key : request.branch);
+    built->headers.emplace_back("Atomflow-Op", request.op);
+  }
+  http_.Send(std::move(built).value(),
+             [done = std::move(done)](HttpReply reply) { done(HttpOutcome(reply)); });
+}
+
+void Connectors::PerformJob(const engine::EffectRequest& request, engine::EffectContext context,
+                            std::function<void(EffectOutcome)> done) {
+  std::string job_id = JobId(context.execution_id, request);
+  Result<JobSpec> spec = BuildJobSpec(request.args, job_id, context.jobs_root);
+  if (!spec.ok()) {
+    done(EffectOutcome::Failure(lang::MakeError("TypeError", spec.message())));
+    return;
+  }
+  JobCallbacks callbacks;
+  callbacks.on_log = context.on_log;
+  callbacks.on_restart = [on_log = context.on_log, job_id] {
+    on_log("(job " + job_id + " was lost with the previous process: running it again)");
+  };
+  callbacks.on_done = [done = std::move(done)](JobResult result) { done(JobOutcome(result)); };
+  if (context.resumed) {
+    jobs_.Attach(std::move(spec).value(), std::move(callbacks));
+  } else {
+    jobs_.Start(std::move(spec).value(), std::move(callbacks));
+  }
+  if (context.on_started) context.on_started();
+}
+
+void Connectors::Cancel(const std::string& execution_id, const engine::EffectRequest& request) {
+  if (request.function == "atomflow.jobs.run") {
+    jobs_.Cancel(JobId(execution_id, request), kJobCancelGrace);
+  }
+}
+
+// Staged files are local and fast: done inline. Stage writes under the transaction's staging
+// folder; commit publishes by atomic rename; discard removes. All three are idempotent, so a
+// resumed execution can repeat them.
+EffectOutcome Connectors::PerformFile(const engine::EffectRequest& request,
+                                      const engine::EffectContext& context) {
+  const std::string& function = request.function;
+  if (function == "atomflow.files.commit" || function == "atomflow.files.discard") {
+    Result<StagedFile> file = StagedFile::FromValue(request.args);
+    if (!file.ok()) return SystemErrorOutcome(file.message());
+    Status status = function == "atomflow.files.commit" ? StagedFiles::Publish(*file)
+                                                         : StagedFiles::Discard(*file);
+    if (!status.ok()) return SystemErrorOutcome(status.message());
+    return EffectOutcome::Success(file->ToValue());
+  }
+
+  std::string path = StringArg(request.args, "path");
+  if (path.empty()) return ValueErrorOutcome(function + ": 'path' must be a non-empty string");
+  path = std::filesystem::absolute(path).string();
+  std::string staging_dir = (std::filesystem::path(context.staging_root) /
+                             Sanitize(context.execution_id + "-" + request.key))
+                                .string();
+  Result<StagedFile> staged = Status::Error("unknown file function " + function);
+  if (function == "atomflow.files.write") {
+    Result<std::string> content = FileContent(request.args);
+    if (!content.ok()) return ValueErrorOutcome(content.message());
+    staged = StagedFiles::Stage(staging_dir, path, *content);
+  } else if (function == "atomflow.files.publish") {
+    std::string source = StringArg(request.args, "source");
+    if (source.empty()) return ValueErrorOutcome(function + ": 'source' must be a string");
+    staged = StagedFiles::StageCopy(staging_dir, path, source);
+  }
+  if (!staged.ok()) return ValueErrorOutcome(function + ": " + staged.message());
+
+  Status prepared = StagedFiles::Prepare(*staged);
+  if (prepared.ok() && request.op == "put") prepared = StagedFiles::Publish(*staged);
+  if (!prepared.ok()) return SystemErrorOutcome(function + ": " + prepared.message());
+  return EffectOutcome::Success(staged->ToValue());
+}
+
+std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
+                                                      const engine::EngineOptions&) {
+  return std::make_unique<Connectors>(loop);
+}
+
+}  // namespace atomflow::connectors

@@ -1,0 +1,44 @@
+// The effect handler that routes an execution's effects to the connectors: HTTP, jobs and
+// staged files.
+#pragma once
+
+#include <memory>
+
+#include "connectors/http_client.h"
+#include "connectors/job_runner.h"
+#include "engine/effect.h"
+#include "engine/engine.h"
+#include "engine/io_loop.h"
+
+namespace atomflow::connectors {
+
+// Carries out effects for the engine. Thread safe: Perform and Cancel may be called from any
+// thread; completions run on the I/O loop thread.
+class Connectors : public engine::EffectHandler {
+ public:
+  explicit Connectors(engine::IoLoop* loop);
+
+  void Perform(const engine::EffectRequest& request, engine::EffectContext context,
+               std::function<void(engine::EffectOutcome)> done) override;
+  void Cancel(const std::string& execution_id, const engine::EffectRequest& request) override;
+
+  // The job id of a job effect: stable across replays, readable in folder listings.
+  static std::string JobId(const std::string& execution_id, const engine::EffectRequest& request);
+
+ private:
+  void PerformHttp(const engine::EffectRequest& request, const engine::EffectContext& context,
+                   std::function<void(engine::EffectOutcome)> done);
+  void PerformJob(const engine::EffectRequest& request, engine::EffectContext context,
+                  std::function<void(engine::EffectOutcome)> done);
+  engine::EffectOutcome PerformFile(const engine::EffectRequest& request,
+                                    const engine::EffectContext& context);
+
+  HttpClient http_;
+  JobRunner jobs_;
+};
+
+// The factory the engine takes.
+std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
+                                                      const engine::EngineOptions& options);
+
+}  // namespace atomflow::connectors

@@ -1,0 +1,66 @@
+// The outcome of an effect, the common currency between connectors and the interpreter.
+#pragma once
+
+#include <utility>
+
+#include "value/value.h"
+
+namespace atomflow::engine {
+
+// What an effect produced: a result value, or an error value (a map with "message" and
+// "tags") that the interpreter raises into the workflow.
+struct EffectOutcome {
+  bool ok = true;
+  Value value;
+
+  static EffectOutcome Success(Value value) { return {true, std::move(value)}; }
+  static EffectOutcome Failure(Value error) { return {false, std::move(error)}; }
+};
+
+}  // namespace atomflow::engine
+
+#include <functional>
+#include <string>
+
+namespace atomflow::engine {
+
+// One effect the interpreter asks for. The key is deterministic (the same on every replay of
+// the execution), so a resumed execution finds the effect's journaled result or intent.
+struct EffectRequest {
+  std::string key;        // position of the effect in the execution, e.g. "12"
+  std::string step;       // the step that asked, for messages and crash points
+  std::string function;   // "http.post", "atomflow.jobs.run", "sys.sleep", ...
+  Value args;             // the rendered args map
+  Value intent;           // what the intent record adds: job id, deadline, idempotency key
+  bool needs_intent = true;  // outside consequences: the intent is durable before issuing
+  // Transaction headers (Atomflow-Gid, -Branch, -Op) when the effect is a branch operation.
+  std::string gid;
+  std::string branch;
+  std::string op;
+};
+
+// Where an effect is carried out, for handlers.
+struct EffectContext {
+  std::string execution_id;
+  bool resumed = false;  // the intent was journaled by an earlier process
+  std::function<void(const std::string& line)> on_log;  // job log lines
+  std::function<void()> on_started;  // the effect is under way (a job's process launched)
+  std::string jobs_root;             // where job folders live
+  std::string staging_root;          // where staged files wait for their transaction
+};
+
+// Carries out effects with outside consequences (HTTP, jobs, files). Implemented by
+// connectors; the engine owns the journal and the scheduling around it.
+class EffectHandler {
+ public:
+  virtual ~EffectHandler() = default;
+
+  // Starts the effect; calls done exactly once, from any thread.
+  virtual void Perform(const EffectRequest& request, EffectContext context,
+                       std::function<void(EffectOutcome)> done) = 0;
+
+  // Asks a running effect to stop early (a job is cancelled); done still runs.
+  virtual void Cancel(const std::string& execution_id, const EffectRequest& request) = 0;
+};
+
+}  // namespace atomflow::engine

@@ -1,0 +1,124 @@
+// The engine: runs executions on a small pool of worker threads, carries out their effects on
+// one I/O loop, and journals every effect so a killed process can be resumed.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/effect.h"
+#include "engine/io_loop.h"
+#include "lang/ast.h"
+#include "store/store.h"
+
+namespace atomflow::engine {
+
+class Execution;
+
+// One finished step, for progress output.
+struct StepReport {
+  std::string execution_id;
+  std::string routine;
+  std::string step;
+  std::string state;  // SUCCEEDED or FAILED
+  int64_t duration_ms = 0;
+  int depth = 0;      // nesting, for indentation
+};
+
+// Receives what a user watches while executions run. Called from worker and loop threads;
+// implementations must be thread safe.
+class ProgressSink {
+ public:
+  virtual ~ProgressSink() = default;
+  virtual void OnStep(const StepReport& report) = 0;
+  virtual void OnLog(const std::string& execution_id, const std::string& step,
+                     const std::string& severity, const std::string& text) = 0;
+  virtual void OnJobLog(const std::string& execution_id, const std::string& step,
+                        const std::string& line) = 0;
+  virtual void OnTransaction(const std::string& execution_id, const std::string& gid,
+                             const std::string& step, const std::string& state) = 0;
+};
+
+struct EngineOptions {
+  std::string store_path = "atomflow.db";
+  int workers = 0;           // 0: one per core
+  std::string jobs_root;     // default: <store dir>/jobs
+  std::string staging_root;  // default: <store dir>/staging
+};
+
+// Owns the store, the I/O loop, the workers and the effect handler. Thread safe.
+class Engine {
+ public:
+  using HandlerFactory =
+      std::function<std::unique_ptr<EffectHandler>(IoLoop* loop, const EngineOptions& options)>;
+
+  static Result<std::unique_ptr<Engine>> Open(EngineOptions options, HandlerFactory factory,
+                                              ProgressSink* progress);
+  ~Engine();
+
+  // Creates a durable execution of workflow with argument and starts it. Returns its id.
+  Result<std::string> Start(std::shared_ptr<const lang::Workflow> workflow, Value argument);
+  // Resumes an ACTIVE execution left by a process that stopped: replays its journal.
+  Result<std::string> Resume(const std::string& execution_id);
+  // Resumes every ACTIVE execution no live process owns; returns their ids.
+  Result<std::vector<std::string>> Recover();
+
+  void Cancel(const std::string& execution_id);
+  void CancelAll();
+  // Blocks until the execution has finished and its outcome is durable.
+  store::ExecutionRecord Wait(const std::string& execution_id);
+
+  store::Store* store() { return store_.get(); }
+  ProgressSink* progress() { return progress_; }
+  double NowSeconds() const;
+
+  // Used by Execution.
+  void Journal(Execution& execution, const std::string& kind, std::string key,
+               nlohmann::json payload, std::function<void()> on_durable);
+  void JournalResult(Execution& execution, const EffectRequest& request,
+                     const EffectOutcome& outcome);
+  // Kills the process with SIGKILL when ATOMFLOW_CRASH_AT names this point (crash tests).
+  void CrashPoint(const std::string& point);
+
+ private:
+  Engine(EngineOptions options, std::unique_ptr<store::Store> store, ProgressSink* progress);
+
+  void Launch(std::shared_ptr<Execution> execution);
+  void Enqueue(std::shared_ptr<Execution> execution);
+  void WorkerLoop();
+  void Drive(const std::shared_ptr<Execution>& execution);
+  void Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request);
+  void Issue(const std::shared_ptr<Execution>& execution, EffectRequest request, bool resumed);
+  void SleepEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
+  void Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
+  void Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
+                EffectOutcome outcome);
+  void Finalize(const std::shared_ptr<Execution>& execution);
+
+  EngineOptions options_;
+  std::unique_ptr<store::Store> store_;
+  ProgressSink* progress_;
+  std::string crash_at_;
+  std::string owner_;
+  IoLoop loop_;
+  std::unique_ptr<EffectHandler> handler_;
+
+  std::mutex mutex_;
+  std::condition_variable ready_;     // workers wait for runnable executions
+  std::condition_variable finished_;  // Wait() waits for outcomes
+  std::deque<std::shared_ptr<Execution>> runnable_;
+  std::map<std::string, std::shared_ptr<Execution>> active_;
+  std::map<std::string, store::ExecutionRecord> done_;
+  std::map<std::string, IoLoop::TimerId> sleeping_;  // execution id -> timer (loop thread)
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace atomflow::engine

@@ -1,0 +1,120 @@
+// The interpreter: walks a workflow's syntax tree as a chain of coroutines, suspending at
+// every effect. Deterministic given the effects' outcomes, which is what makes replay work.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/effect.h"
+#include "engine/task.h"
+#include "lang/ast.h"
+#include "txn/transaction.h"
+#include "value/value.h"
+
+namespace atomflow::engine {
+
+class Execution;
+
+// How a step or block ended: normally, or by a jump that an enclosing block must resolve.
+struct Flow {
+  enum class Kind { kNormal, kJump, kReturn, kEnd, kBreak, kContinue };
+  Kind kind = Kind::kNormal;
+  std::string target;  // kJump
+  Value value;         // kReturn
+
+  static Flow Normal() { return {}; }
+  static Flow Return(Value value) { return {Kind::kReturn, "", std::move(value)}; }
+};
+
+// The variables of one routine call. Also the expression evaluator's view of them: calls to
+// subworkflows and effect functions inside expressions are answered from `memo`, filled by
+// the interpreter one call at a time (see Interpreter::EvalSlow).
+class Frame : public lang::EvalHost {
+ public:
+  Frame(const lang::Workflow* workflow, const lang::Routine* routine, int depth)
+      : workflow_(workflow), routine_(routine), depth_(depth) {}
+
+  const Value* Lookup(std::string_view name) const override { return vars_.Find(name); }
+  bool IsSubworkflow(std::string_view name) const override;
+  Value CallHost(std::string_view name, std::vector<Value> args) override;
+
+  Map& vars() { return vars_; }
+  const lang::Routine& routine() const { return *routine_; }
+  int depth() const { return depth_; }
+
+  // Memo of host calls for the expression being evaluated.
+  std::vector<Value> memo;
+  size_t memo_used = 0;
+
+ private:
+  const lang::Workflow* workflow_;
+  const lang::Routine* routine_;
+  int depth_;
+  Map vars_;
+};
+
+// Interprets one execution's workflow. Owned by the Execution; runs on whichever worker
+// thread resumes it, one at a time.
+class Interpreter {
+ public:
+  explicit Interpreter(Execution* execution) : execution_(execution) {}
+
+  // Runs main with the execution's argument and returns main's result.
+  Task<Value> RunMain(Value argument);
+
+ private:
+  Task<Value> RunRoutine(const lang::Routine& routine, Map args, int depth);
+  Task<Flow> RunBlock(const lang::Block& block, Frame& frame);
+  Task<Flow> RunStep(const lang::Step& step, Frame& frame);
+  Task<Flow> RunStepBody(const lang::Step& step, Frame& frame);
+  void ReportStep(const lang::Step& step, Frame& frame, int64_t start_ms, const char* state);
+
+  // interpreter_steps.cc
+  Task<Flow> RunAssign(const lang::Step& step, Frame& frame);
+  Task<Flow> RunSwitch(const lang::Step& step, Frame& frame);
+  Task<Flow> RunFor(const lang::Step& step, Frame& frame);
+  Task<Flow> RunTry(const lang::Step& step, Frame& frame);
+  Task<bool> ShouldRetry(const lang::RetrySpec& retry, const Value& error, int attempt,
+                         Frame& frame, double* delay_seconds);
+  void Assign(Frame& frame, const lang::AssignTarget& target, Value value);
+
+  // interpreter_call.cc
+  Task<Flow> RunCallStep(const lang::Step& step, Frame& frame);
+  Task<Value> Call(const std::string& function, Map args, Frame& frame, const std::string& step);
+  Task<Value> CallPositional(const std::string& function, std::vector<Value> args, Frame& frame,
+                             const std::string& step);
+  Task<Value> CallSubworkflow(const lang::Routine& routine, Map args, Frame& frame);
+  Task<Value> CallEffect(const std::string& function, Map args, const std::string& step);
+  Task<Value> Sleep(double seconds, const std::string& step);
+  Value CallLocal(const std::string& function, const std::vector<Value>& args,
+                  const std::string& step);
+  void Log(const Map& args, const std::string& step);
+
+  // interpreter_txn.cc
+  Task<Flow> RunTransaction(const lang::Step& step, Frame& frame);
+  Task<Value> StageFile(const std::string& function, const Map& args, const std::string& step);
+  Task<txn::Decision> Decide(txn::Transaction& txn, txn::Decision decision, const Value& cause);
+  Task<bool> Undo(txn::Transaction& txn);
+  Task<bool> RunCompensation(const txn::Branch& branch, const txn::Transaction& txn);
+  Task<bool> Publish(txn::Transaction& txn);
+  Task<EffectOutcome> FileOp(const std::string& function, const txn::Branch& branch,
+                             const txn::Transaction& txn);
+
+  // Expressions: TryEval answers without suspending unless the expression calls a
+  // subworkflow or an effect function; EvalSlow handles those.
+  Task<Value> Eval(const lang::Template& tmpl, Frame& frame);
+  Task<Value> EvalSlow(const lang::Template& tmpl, Frame& frame);
+  Task<Map> EvalArgs(const std::vector<std::pair<std::string, lang::Template>>& args,
+                     Frame& frame);
+
+  Execution* execution_;
+  std::vector<txn::Transaction*> transactions_;  // innermost last
+  int transaction_count_ = 0;
+  double transaction_deadline_ = 0;  // epoch seconds; 0 when the block has no timeout
+  std::string error_step_;  // the innermost step an uncaught error came out of
+  int nesting_ = 0;         // depth of step bodies being run, for progress indentation
+};
+
+}  // namespace atomflow::engine

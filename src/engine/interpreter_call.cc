@@ -1,0 +1,210 @@
+// The interpreter's calls: subworkflows, the standard library, and effects.
+#include <chrono>
+#include <cstdlib>
+#include <random>
+
+#include "engine/engine.h"
+#include "engine/execution.h"
+#include "engine/interpreter.h"
+
+namespace atomflow::engine {
+
+namespace {
+
+bool StartsWith(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+// Functions whose effects reach outside the process and go through the journal's intents.
+bool IsOutsideEffect(std::string_view function) {
+  return StartsWith(function, "http.") || function == "atomflow.jobs.run";
+}
+
+std::vector<Value> ToPositional(const lang::FunctionSignature& signature, Map args) {
+  std::vector<Value> positional;
+  for (const auto& [name, value] : args) {
+    bool known = false;
+    for (const std::string& param : signature.params) known = known || param == name;
+    if (!known) {
+      lang::Raise("TypeError", "unknown argument '" + name + "' calling " + signature.name);
+    }
+  }
+  for (size_t i = 0; i < signature.params.size(); ++i) {
+    Value* given = args.Find(signature.params[i]);
+    if (given == nullptr && i < signature.required) {
+      lang::Raise("TypeError", "missing argument '" + signature.params[i] + "' calling " +
+                                   signature.name);
+    }
+    positional.push_back(given ? std::move(*given) : Value());
+  }
+  while (!positional.empty() && positional.back().is_null() &&
+         positional.size() > signature.required) {
+    positional.pop_back();
+  }
+  return positional;
+}
+
+std::string RandomUuid() {
+  static thread_local std::mt19937_64 generator(std::random_device{}());
+  uint64_t high = generator();
+  uint64_t low = generator();
+  high = (high & 0xffffffffffff0fffULL) | 0x4000;        // version 4
+  low = (low & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
+  char text[37];
+  snprintf(text, sizeof(text), "%08x-%04x-%04x-%04x-%012llx",
+           static_cast<unsigned>(high >> 32), static_cast<unsigned>((high >> 16) & 0xffff),
+           static_cast<unsigned>(high & 0xffff), static_cast<unsigned>(low >> 48),
+           static_cast<unsigned long long>(low & 0xffffffffffffULL));
+  return text;
+}
+
+}  // namespace
+
+Task<Flow> Interpreter::RunCallStep(const lang::Step& step, Frame& frame) {
+  const lang::CallSpec& call = *step.call;
+  Map args = co_await EvalArgs(call.args, frame);
+  Value result = co_await Call(call.function, std::move(args), frame, step.name);
+  if (!call.result.empty()) frame.vars().Set(call.result, result);
+
+  if (step.compensate && !transactions_.empty()) {
+    Map undo_args = co_await EvalArgs(step.compensate->args, frame);
+    Value undo(Map{{"function", step.compensate->function}, {"args", Value(std::move(undo_args))}});
+    txn::Transaction& txn = *transactions_.back();
+    const txn::Branch& branch =
+        txn.AddBranch(txn::BranchKind::kCompensable, step.name, std::move(undo), Value());
+    execution_->RecordBranch(txn.BranchRecord(branch), step.name);
+  }
+  co_return Flow::Normal();
+}
+
+Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& frame,
+                              const std::string& step) {
+  if (const lang::Routine* routine = execution_->workflow().FindRoutine(function);
+      routine != nullptr && function != "main") {
+    co_return co_await CallSubworkflow(*routine, std::move(args), frame);
+  }
+  const lang::FunctionSignature* signature = lang::FindFunction(function);
+  if (signature == nullptr) lang::Raise("TypeError", "unknown function '" + function + "'");
+
+  if (function == "sys.log") {
+    Log(args, step);
+    co_return Value();
+  }
+  if (function == "sys.sleep") {
+    const Value* seconds = args.Find("seconds");
+    if (seconds == nullptr || !seconds->is_number()) {
+      lang::Raise("TypeError", "sys.sleep: 'seconds' must be a number");
+    }
+    co_return co_await Sleep(seconds->AsNumber(), step);
+  }
+  if (StartsWith(function, "atomflow.files.")) {
+    co_return co_await StageFile(function, args, step);
+  }
+  if (IsOutsideEffect(function)) co_return co_await CallEffect(function, std::move(args), step);
+  co_return co_await CallPositional(function, ToPositional(*signature, std::move(args)), frame,
+                                    step);
+}
+
+Task<Value> Interpreter::CallPositional(const std::string& function, std::vector<Value> args,
+                                        Frame& frame, const std::string& step) {
+  if (const lang::Routine* routine = execution_->workflow().FindRoutine(function);
+      routine != nullptr && function != "main") {
+    if (args.size() > routine->params.size()) {
+      lang::Raise("TypeError", "too many arguments calling '" + function + "'");
+    }
+    Map named;
+    for (size_t i = 0; i < args.size(); ++i) named.Set(routine->params[i].name, args[i]);
+    co_return co_await CallSubworkflow(*routine, std::move(named), frame);
+  }
+  const lang::FunctionSignature* signature = lang::FindFunction(function);
+  if (signature == nullptr) lang::Raise("TypeError", "unknown function '" + function + "'");
+  if (signature->effect) co_return CallLocal(function, args, step);
+  if (signature->blocking) {
+    lang::Raise("TypeError", function + " is blocking: call it from a call step");
+  }
+  co_return lang::CallPureFunction(function, std::move(args));
+}
+
+Task<Value> Interpreter::CallSubworkflow(const lang::Routine& routine, Map args, Frame& frame) {
+  for (const auto& [name, value] : args) {
+    bool known = false;
+    for (const lang::Param& param : routine.params) known = known || param.name == name;
+    if (!known) {
+      lang::Raise("TypeError", "unknown argument '" + name + "' calling '" + routine.name + "'");
+    }
+  }
+  co_return co_await RunRoutine(routine, std::move(args), frame.depth() + 1);
+}
+
+Task<Value> Interpreter::CallEffect(const std::string& function, Map args,
+                                    const std::string& step) {
+  if (!transactions_.empty() && transaction_deadline_ > 0 && !execution_->replaying() &&
+      execution_->engine()->NowSeconds() > transaction_deadline_) {
+    lang::Raise("TimeoutError", "transaction '" + transactions_.back()->step() +
+                                    "' passed its timeout before step '" + step + "'");
+  }
+  EffectRequest request;
+  request.step = step;
+  request.function = function;
+  request.args = Value(std::move(args));
+  request.needs_intent = true;
+  if (!transactions_.empty()) {
+    request.gid = transactions_.back()->gid();
+    request.op = "action";
+  }
+  EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+  if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
+  co_return std::move(outcome.value);
+}
+
+Task<Value> Interpreter::Sleep(double seconds, const std::string& step) {
+  EffectRequest request;
+  request.step = step;
+  request.function = "sys.sleep";
+  request.args = Value(Map{{"seconds", seconds}});
+  request.needs_intent = true;
+  EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+  if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
+  co_return Value();
+}
+
+Value Interpreter::CallLocal(const std::string& function, const std::vector<Value>& args,
+                             const std::string& step) {
+  if (function == "sys.now") {
+    return execution_->Local(function, step, [this] {
+      return Value(execution_->engine()->NowSeconds());
+    });
+  }
+  if (function == "uuid.generate") {
+    return execution_->Local(function, step, [] { return Value(RandomUuid()); });
+  }
+  if (function == "sys.get_env") {
+    if (args.empty() || !args[0].is_string()) {
+      lang::Raise("TypeError", "sys.get_env: 'name' must be a string");
+    }
+    std::string name = args[0].AsString();
+    Value fallback = args.size() > 1 ? args[1] : Value();
+    return execution_->Local(function, step, [this, name, fallback] {
+      if (name == "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID") return Value(execution_->id());
+      if (name == "GOOGLE_CLOUD_WORKFLOW_ID") return Value(execution_->record().workflow_name);
+      const char* value = std::getenv(name.c_str());
+      return value ? Value(value) : fallback;
+    });
+  }
+  lang::Raise("TypeError", "unknown function '" + function + "'");
+}
+
+void Interpreter::Log(const Map& args, const std::string& step) {
+  const Value* severity = args.Find("severity");
+  const Value* data = args.Find("data");
+  if (data == nullptr) data = args.Find("text");
+  if (data == nullptr) data = args.Find("json");
+  std::string text = data == nullptr ? "" : data->is_string() ? data->AsString()
+                                                               : DebugString(*data);
+  std::string level = severity && severity->is_string() ? severity->AsString() : "DEFAULT";
+  bool replayed = execution_->replaying();
+  execution_->Record("log", {{"step", step}, {"severity", level}, {"text", text}});
+  if (!replayed) execution_->engine()->progress()->OnLog(execution_->id(), step, level, text);
+}
+
+}  // namespace atomflow::engine

@@ -1,0 +1,202 @@
+// The interpreter's side of global transactions: running the block, deciding, and carrying
+// out phase two (publish staged files, or compensate and discard).
+#include "engine/engine.h"
+#include "engine/execution.h"
+#include "engine/interpreter.h"
+
+namespace atomflow::engine {
+
+namespace {
+
+constexpr int kCompensationAttempts = 6;
+constexpr double kFirstRetryDelay = 0.2;
+const std::string kCommitFunction = "atomflow.files.commit";
+const std::string kDiscardFunction = "atomflow.files.discard";
+
+std::string ErrorMessage(const Value& error) {
+  if (error.is_string()) return error.AsString();
+  if (error.is_map()) {
+    const Value* message = error.AsMap().Find("message");
+    if (message != nullptr && message->is_string()) return message->AsString();
+  }
+  return DebugString(error);
+}
+
+Value AbortedError(const txn::Transaction& txn, const Value& cause, const std::string& step) {
+  std::string message = "transaction '" + txn.step() + "' aborted";
+  if (!step.empty()) message += ": step '" + step + "' failed";
+  message += ": " + ErrorMessage(cause);
+  if (txn.state() == txn::TxnState::kCompensationFailed) {
+    message += " (some compensations failed: the transaction needs an operator)";
+  }
+  return Value(Map{{"message", message},
+                   {"tags", Value(List{"TransactionAborted"})},
+                   {"gid", txn.gid()},
+                   {"state", txn::TxnStateName(txn.state())},
+                   {"failed_step", step},
+                   {"cause", cause}});
+}
+
+}  // namespace
+
+Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
+  if (!transactions_.empty()) {
+    lang::Raise("SystemError", "step '" + step.name + "': transactions cannot be nested");
+  }
+  const lang::TransactionSpec& spec = *step.transaction;
+  txn::Transaction txn(execution_->id() + ":" + step.name + "#" +
+                           std::to_string(++transaction_count_),
+                       step.name);
+  execution_->Record("txn_begin", txn.BeginRecord());
+  transaction_deadline_ = 0;
+  if (spec.timeout) {
+    Value timeout = co_await Eval(*spec.timeout, frame);
+    if (!timeout.is_number()) lang::Raise("TypeError", "transaction timeout must be a number");
+    Value start = CallLocal("sys.now", {}, step.name);
+    transaction_deadline_ = start.AsNumber() + timeout.AsNumber();
+  }
+
+  transactions_.push_back(&txn);
+  error_step_.clear();
+  std::optional<Value> failure;
+  bool cancelled = false;
+  Flow flow;
+  try {
+    flow = co_await RunBlock(spec.steps, frame);
+  } catch (const lang::RaisedError& raised) {
+    failure = raised.payload();
+  } catch (const CancelledSignal&) {
+    cancelled = true;
+    failure = lang::MakeError("CancelledError", "the execution was cancelled");
+  }
+  transactions_.pop_back();
+  std::string failed_step = failure ? error_step_ : "";
+  error_step_.clear();
+
+  // From here on the outcome must be carried out even if the execution is cancelled.
+  execution_->set_shielded(true);
+  txn::Decision decision = co_await Decide(txn, failure ? txn::Decision::kAbort
+                                                        : txn::Decision::kCommit,
+                                           failure.value_or(Value()));
+  if (decision == txn::Decision::kCommit) {
+    co_await Publish(txn);
+    txn.set_state(txn::TxnState::kCommitted);
+  } else {
+    bool undone = co_await Undo(txn);
+    txn.set_state(undone ? txn::TxnState::kAborted : txn::TxnState::kCompensationFailed);
+  }
+  execution_->Record("txn_end", txn.EndRecord(failure.value_or(Value())));
+  execution_->engine()->progress()->OnTransaction(execution_->id(), txn.gid(), step.name,
+                                                  txn::TxnStateName(txn.state()));
+  execution_->set_shielded(false);
+
+  if (cancelled) throw CancelledSignal{};
+  if (decision == txn::Decision::kAbort) {
+    throw lang::RaisedError(AbortedError(txn, failure.value_or(Value()), failed_step));
+  }
+  co_return flow;
+}
+
+// The commit point: the decision is durable before phase two starts. A resumed execution gets
+// the journaled decision back, so it finishes what the earlier process decided.
+Task<txn::Decision> Interpreter::Decide(txn::Transaction& txn, txn::Decision decision,
+                                        const Value& cause) {
+  EffectRequest request;
+  request.step = txn.step();
+  request.function = "txn.decide";
+  request.gid = txn.gid();
+  request.needs_intent = false;
+  request.args = FromJournalJson(txn.DecisionRecord(decision, cause));
+  EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+  bool commit = outcome.value.is_string() && outcome.value.AsString() == "COMMIT";
+  co_return commit ? txn::Decision::kCommit : txn::Decision::kAbort;
+}
+
+// Stages a file: inside a transaction it becomes a prepared branch published at commit;
+// outside one it is published at once.
+Task<Value> Interpreter::StageFile(const std::string& function, const Map& args,
+                                   const std::string& step) {
+  EffectRequest request;
+  request.step = step;
+  request.function = function;
+  request.args = Value(args);
+  request.needs_intent = false;
+  request.op = transactions_.empty() ? "put" : "stage";
+  if (!transactions_.empty()) request.gid = transactions_.back()->gid();
+  EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+  if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
+
+  if (!transactions_.empty()) {
+    txn::Transaction& txn = *transactions_.back();
+    const txn::Branch& branch =
+        txn.AddBranch(txn::BranchKind::kStagedFile, step, Value(), outcome.value);
+    execution_->RecordBranch(txn.BranchRecord(branch), step);
+  }
+  co_return outcome.value;
+}
+
+Task<bool> Interpreter::Publish(txn::Transaction& txn) {
+  for (const txn::Branch& branch : txn.branches()) {
+    if (branch.kind != txn::BranchKind::kStagedFile) continue;
+    // Phase two never turns back: publishing retries until it succeeds.
+    for (int attempt = 0;; ++attempt) {
+      EffectOutcome outcome = co_await FileOp(kCommitFunction, branch, txn);
+      if (outcome.ok) break;
+      co_await Sleep(std::min(30.0, kFirstRetryDelay * (1 << std::min(attempt, 8))), txn.step());
+    }
+  }
+  co_return true;
+}
+
+Task<bool> Interpreter::Undo(txn::Transaction& txn) {
+  bool all_undone = true;
+  const std::vector<txn::Branch>& branches = txn.branches();
+  for (auto it = branches.rbegin(); it != branches.rend(); ++it) {
+    if (it->kind == txn::BranchKind::kStagedFile) {
+      EffectOutcome outcome = co_await FileOp(kDiscardFunction, *it, txn);
+      all_undone = all_undone && outcome.ok;
+      continue;
+    }
+    all_undone = co_await RunCompensation(*it, txn) && all_undone;
+  }
+  co_return all_undone;
+}
+
+Task<EffectOutcome> Interpreter::FileOp(const std::string& function, const txn::Branch& branch,
+                                        const txn::Transaction& txn) {
+  EffectRequest request;
+  request.step = branch.step;
+  request.function = function;
+  request.args = branch.staged;
+  request.needs_intent = false;
+  request.gid = txn.gid();
+  request.branch = branch.id;
+  request.op = function == "atomflow.files.commit" ? "confirm" : "cancel";
+  co_return co_await execution_->Perform(std::move(request));
+}
+
+// Runs a branch's compensating call, retrying with backoff; false when every attempt failed.
+Task<bool> Interpreter::RunCompensation(const txn::Branch& branch, const txn::Transaction& txn) {
+  const Map& undo = branch.undo.AsMap();
+  std::string function = undo.Find("function")->AsString();
+  for (int attempt = 0; attempt < kCompensationAttempts; ++attempt) {
+    if (attempt > 0) co_await Sleep(kFirstRetryDelay * (1 << (attempt - 1)), branch.step);
+    EffectRequest request;
+    request.step = branch.step;
+    request.function = function;
+    request.args = *undo.Find("args");
+    request.needs_intent = true;
+    request.gid = txn.gid();
+    request.branch = branch.id;
+    request.op = "compensate";
+    EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+    if (outcome.ok) co_return true;
+    execution_->engine()->progress()->OnLog(
+        execution_->id(), branch.step, "WARNING",
+        "compensation of step '" + branch.step + "' failed (attempt " +
+            std::to_string(attempt + 1) + "): " + ErrorMessage(outcome.value));
+  }
+  co_return false;
+}
+
+}  // namespace atomflow::engine

@@ -1,0 +1,64 @@
+// The syntax tree of one `${...}` expression, and the operations the evaluator applies to
+// values. Internal to src/lang: other modules use the API of eval.h.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lang/eval.h"
+#include "value/value.h"
+
+namespace atomflow::lang {
+
+// An operator. Unary: kNeg, kNot. Arithmetic: kAdd .. kMod. Comparison: kEq .. kIn.
+// Logical, short-circuit: kAnd, kOr.
+// clang-format off
+enum class ExprOp {
+  kNeg, kNot,
+  kAdd, kSub, kMul, kDiv, kFloorDiv, kMod,
+  kEq, kNe, kLt, kLe, kGt, kGe, kIn,
+  kAnd, kOr
+};
+// clang-format on
+
+// One node of a parsed expression. Built by ParseExpression, never changed afterwards, so a
+// tree is shared read-only between threads; children are shared_ptr so that an assignment
+// target can keep its index expressions.
+class Expr {
+ public:
+  enum class Kind { kLiteral, kName, kField, kIndex, kCall, kList, kMap, kUnary, kBinary };
+
+  Kind kind = Kind::kLiteral;
+  int column = 0;    // 1-based column of the node's first character in the expression
+  Value literal;     // kLiteral: the value (constant lists and maps are folded into one)
+  std::string name;  // kName: the name; kField: the field; kCall: the dotted function name
+  // kName and kField: the whole dotted name (`http.default_retry`) when the node is a chain
+  // of names only; empty otherwise. Such a chain is a variable's field or a library name.
+  std::string dotted;
+  ExprOp op = ExprOp::kAdd;  // kUnary, kBinary
+  // kField: {base}; kIndex: {base, index}; kCall: args; kList: items; kMap: values;
+  // kUnary: {operand}; kBinary: {left, right}.
+  std::vector<std::shared_ptr<const Expr>> operands;
+  std::vector<std::string> keys;  // kMap: the keys, parallel to operands
+};
+
+// The language's operators on values. Each throws RaisedError (TypeError, ValueError,
+// ZeroDivisionError) as the language reference documents.
+Value ApplyUnary(ExprOp op, const Value& operand);
+Value ApplyBinary(ExprOp op, const Value& left, const Value& right);
+
+// `base.field`: KeyError when the map lacks the field, TypeError when base is not a map.
+const Value& GetField(const Value& base, std::string_view field);
+// `base[index]`: a list with an integer or a map with a string key.
+const Value& GetIndex(const Value& base, const Value& index);
+
+// A library value or function reachable by a dotted name without a call
+// (`http.default_retry`, `retry.always`); nullptr when the name is not one.
+const Value* FindLibraryValue(std::string_view dotted);
+
+// The symbol an operator is written with, for messages.
+const char* OpSymbol(ExprOp op);
+
+}  // namespace atomflow::lang

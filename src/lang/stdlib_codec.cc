@@ -1,0 +1,189 @@
+// The standard library's encodings: json.*, hash.* (OpenSSL) and time.* (RFC 3339).
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+#include "lang/stdlib.h"
+
+namespace atomflow::lang {
+namespace {
+
+Value JsonDecode(Args& args) {
+  const std::string& text = args.StringOrBytes(0);
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) args.BadValue("the data is not valid JSON");
+  return FromJson(json);
+}
+
+// indent: absent/false for compact output, true for two spaces, or a number of spaces.
+std::string JsonText(Args& args) {
+  Result<nlohmann::json> json = ToJson(args[0]);
+  if (!json.ok()) {
+    Raise("TypeError", fmt::format("{}: cannot encode: {}", args.function(), json.message()));
+  }
+  int indent = -1;
+  if (args.Has(1)) {
+    if (args[1].is_bool()) {
+      indent = args[1].AsBool() ? 2 : -1;
+    } else {
+      indent = static_cast<int>(std::clamp<int64_t>(args.Int(1), 0, 16));
+    }
+  }
+  return json->dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Value JsonEncode(Args& args) { return Value::Bytes(JsonText(args)); }
+Value JsonEncodeToString(Args& args) { return JsonText(args); }
+
+const EVP_MD* Digest(Args& args, size_t i) {
+  std::string name = args.String(i);
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name == "MD5") return EVP_md5();
+  if (name == "SHA1") return EVP_sha1();
+  if (name == "SHA256") return EVP_sha256();
+  if (name == "SHA384") return EVP_sha384();
+  if (name == "SHA512") return EVP_sha512();
+  args.BadValue(fmt::format("unsupported algorithm '{}' (MD5, SHA1, SHA256, SHA384, SHA512)",
+                            args.String(i)));
+}
+
+Value ComputeChecksum(Args& args) {
+  const std::string& data = args.StringOrBytes(0);
+  const EVP_MD* digest = Digest(args, 1);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(data.data(), data.size(), out, &size, digest, nullptr) != 1) {
+    Raise("SystemError", "hash.compute_checksum: the digest failed");
+  }
+  return Value::Bytes(std::string(reinterpret_cast<char*>(out), size));
+}
+
+Value ComputeHmac(Args& args) {
+  const std::string& key = args.StringOrBytes(0);
+  const std::string& data = args.StringOrBytes(1);
+  const EVP_MD* digest = Digest(args, 2);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (HMAC(digest, key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out,
+           &size) == nullptr) {
+    Raise("SystemError", "hash.compute_hmac: the HMAC failed");
+  }
+  return Value::Bytes(std::string(reinterpret_cast<char*>(out), size));
+}
+
+// A timezone as a fixed offset in seconds: "UTC", "Z", "Etc/UTC", "GMT" or "+HH:MM"/"-HH:MM".
+int64_t TimezoneOffset(Args& args, size_t i) {
+  if (!args.Has(i)) return 0;
+  const std::string& zone = args.String(i);
+  if (zone == "UTC" || zone == "Z" || zone == "Etc/UTC" || zone == "GMT") return 0;
+  int hours = 0, minutes = 0;
+  char sign = 0, end = 0;
+  if (std::sscanf(zone.c_str(), "%c%2d:%2d%c", &sign, &hours, &minutes, &end) == 3 &&
+      (sign == '+' || sign == '-') && zone.size() == 6 && hours < 24 && minutes < 60) {
+    return (sign == '-' ? -1 : 1) * (hours * 3600 + minutes * 60);
+  }
+  args.BadValue(fmt::format("unsupported timezone '{}' (UTC or a fixed offset like +02:00)", zone));
+}
+
+std::string OffsetSuffix(int64_t offset) {
+  if (offset == 0) return "Z";
+  int64_t magnitude = offset < 0 ? -offset : offset;
+  return fmt::format("{}{:02}:{:02}", offset < 0 ? '-' : '+', magnitude / 3600,
+                     magnitude / 60 % 60);
+}
+
+// Nanoseconds as ".123456789" without trailing zeros; empty for zero.
+std::string Fraction(int64_t nanos) {
+  if (nanos == 0) return "";
+  std::string digits = fmt::format("{:09}", nanos);
+  while (digits.back() == '0') digits.pop_back();
+  return "." + digits;
+}
+
+Value TimeFormat(Args& args) {
+  double seconds = args.Number(0);
+  int64_t offset = TimezoneOffset(args, 1);
+  if (!std::isfinite(seconds) || std::fabs(seconds) > 253402300799.0) {
+    args.BadValue(fmt::format("{} seconds is outside the years 0001-9999", seconds));
+  }
+  double whole = std::floor(seconds);
+  auto nanos = static_cast<int64_t>(std::llround((seconds - whole) * 1e9));
+  auto local = static_cast<time_t>(whole) + offset;
+  if (nanos >= 1000000000) {
+    nanos -= 1000000000;
+    ++local;
+  }
+  std::tm parts{};
+  gmtime_r(&local, &parts);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}{}", parts.tm_year + 1900,
+                     parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
+                     Fraction(nanos), OffsetSuffix(offset));
+}
+
+// Reads "[.fraction](Z|+HH:MM|-HH:MM)" after the seconds; false when malformed.
+bool ParseZoneAndFraction(std::string_view rest, double& fraction, int64_t& offset) {
+  fraction = 0;
+  if (!rest.empty() && rest.front() == '.') {
+    double scale = 0.1;
+    rest.remove_prefix(1);
+    if (rest.empty() || !std::isdigit(static_cast<unsigned char>(rest.front()))) return false;
+    while (!rest.empty() && std::isdigit(static_cast<unsigned char>(rest.front()))) {
+      fraction += (rest.front() - '0') * scale;
+      scale /= 10;
+      rest.remove_prefix(1);
+    }
+  }
+  if (rest == "Z" || rest == "z") {
+    offset = 0;
+    return true;
+  }
+  int hours = 0, minutes = 0;
+  if (rest.size() != 6 || (rest[0] != '+' && rest[0] != '-') || rest[3] != ':' ||
+      std::sscanf(std::string(rest.substr(1)).c_str(), "%2d:%2d", &hours, &minutes) != 2) {
+    return false;
+  }
+  offset = (rest[0] == '-' ? -1 : 1) * (hours * 3600 + minutes * 60);
+  return true;
+}
+
+Value TimeParse(Args& args) {
+  const std::string& text = args.String(0);
+  std::tm parts{};
+  int consumed = 0;
+  int matched =
+      std::sscanf(text.c_str(), "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &parts.tm_year, &parts.tm_mon,
+                  &parts.tm_mday, &parts.tm_hour, &parts.tm_min, &parts.tm_sec, &consumed);
+  double fraction = 0;
+  int64_t offset = 0;
+  if (matched != 6 || consumed == 0 || parts.tm_mon < 1 || parts.tm_mon > 12 || parts.tm_mday < 1 ||
+      parts.tm_mday > 31 || parts.tm_hour > 23 || parts.tm_min > 59 || parts.tm_sec > 60 ||
+      !ParseZoneAndFraction(std::string_view(text).substr(consumed), fraction, offset)) {
+    args.BadValue(fmt::format("'{}' is not an RFC 3339 timestamp", text));
+  }
+  parts.tm_year -= 1900;
+  parts.tm_mon -= 1;
+  time_t utc = timegm(&parts) - offset;
+  return static_cast<double>(utc) + fraction;
+}
+
+}  // namespace
+
+const std::vector<LibraryFunction>& CodecFunctions() {
+  static const std::vector<LibraryFunction> table = {
+      Pure("json.decode", {"data"}, 1, JsonDecode),
+      Pure("json.encode", {"data", "indent"}, 1, JsonEncode),
+      Pure("json.encode_to_string", {"data", "indent"}, 1, JsonEncodeToString),
+      Pure("hash.compute_checksum", {"data", "algorithm"}, 2, ComputeChecksum),
+      Pure("hash.compute_hmac", {"key", "data", "algorithm"}, 3, ComputeHmac),
+      Pure("time.format", {"seconds", "timezone"}, 1, TimeFormat),
+      Pure("time.parse", {"value"}, 1, TimeParse),
+  };
+  return table;
+}
+
+}  // namespace atomflow::lang

@@ -1,0 +1,272 @@
+// The standard library's text and base64 functions. Positions and lengths count Unicode code
+// points; regular expressions are RE2.
+#include <fmt/format.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "lang/stdlib.h"
+
+namespace atomflow::lang {
+namespace {
+
+std::string AsciiCase(std::string text, int (*convert)(int)) {
+  for (char& c : text) c = static_cast<char>(convert(static_cast<unsigned char>(c)));
+  return text;
+}
+
+Value ToLower(Args& args) { return AsciiCase(args.String(0), std::tolower); }
+Value ToUpper(Args& args) { return AsciiCase(args.String(0), std::toupper); }
+
+// Only UTF-8 is supported; the charset argument may name it in any case.
+void CheckCharset(Args& args, size_t i) {
+  if (!args.Has(i)) return;
+  std::string charset = AsciiCase(args.String(i), std::toupper);
+  if (charset != "UTF-8" && charset != "UTF8") {
+    args.BadValue(fmt::format("unsupported charset '{}' (only UTF-8)", args.String(i)));
+  }
+}
+
+Value Encode(Args& args) {
+  CheckCharset(args, 1);
+  return Value::Bytes(args.String(0));
+}
+
+Value Decode(Args& args) {
+  CheckCharset(args, 1);
+  if (!args[0].is_bytes()) args.WrongType(0, "bytes");
+  if (!IsValidUtf8(args[0].AsBytes())) args.BadValue("the data is not valid UTF-8");
+  return args[0].AsBytes();
+}
+
+Value Match(size_t byte_offset, std::string_view source, std::string_view match) {
+  auto index = static_cast<int64_t>(Utf8Length(source.substr(0, byte_offset)));
+  return Map{{"index", index}, {"match", Value(match)}};
+}
+
+Value FindAll(Args& args) {
+  const std::string& source = args.String(0);
+  const std::string& needle = args.String(1);
+  List matches;
+  if (needle.empty()) return matches;
+  for (size_t at = source.find(needle); at != std::string::npos;
+       at = source.find(needle, at + needle.size())) {
+    matches.push_back(Match(at, source, needle));
+  }
+  return matches;
+}
+
+// Compiled patterns by their text. Workflows call the regex functions in loops with a few
+// fixed patterns, and compiling is the costly part. Bounded: emptied when full. Thread safe;
+// compiled RE2 objects are immutable and shared by every caller.
+class RegexCache {
+ public:
+  std::shared_ptr<const RE2> Get(const std::string& pattern) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = patterns_.find(pattern);
+      if (it != patterns_.end()) return it->second;
+    }
+    auto regex = std::make_shared<const RE2>(pattern, RE2::Quiet);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (patterns_.size() >= kMaxPatterns) patterns_.clear();
+    patterns_.emplace(pattern, regex);
+    return regex;
+  }
+
+  static RegexCache& Instance() {
+    static RegexCache cache;
+    return cache;
+  }
+
+ private:
+  static constexpr size_t kMaxPatterns = 256;
+
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<const RE2>> patterns_;
+};
+
+std::shared_ptr<const RE2> Compile(Args& args, size_t i) {
+  std::shared_ptr<const RE2> regex = RegexCache::Instance().Get(args.String(i));
+  if (!regex->ok()) {
+    args.BadValue(
+        fmt::format("invalid regular expression '{}': {}", args.String(i), regex->error()));
+  }
+  return regex;
+}
+
+Value FindAllRegex(Args& args) {
+  const std::string& source = args.String(0);
+  std::shared_ptr<const RE2> regex = Compile(args, 1);
+  List matches;
+  size_t at = 0;
+  re2::StringPiece match;
+  while (at <= source.size() &&
+         regex->Match(source, at, source.size(), RE2::UNANCHORED, &match, 1)) {
+    size_t begin = static_cast<size_t>(match.data() - source.data());
+    matches.push_back(Match(begin, source, std::string_view(match.data(), match.size())));
+    // An empty match must not repeat: step over one code point.
+    at = begin + match.size();
+    if (match.empty()) at = begin + Utf8Offset(std::string_view(source).substr(begin), 1);
+    if (match.empty() && begin == source.size()) break;
+  }
+  return matches;
+}
+
+Value MatchRegex(Args& args) {
+  std::shared_ptr<const RE2> regex = Compile(args, 1);
+  return RE2::PartialMatch(args.String(0), *regex);
+}
+
+Value ReplaceAll(Args& args) {
+  std::string text = args.String(0);
+  const std::string& needle = args.String(1);
+  const std::string& replacement = args.String(2);
+  if (needle.empty()) return text;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + replacement.size())) {
+    text.replace(at, needle.size(), replacement);
+  }
+  return text;
+}
+
+Value ReplaceAllRegex(Args& args) {
+  std::string text = args.String(0);
+  std::shared_ptr<const RE2> regex = Compile(args, 1);
+  std::string error;
+  if (!regex->CheckRewriteString(args.String(2), &error)) {
+    args.BadValue(fmt::format("invalid replacement '{}': {}", args.String(2), error));
+  }
+  RE2::GlobalReplace(&text, *regex, args.String(2));
+  return text;
+}
+
+Value Split(Args& args) {
+  std::string_view source = args.String(0);
+  std::string_view separator = args.String(1);
+  List parts;
+  if (separator.empty()) {
+    for (size_t i = 0; i < source.size();) {
+      size_t next = i + Utf8Offset(source.substr(i), 1);
+      parts.push_back(Value(source.substr(i, next - i)));
+      i = next;
+    }
+    return parts;
+  }
+  size_t start = 0;
+  for (size_t at = source.find(separator); at != std::string_view::npos;
+       at = source.find(separator, start)) {
+    parts.push_back(Value(source.substr(start, at - start)));
+    start = at + separator.size();
+  }
+  parts.push_back(Value(source.substr(start)));
+  return parts;
+}
+
+// Code point positions [start, end), clamped to the text.
+Value Substring(Args& args) {
+  std::string_view source = args.String(0);
+  int64_t length = static_cast<int64_t>(Utf8Length(source));
+  int64_t start = std::clamp<int64_t>(args.Int(1), 0, length);
+  int64_t end = std::clamp<int64_t>(args.Int(2), start, length);
+  size_t begin_byte = Utf8Offset(source, static_cast<size_t>(start));
+  size_t end_byte = Utf8Offset(source, static_cast<size_t>(end));
+  return Value(source.substr(begin_byte, end_byte - begin_byte));
+}
+
+bool IsUnreserved(unsigned char c) {
+  return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
+}
+
+std::string UrlEncode(std::string_view text, bool plus_for_space) {
+  std::string out;
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (IsUnreserved(byte)) {
+      out += c;
+    } else if (byte == ' ' && plus_for_space) {
+      out += '+';
+    } else {
+      out += fmt::format("%{:02X}", byte);
+    }
+  }
+  return out;
+}
+
+Value UrlEncodeValue(Args& args) { return UrlEncode(args.String(0), false); }
+Value UrlEncodePlus(Args& args) { return UrlEncode(args.String(0), true); }
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX sequences and '+' (a space in query strings) decode; the result must be UTF-8.
+Value UrlDecode(Args& args) {
+  std::string_view text = args.String(0);
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] != '%') {
+      out += text[i];
+    } else if (i + 2 < text.size() && HexDigit(text[i + 1]) >= 0 && HexDigit(text[i + 2]) >= 0) {
+      out += static_cast<char>(HexDigit(text[i + 1]) * 16 + HexDigit(text[i + 2]));
+      i += 2;
+    } else {
+      args.BadValue(fmt::format("invalid escape at position {} of '{}'", i, text));
+    }
+  }
+  if (!IsValidUtf8(out)) args.BadValue("the decoded text is not valid UTF-8");
+  return out;
+}
+
+Value Base64EncodeValue(Args& args) {
+  std::string text = Base64Encode(args.StringOrBytes(0));
+  if (args.Has(1) && !args.Bool(1)) {
+    while (!text.empty() && text.back() == '=') text.pop_back();
+  }
+  return text;
+}
+
+Value Base64DecodeValue(Args& args) {
+  std::string text = args.String(0);
+  if (args.Has(1) && !args.Bool(1)) {
+    while (text.size() % 4 != 0) text += '=';
+  }
+  Result<std::string> bytes = Base64Decode(text);
+  if (!bytes.ok()) args.BadValue(fmt::format("invalid base64: {}", bytes.message()));
+  return Value::Bytes(std::move(bytes.value()));
+}
+
+}  // namespace
+
+const std::vector<LibraryFunction>& TextFunctions() {
+  static const std::vector<LibraryFunction> table = {
+      Pure("text.decode", {"data", "charset"}, 1, Decode),
+      Pure("text.encode", {"text", "charset"}, 1, Encode),
+      Pure("text.find_all", {"source", "substr"}, 2, FindAll),
+      Pure("text.find_all_regex", {"source", "regexp"}, 2, FindAllRegex),
+      Pure("text.match_regex", {"source", "regexp"}, 2, MatchRegex),
+      Pure("text.replace_all", {"source", "substr", "repl"}, 3, ReplaceAll),
+      Pure("text.replace_all_regex", {"source", "regexp", "repl"}, 3, ReplaceAllRegex),
+      Pure("text.split", {"source", "separator"}, 2, Split),
+      Pure("text.substring", {"source", "start", "end"}, 3, Substring),
+      Pure("text.to_lower", {"source"}, 1, ToLower),
+      Pure("text.to_upper", {"source"}, 1, ToUpper),
+      Pure("text.url_decode", {"source"}, 1, UrlDecode),
+      Pure("text.url_encode", {"source"}, 1, UrlEncodeValue),
+      Pure("text.url_encode_plus", {"source"}, 1, UrlEncodePlus),
+      Pure("base64.encode", {"data", "padding"}, 1, Base64EncodeValue),
+      Pure("base64.decode", {"data", "padding"}, 1, Base64DecodeValue),
+  };
+  return table;
+}
+
+}  // namespace atomflow::lang

@@ -1,0 +1,36 @@
+// Rendering a value template: evaluating the `${...}` expressions it holds, map keys included.
+#include <fmt/format.h>
+
+#include "lang/ast.h"
+
+namespace atomflow::lang {
+
+Value Render(const Template& tmpl, EvalHost& host) {
+  switch (tmpl.kind) {
+    case Template::Kind::kLiteral:
+      return tmpl.literal;
+    case Template::Kind::kExpression:
+      return Evaluate(*tmpl.expression, host);
+    case Template::Kind::kList: {
+      List items;
+      items.reserve(tmpl.items.size());
+      for (const Template& item : tmpl.items) items.push_back(Render(item, host));
+      return items;
+    }
+    case Template::Kind::kMap: {
+      Map map;
+      for (const auto& [key_template, value_template] : tmpl.entries) {
+        Value key = Render(key_template, host);
+        if (!key.is_string()) {
+          Raise("TypeError", fmt::format("a map key must be a string, got {}: {}", key.TypeName(),
+                                         DebugString(key)));
+        }
+        map.Set(key.AsString(), Render(value_template, host));
+      }
+      return map;
+    }
+  }
+  return Value();
+}
+
+}  // namespace atomflow::lang

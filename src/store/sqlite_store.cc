@@ -1,0 +1,454 @@
+// SqliteStore: opening and schema, the write queue, and the group-committing writer thread.
+#include "store/sqlite_store.h"
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <string_view>
+#include <utility>
+
+namespace atomflow::store {
+namespace {
+
+// Bump when the schema changes; a store written by a newer build is refused, not guessed at.
+constexpr int64_t kSchemaVersion = 1;
+
+constexpr int kBusyTimeoutMs = 10000;
+
+// The layout documented in docs/store.md. Created in the same transaction that records the
+// schema version, so a crash while creating leaves either no tables or all of them.
+constexpr std::string_view kCreateSchema = R"sql(
+CREATE TABLE executions (
+  id TEXT PRIMARY KEY,
+  workflow_name TEXT NOT NULL,
+  source_file TEXT NOT NULL,
+  source TEXT NOT NULL,
+  argument TEXT NOT NULL,
+  state TEXT NOT NULL,
+  result TEXT NOT NULL,
+  error TEXT NOT NULL,
+  start_time_ms INTEGER NOT NULL,
+  end_time_ms INTEGER NOT NULL,
+  owner TEXT NOT NULL
+);
+CREATE INDEX executions_by_start ON executions (start_time_ms);
+CREATE INDEX executions_by_state ON executions (state, start_time_ms);
+CREATE TABLE journal (
+  execution_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  time_ms INTEGER NOT NULL,
+  PRIMARY KEY (execution_id, seq)
+) WITHOUT ROWID;
+INSERT INTO schema_version (version) VALUES (1);
+)sql";
+
+int64_t NowMs() {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  return duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Status CheckFolder(const std::string& path) {
+  std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  if (folder.empty()) return Status::Ok();
+
+  std::error_code error;
+  if (std::filesystem::is_directory(folder, error)) return Status::Ok();
+  return Status::Error("folder " + folder.string() + " does not exist");
+}
+
+Result<Connection> OpenConnection(const std::string& path) {
+  sqlite3* raw = nullptr;
+  int code =
+      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  Connection db(raw);
+  if (code != SQLITE_OK) {
+    return Status::Error(raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(code));
+  }
+
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
+  return db;
+}
+
+// WAL lets readers run beside the writer; FULL syncs the WAL on every commit, which is what
+// makes an acknowledged write survive a power loss, not only a process crash.
+Status ConfigureWriter(sqlite3* db) {
+  Result<Statement> mode = Statement::Prepare(db, "PRAGMA journal_mode=WAL");
+  if (!mode.ok()) return mode.status();
+
+  Result<bool> row = mode->Step();
+  if (!row.ok()) return row.status();
+  if (!*row || mode->Text(0) != "wal") return Status::Error("the file cannot use WAL mode");
+  mode->Reset();
+
+  return ExecSql(db, "PRAGMA synchronous=FULL");
+}
+
+Result<int64_t> ReadSchemaVersion(sqlite3* db) {
+  Result<Statement> select = Statement::Prepare(db, "SELECT MAX(version) FROM schema_version");
+  if (!select.ok()) return select.status();
+
+  Result<bool> row = select->Step();
+  if (!row.ok()) return row.status();
+  return select->IsNull(0) ? 0 : select->Int(0);
+}
+
+Status CreateOrCheckSchema(sqlite3* db) {
+  Status status = ExecSql(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)");
+  if (!status.ok()) return status;
+
+  Result<int64_t> version = ReadSchemaVersion(db);
+  if (!version.ok()) return version.status();
+  if (*version == 0) return ExecSql(db, kCreateSchema);
+  if (*version > kSchemaVersion) {
+    return Status::Error("its schema version " + std::to_string(*version) +
+                         " is newer than this atomflow supports (" +
+                         std::to_string(kSchemaVersion) + "); use a newer atomflow");
+  }
+  return Status::Ok();
+}
+
+// Checks or creates the schema in one write transaction, so that two processes opening a new
+// file at once cannot both create it.
+Status EnsureSchema(sqlite3* db) {
+  Status status = ExecSql(db, "BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+
+  status = CreateOrCheckSchema(db);
+  if (!status.ok()) {
+    (void)ExecSql(db, "ROLLBACK");
+    return status;
+  }
+  return ExecSql(db, "COMMIT");
+}
+
+Status PrepareAll(sqlite3* db,
+                  std::initializer_list<std::pair<Statement*, std::string_view>> statements) {
+  for (const auto& [statement, sql] : statements) {
+    Result<Statement> prepared = Statement::Prepare(db, sql);
+    if (!prepared.ok()) return prepared.status();
+    *statement = std::move(prepared).value();
+  }
+  return Status::Ok();
+}
+
+Status NotFound(const std::string& execution_id) {
+  return Status::Error("execution " + execution_id + " not found");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  Result<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(path);
+  if (!store.ok()) return store.status();
+  return std::unique_ptr<Store>(std::move(store).value());
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+  std::unique_ptr<SqliteStore> store(new SqliteStore(path));
+  Status status = CheckFolder(path);
+  if (status.ok()) status = store->OpenConnections();
+  if (status.ok()) status = store->PrepareStatements();
+  if (!status.ok()) return Status::Error("cannot open store " + path + ": " + status.message());
+
+  store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  return store;
+}
+
+Status SqliteStore::OpenConnections() {
+  Result<Connection> writer = OpenConnection(path_);
+  if (!writer.ok()) return writer.status();
+  writer_db_ = std::move(writer).value();
+
+  Status status = ConfigureWriter(writer_db_.get());
+  if (status.ok()) status = EnsureSchema(writer_db_.get());
+  if (!status.ok()) return status;
+
+  Result<Connection> reader = OpenConnection(path_);
+  if (!reader.ok()) return reader.status();
+  reader_db_ = std::move(reader).value();
+  return ExecSql(reader_db_.get(), "PRAGMA query_only=ON");
+}
+
+Status SqliteStore::PrepareStatements() {
+  constexpr std::string_view kColumns =
+      "id, workflow_name, source_file, source, argument, state, result, error, start_time_ms, "
+      "end_time_ms, owner";
+  std::string select = "SELECT " + std::string(kColumns) + " FROM executions ";
+  WriterStatements& w = writer_statements_;
+  ReaderStatements& r = reader_statements_;
+
+  Status status = PrepareAll(
+      writer_db_.get(),
+      {{&w.begin, "BEGIN IMMEDIATE"},
+       {&w.commit, "COMMIT"},
+       {&w.rollback, "ROLLBACK"},
+       {&w.insert_execution, "INSERT INTO executions (" + std::string(kColumns) +
+                                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+       {&w.insert_journal,
+        "INSERT INTO journal (execution_id, seq, kind, key, payload, time_ms) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+       {&w.journal_tail,
+        "SELECT EXISTS (SELECT 1 FROM executions WHERE id = ?1), "
+        "(SELECT MAX(seq) FROM journal WHERE execution_id = ?1)"},
+       {&w.finish,
+        "UPDATE executions SET state = ?2, result = ?3, error = ?4, end_time_ms = ?5, "
+        "owner = '' WHERE id = ?1 AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"},
+       {&w.owner, "SELECT owner, state FROM executions WHERE id = ?1"},
+       {&w.set_owner, "UPDATE executions SET owner = ?2 WHERE id = ?1"}});
+  if (!status.ok()) return status;
+
+  return PrepareAll(
+      reader_db_.get(),
+      {{&r.get_execution, select + "WHERE id = ?1"},
+       {&r.list_all, select + "ORDER BY start_time_ms DESC, rowid DESC LIMIT ?1"},
+       {&r.list_by_state,
+        select + "WHERE state = ?1 ORDER BY start_time_ms DESC, rowid DESC LIMIT ?2"},
+       {&r.read_journal,
+        "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
+        "ORDER BY seq"}});
+}
+
+SqliteStore::~SqliteStore() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+  }
+  queue_ready_.notify_one();
+  if (writer_.joinable()) writer_.join();
+}
+
+// ---- The write queue ----
+
+void SqliteStore::Enqueue(WriteOp op) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    queue_.push_back(std::move(op));
+  }
+  queue_ready_.notify_one();
+}
+
+Status SqliteStore::EnqueueAndWait(std::function<Status()> apply) {
+  // Waiting on the writer from its own thread (a callback) would wait forever.
+  if (std::this_thread::get_id() == writer_.get_id()) {
+    return Status::Error("a blocking store call was made from a store callback");
+  }
+
+  std::promise<Status> outcome;
+  std::future<Status> future = outcome.get_future();
+  Enqueue({std::move(apply), [&outcome](const Status& status) { outcome.set_value(status); }});
+  return future.get();
+}
+
+void SqliteStore::WriterLoop() {
+  std::unique_lock lock(queue_mutex_);
+  while (true) {
+    queue_ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued has been written
+
+    std::vector<WriteOp> batch;
+    batch.swap(queue_);
+    lock.unlock();
+    RunBatch(batch);
+    lock.lock();
+  }
+}
+
+void SqliteStore::RunBatch(std::vector<WriteOp>& batch) {
+  std::vector<Status> outcomes(batch.size());
+  Status committed = ApplyBatch(batch, outcomes);
+
+  // A failed batch rolled back every seq it handed out; re-read them on next use.
+  if (!committed.ok()) next_seq_.clear();
+
+  if (!committed.ok()) outcomes.assign(batch.size(), committed);
+
+  // Counted before any callback runs, so a caller woken by one sees stats that include it.
+  uint64_t appended = 0;
+  for (size_t i = 0; i < batch.size(); ++i) appended += batch[i].is_append && outcomes[i].ok();
+  appends_ += appended;
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].done) batch[i].done(outcomes[i]);
+  }
+}
+
+// Applies every op of the batch in one transaction. An op that fails on its own (a duplicate
+// id, an unknown execution) fails alone; a failure that aborted the transaction, or a failed
+// COMMIT, fails the whole batch.
+Status SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, std::vector<Status>& outcomes) {
+  bool writes = false;
+  for (const WriteOp& op : batch) writes = writes || op.apply != nullptr;
+  if (!writes) return Status::Ok();  // only flush markers: nothing to commit
+
+  WriterStatements& w = writer_statements_;
+  ScopedReset reset_begin(w.begin);
+  Result<int> begun = w.begin.Run();
+  if (!begun.ok()) return begun.status();
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].apply == nullptr) continue;
+    outcomes[i] = batch[i].apply();
+    if (!outcomes[i].ok() && sqlite3_get_autocommit(writer_db_.get())) return outcomes[i];
+  }
+
+  ScopedReset reset_commit(w.commit);
+  Result<int> done = w.commit.Run();
+  if (!done.ok()) {
+    ScopedReset reset_rollback(w.rollback);
+    (void)w.rollback.Run();
+    return done.status();
+  }
+  ++commits_;
+  return Status::Ok();
+}
+
+// ---- Writes ----
+
+Status SqliteStore::CreateExecution(const ExecutionRecord& record) {
+  return EnqueueAndWait([this, &record] { return ApplyCreate(record); });
+}
+
+void SqliteStore::Append(const std::string& execution_id, JournalEntry entry,
+                         std::function<void(Status)> on_durable) {
+  WriteOp op;
+  op.apply = [this, execution_id, entry = std::move(entry)] {
+    return ApplyAppend(execution_id, entry);
+  };
+  op.done = std::move(on_durable);
+  op.is_append = true;
+  Enqueue(std::move(op));
+}
+
+void SqliteStore::Finish(const std::string& execution_id, std::string state, std::string result,
+                         std::string error, std::function<void(Status)> on_durable) {
+  WriteOp op;
+  op.apply = [this, execution_id, state = std::move(state), result = std::move(result),
+              error = std::move(error)] { return ApplyFinish(execution_id, state, result, error); };
+  op.done = std::move(on_durable);
+  Enqueue(std::move(op));
+}
+
+Status SqliteStore::Flush() {
+  // A marker with no write: it completes once every op queued before it has committed.
+  return EnqueueAndWait(nullptr);
+}
+
+Result<bool> SqliteStore::Claim(const std::string& execution_id, const std::string& owner) {
+  bool claimed = false;
+  Status status = EnqueueAndWait([&] { return ApplyClaim(execution_id, owner, claimed); });
+  if (!status.ok()) return status;
+  return claimed;
+}
+
+Status SqliteStore::Release(const std::string& execution_id, const std::string& owner) {
+  return EnqueueAndWait([&] { return ApplyRelease(execution_id, owner); });
+}
+
+StoreStats SqliteStore::stats() const { return {appends_.load(), commits_.load()}; }
+
+// ---- What each write does inside the batch transaction (writer thread only) ----
+
+Status SqliteStore::ApplyCreate(const ExecutionRecord& record) {
+  Statement& insert = writer_statements_.insert_execution;
+  ScopedReset reset(insert);
+  insert.Bind(1, record.id).Bind(2, record.workflow_name).Bind(3, record.source_file);
+  insert.Bind(4, record.source).Bind(5, record.argument).Bind(6, record.state);
+  insert.Bind(7, record.result).Bind(8, record.error).Bind(9, record.start_time_ms);
+  insert.Bind(10, record.end_time_ms).Bind(11, record.owner);
+
+  Result<int> inserted = insert.Run();
+  if (!inserted.ok()) {
+    return Status::Error("cannot create execution " + record.id + ": " + inserted.message());
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::ApplyAppend(const std::string& execution_id, const JournalEntry& entry) {
+  Result<int64_t> seq = NextSeq(execution_id);
+  if (!seq.ok()) return seq.status();
+
+  Statement& insert = writer_statements_.insert_journal;
+  ScopedReset reset(insert);
+  insert.Bind(1, execution_id).Bind(2, *seq).Bind(3, entry.kind).Bind(4, entry.key);
+  insert.Bind(5, entry.payload.dump()).Bind(6, entry.time_ms);
+  Result<int> inserted = insert.Run();
+  if (!inserted.ok()) return inserted.status();
+
+  // Advance only once the row is in, so a failed insert leaves no gap.
+  next_seq_[execution_id] = *seq + 1;
+  return Status::Ok();
+}
+
+// The seq the execution's next entry gets; the first append in this process reads where the
+// journal ended (after a restart it continues from there).
+Result<int64_t> SqliteStore::NextSeq(const std::string& execution_id) {
+  auto cached = next_seq_.find(execution_id);
+  if (cached != next_seq_.end()) return cached->second;
+
+  Statement& tail = writer_statements_.journal_tail;
+  ScopedReset reset(tail);
+  tail.Bind(1, execution_id);
+  Result<bool> row = tail.Step();
+  if (!row.ok()) return row.status();
+  if (!*row || tail.Int(0) == 0) return NotFound(execution_id);
+  return tail.Int(1) + 1;  // MAX(seq) is NULL (read as 0) for an empty journal
+}
+
+Status SqliteStore::ApplyFinish(const std::string& execution_id, const std::string& state,
+                                const std::string& result, const std::string& error) {
+  Statement& finish = writer_statements_.finish;
+  ScopedReset reset(finish);
+  finish.Bind(1, execution_id).Bind(2, state).Bind(3, result).Bind(4, error).Bind(5, NowMs());
+  Result<int> changed = finish.Run();
+  if (!changed.ok()) return changed.status();
+  if (*changed == 1) return Status::Ok();
+
+  // Nothing changed: either no such execution, or it had already ended (a terminal state is
+  // final, so a late Finish cannot overwrite how it ended).
+  Result<std::string> owner = CurrentOwner(execution_id);
+  if (!owner.ok()) return owner.status();
+  return Status::Error("execution " + execution_id + " has already finished");
+}
+
+Result<std::string> SqliteStore::CurrentOwner(const std::string& execution_id) {
+  Statement& select = writer_statements_.owner;
+  ScopedReset reset(select);
+  select.Bind(1, execution_id);
+  Result<bool> row = select.Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return NotFound(execution_id);
+  return select.Text(0);
+}
+
+Status SqliteStore::ApplyClaim(const std::string& execution_id, const std::string& owner,
+                               bool& claimed) {
+  Result<std::string> current = CurrentOwner(execution_id);
+  if (!current.ok()) return current.status();
+
+  // The batch holds the write lock, so no other process can claim between check and update.
+  claimed = *current == owner || !IsLiveLocalOwner(*current);
+  if (!claimed || *current == owner) return Status::Ok();
+
+  Statement& update = writer_statements_.set_owner;
+  ScopedReset reset(update);
+  update.Bind(1, execution_id).Bind(2, owner);
+  return update.Run().status();
+}
+
+Status SqliteStore::ApplyRelease(const std::string& execution_id, const std::string& owner) {
+  Result<std::string> current = CurrentOwner(execution_id);
+  if (!current.ok()) return current.status();
+  if (*current != owner) return Status::Ok();
+
+  Statement& update = writer_statements_.set_owner;
+  ScopedReset reset(update);
+  update.Bind(1, execution_id).Bind(2, std::string_view());
+  return update.Run().status();
+}
+
+}  // namespace atomflow::store

@@ -1,0 +1,101 @@
+// The Store interface: durable execution records and their append-only journals.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace atomflow::store {
+
+// One execution as the store keeps it. JSON-valued fields hold JSON text.
+struct ExecutionRecord {
+  std::string id;
+  std::string workflow_name;
+  std::string source_file;
+  std::string source;    // the workflow text the execution runs
+  std::string argument;  // JSON text
+  std::string state;     // ACTIVE, SUCCEEDED, FAILED, CANCELLED
+  std::string result;    // JSON text, empty if none
+  std::string error;     // JSON text, empty if none
+  int64_t start_time_ms = 0;
+  int64_t end_time_ms = 0;  // 0 while active
+  std::string owner;        // "hostname:pid" of the process driving it, empty when none
+};
+
+// One record of an execution's journal.
+struct JournalEntry {
+  int64_t seq = 0;   // assigned by the store, per execution, from 1; ignored by Append
+  std::string kind;  // "intent", "result", "branch", "decision", "log", ...
+  std::string key;   // the effect key, e.g. "main/3"
+  nlohmann::json payload;
+  int64_t time_ms = 0;
+};
+
+// Counters that let tests and benchmarks see group commit at work.
+struct StoreStats {
+  uint64_t appends = 0;  // journal entries in committed transactions
+  uint64_t commits = 0;  // committed write transactions
+};
+
+// Durable home of executions and journals. Every method is thread safe. Writes are queued
+// to one writer that commits many of them in one transaction; the on_durable callbacks run
+// on that writer's thread once the transaction holding the write committed (or failed), so
+// they must be quick and must not call the blocking methods (CreateExecution, Flush, Claim,
+// Release), which wait for that same thread.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Records a new execution; durable when it returns. Fails if the id is taken.
+  [[nodiscard]] virtual Status CreateExecution(const ExecutionRecord& record) = 0;
+
+  // Queues a journal entry. Its seq is the next one of the execution, in call order.
+  virtual void Append(const std::string& execution_id, JournalEntry entry,
+                      std::function<void(Status)> on_durable) = 0;
+
+  // Ends an execution (state, result and error JSON text) and clears its owner; ordered
+  // after the execution's earlier appends.
+  virtual void Finish(const std::string& execution_id, std::string state, std::string result,
+                      std::string error, std::function<void(Status)> on_durable) = 0;
+
+  // Blocks until every write queued before the call is durable.
+  [[nodiscard]] virtual Status Flush() = 0;
+
+  [[nodiscard]] virtual Result<ExecutionRecord> GetExecution(const std::string& id) = 0;
+
+  // Newest first; an empty filter lists every state; limit <= 0 means no limit.
+  [[nodiscard]] virtual Result<std::vector<ExecutionRecord>> ListExecutions(
+      std::string_view state_filter, int limit) = 0;
+
+  // The durable journal of an execution, in seq order.
+  [[nodiscard]] virtual Result<std::vector<JournalEntry>> ReadJournal(
+      const std::string& execution_id) = 0;
+
+  // Makes `owner` the driver of the execution, unless a live process on this host other than
+  // `owner` holds it: then returns false. Owners on other hosts are taken over.
+  [[nodiscard]] virtual Result<bool> Claim(const std::string& execution_id,
+                                           const std::string& owner) = 0;
+
+  // Clears the owner if it is `owner`; releasing an execution held by another is a no-op.
+  [[nodiscard]] virtual Status Release(const std::string& execution_id,
+                                       const std::string& owner) = 0;
+
+  virtual StoreStats stats() const = 0;
+};
+
+// "hostname:pid" of the calling process, the owner string Claim expects.
+std::string ProcessOwner();
+
+// True when `owner` ("hostname:pid") names a process that is alive on this host.
+bool IsLiveLocalOwner(std::string_view owner);
+
+// Opens (creating if needed) the SQLite store at `path`; its folder must exist.
+[[nodiscard]] Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace atomflow::store

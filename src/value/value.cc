@@ -1,0 +1,311 @@
+// The value model: construction, copy-on-write access, equality and JSON conversion.
+#include "value/value.h"
+
+#include <cmath>
+
+namespace atomflow {
+
+namespace {
+
+template <typename Box>
+Box& Unshare(std::shared_ptr<Box>& box) {
+  if (box.use_count() > 1) box = std::make_shared<Box>(*box);
+  return *box;
+}
+
+}  // namespace
+
+Value::Value(std::string s) : rep_(std::make_shared<StringBox>(StringBox{std::move(s)})) {}
+
+Value::Value(List list) : rep_(std::make_shared<List>(std::move(list))) {}
+
+Value::Value(Map map) : rep_(std::make_shared<Map>(std::move(map))) {}
+
+Value Value::Bytes(std::string bytes) {
+  Value value;
+  value.rep_ = std::make_shared<BytesBox>(BytesBox{std::move(bytes)});
+  return value;
+}
+
+Value::Type Value::type() const { return static_cast<Type>(rep_.index()); }
+
+const std::string& Value::AsString() const {
+  return std::get<std::shared_ptr<StringBox>>(rep_)->text;
+}
+
+const std::string& Value::AsBytes() const {
+  return std::get<std::shared_ptr<BytesBox>>(rep_)->data;
+}
+
+const List& Value::AsList() const { return *std::get<std::shared_ptr<List>>(rep_); }
+
+const Map& Value::AsMap() const { return *std::get<std::shared_ptr<Map>>(rep_); }
+
+std::string& Value::MutableString() {
+  return Unshare(std::get<std::shared_ptr<StringBox>>(rep_)).text;
+}
+
+List& Value::MutableList() { return Unshare(std::get<std::shared_ptr<List>>(rep_)); }
+
+Map& Value::MutableMap() { return Unshare(std::get<std::shared_ptr<Map>>(rep_)); }
+
+bool Value::operator==(const Value& other) const {
+  if (is_number() && other.is_number()) {
+    if (is_int() && other.is_int()) return AsInt() == other.AsInt();
+    return AsNumber() == other.AsNumber();
+  }
+  if (type() != other.type()) return false;
+  switch (type()) {
+    case Type::kNull:
+      return true;
+    case Type::kBool:
+      return AsBool() == other.AsBool();
+    case Type::kString:
+      return AsString() == other.AsString();
+    case Type::kBytes:
+      return AsBytes() == other.AsBytes();
+    case Type::kList:
+      return AsList() == other.AsList();
+    case Type::kMap:
+      return AsMap() == other.AsMap();
+    default:
+      return false;  // numbers were handled above
+  }
+}
+
+const char* Value::TypeName(Type type) {
+  switch (type) {
+    case Type::kNull:
+      return "null";
+    case Type::kBool:
+      return "boolean";
+    case Type::kInt:
+      return "integer";
+    case Type::kDouble:
+      return "double";
+    case Type::kString:
+      return "string";
+    case Type::kBytes:
+      return "bytes";
+    case Type::kList:
+      return "list";
+    case Type::kMap:
+      return "map";
+  }
+  return "unknown";
+}
+
+Map::Map(std::initializer_list<Entry> entries) {
+  for (const Entry& entry : entries) Set(entry.first, entry.second);
+}
+
+const Value* Map::Find(std::string_view key) const {
+  for (const Entry& entry : entries_) {
+    if (entry.first == key) return &entry.second;
+  }
+  return nullptr;
+}
+
+Value* Map::Find(std::string_view key) {
+  for (Entry& entry : entries_) {
+    if (entry.first == key) return &entry.second;
+  }
+  return nullptr;
+}
+
+void Map::Set(std::string key, Value value) {
+  if (Value* existing = Find(key)) {
+    *existing = std::move(value);
+    return;
+  }
+  entries_.emplace_back(std::move(key), std::move(value));
+}
+
+Value& Map::operator[](std::string_view key) {
+  if (Value* existing = Find(key)) return *existing;
+  entries_.emplace_back(std::string(key), Value());
+  return entries_.back().second;
+}
+
+bool Map::Erase(std::string_view key) {
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (it->first == key) {
+      entries_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Map::operator==(const Map& other) const {
+  if (size() != other.size()) return false;
+  for (const Entry& entry : entries_) {
+    const Value* theirs = other.Find(entry.first);
+    if (theirs == nullptr || !(*theirs == entry.second)) return false;
+  }
+  return true;
+}
+
+namespace {
+
+constexpr const char* kBytesKey = "$bytes";
+
+// Shared by ToJson and ToJournalJson; `journal` selects the lossless bytes encoding.
+Result<nlohmann::json> Encode(const Value& value, bool journal) {
+  switch (value.type()) {
+    case Value::Type::kNull:
+      return nlohmann::json(nullptr);
+    case Value::Type::kBool:
+      return nlohmann::json(value.AsBool());
+    case Value::Type::kInt:
+      return nlohmann::json(value.AsInt());
+    case Value::Type::kDouble:
+      if (!std::isfinite(value.AsDouble())) return Status::Error("cannot encode NaN/inf as JSON");
+      return nlohmann::json(value.AsDouble());
+    case Value::Type::kString:
+      return nlohmann::json(value.AsString());
+    case Value::Type::kBytes:
+      if (!journal) return Status::Error("bytes cannot be encoded as JSON");
+      return nlohmann::json{{kBytesKey, Base64Encode(value.AsBytes())}};
+    case Value::Type::kList: {
+      nlohmann::json array = nlohmann::json::array();
+      for (const Value& item : value.AsList()) {
+        Result<nlohmann::json> encoded = Encode(item, journal);
+        if (!encoded.ok()) return encoded.status();
+        array.push_back(std::move(encoded).value());
+      }
+      return array;
+    }
+    case Value::Type::kMap: {
+      nlohmann::json object = nlohmann::json::object();
+      for (const auto& [key, item] : value.AsMap()) {
+        Result<nlohmann::json> encoded = Encode(item, journal);
+        if (!encoded.ok()) return encoded.status();
+        // A user map that happens to use "$bytes" as a key is escaped by doubling the '$'.
+        std::string stored = journal && key.rfind("$", 0) == 0 ? "$" + key : key;
+        object[stored] = std::move(encoded).value();
+      }
+      return object;
+    }
+  }
+  return Status::Error("unknown value type");
+}
+
+Value Decode(const nlohmann::json& json, bool journal) {
+  switch (json.type()) {
+    case nlohmann::json::value_t::null:
+      return Value();
+    case nlohmann::json::value_t::boolean:
+      return Value(json.get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return Value(json.get<int64_t>());
+    case nlohmann::json::value_t::number_unsigned: {
+      uint64_t u = json.get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX)) return Value(static_cast<double>(u));
+      return Value(static_cast<int64_t>(u));
+    }
+    case nlohmann::json::value_t::number_float:
+      return Value(json.get<double>());
+    case nlohmann::json::value_t::string:
+      return Value(json.get<std::string>());
+    case nlohmann::json::value_t::array: {
+      List list;
+      list.reserve(json.size());
+      for (const nlohmann::json& item : json) list.push_back(Decode(item, journal));
+      return Value(std::move(list));
+    }
+    case nlohmann::json::value_t::object: {
+      if (journal && json.size() == 1 && json.contains(kBytesKey)) {
+        Result<std::string> bytes = Base64Decode(json[kBytesKey].get<std::string>());
+        return Value::Bytes(bytes.ok() ? std::move(bytes).value() : std::string());
+      }
+      Map map;
+      for (const auto& [key, item] : json.items()) {
+        std::string stored = journal && key.rfind("$$", 0) == 0 ? key.substr(1) : key;
+        map.Set(std::move(stored), Decode(item, journal));
+      }
+      return Value(std::move(map));
+    }
+    default:
+      return Value();
+  }
+}
+
+}  // namespace
+
+Result<nlohmann::json> ToJson(const Value& value) { return Encode(value, false); }
+
+Value FromJson(const nlohmann::json& json) { return Decode(json, false); }
+
+nlohmann::json ToJournalJson(const Value& value) {
+  Result<nlohmann::json> encoded = Encode(value, true);
+  return encoded.ok() ? std::move(encoded).value() : nlohmann::json(nullptr);
+}
+
+Value FromJournalJson(const nlohmann::json& json) { return Decode(json, true); }
+
+std::string DebugString(const Value& value) {
+  Result<nlohmann::json> encoded = Encode(value, true);
+  if (!encoded.ok()) return "<" + encoded.message() + ">";
+  return encoded->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+
+constexpr char kBase64Alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int Base64Index(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+' || c == '-') return 62;
+  if (c == '/' || c == '_') return 63;
+  return -1;
+}
+
+}  // namespace
+
+std::string Base64Encode(std::string_view data) {
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < data.size(); i += 3) {
+    uint32_t n = (uint8_t(data[i]) << 16) | (uint8_t(data[i + 1]) << 8) | uint8_t(data[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out.push_back(kBase64Alphabet[(n >> shift) & 63]);
+  }
+  size_t rest = data.size() - i;
+  if (rest > 0) {
+    uint32_t n = uint8_t(data[i]) << 16;
+    if (rest == 2) n |= uint8_t(data[i + 1]) << 8;
+    out.push_back(kBase64Alphabet[(n >> 18) & 63]);
+    out.push_back(kBase64Alphabet[(n >> 12) & 63]);
+    out.push_back(rest == 2 ? kBase64Alphabet[(n >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+Result<std::string> Base64Decode(std::string_view text) {
+  std::string out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '=') break;
+    if (c == '\n' || c == '\r') continue;
+    int index = Base64Index(c);
+    if (index < 0) {
+      return Status::Error("invalid base64 character at position " + std::to_string(i));
+    }
+    buffer = (buffer << 6) | static_cast<uint32_t>(index);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((buffer >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+}  // namespace atomflow

@@ -1,0 +1,407 @@
+// Tests of the SQLite store on real files: records, journals, group commit, claims, crashes.
+#include "store/store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace atomflow::store {
+namespace {
+
+using ::testing::HasSubstr;
+
+ExecutionRecord MakeRecord(const std::string& id, int64_t start_time_ms,
+                           const std::string& state = "ACTIVE") {
+  ExecutionRecord record;
+  record.id = id;
+  record.workflow_name = "pipeline";
+  record.source_file = "pipeline.yaml";
+  record.source = "main:\n  steps:\n    - done:\n        return: 1\n";
+  record.argument = R"({"run": 7})";
+  record.state = state;
+  record.start_time_ms = start_time_ms;
+  return record;
+}
+
+JournalEntry MakeEntry(const std::string& key, nlohmann::json payload = {}) {
+  JournalEntry entry;
+  entry.kind = "result";
+  entry.key = key;
+  entry.payload = std::move(payload);
+  entry.time_ms = 1234;
+  return entry;
+}
+
+std::vector<int64_t> Seqs(const std::vector<JournalEntry>& entries) {
+  std::vector<int64_t> seqs;
+  seqs.reserve(entries.size());
+  for (const JournalEntry& entry : entries) seqs.push_back(entry.seq);
+  return seqs;
+}
+
+std::vector<int64_t> OneTo(int64_t last) {
+  std::vector<int64_t> seqs;
+  seqs.reserve(last);
+  for (int64_t seq = 1; seq <= last; ++seq) seqs.push_back(seq);
+  return seqs;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "/store_test_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    path_ = dir_ + "/atomflow.db";
+  }
+
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<Store> OpenStore() {
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(path_);
+    if (!store.ok()) {
+      ADD_FAILURE() << store.message();
+      return nullptr;
+    }
+    return std::move(store).value();
+  }
+
+  // Appends one entry and waits until it is durable.
+  static Status AppendAndWait(Store& store, const std::string& id, JournalEntry entry) {
+    std::promise<Status> durable;
+    store.Append(id, std::move(entry),
+                 [&durable](const Status& status) { durable.set_value(status); });
+    return durable.get_future().get();
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(StoreTest, CreateGetAndListNewestFirst) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e2", 200, "SUCCEEDED")).ok());
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e3", 300)).ok());
+
+  Result<ExecutionRecord> e2 = store->GetExecution("e2");
+  ASSERT_TRUE(e2.ok()) << e2.message();
+  EXPECT_EQ(e2->workflow_name, "pipeline");
+  EXPECT_EQ(e2->source_file, "pipeline.yaml");
+  EXPECT_EQ(e2->source, MakeRecord("x", 0).source);
+  EXPECT_EQ(e2->argument, R"({"run": 7})");
+  EXPECT_EQ(e2->state, "SUCCEEDED");
+  EXPECT_EQ(e2->start_time_ms, 200);
+  EXPECT_EQ(e2->end_time_ms, 0);
+  EXPECT_EQ(e2->owner, "");
+
+  auto ids = [](const std::vector<ExecutionRecord>& records) {
+    std::vector<std::string> result;
+    result.reserve(records.size());
+    for (const ExecutionRecord& record : records) result.push_back(record.id);
+    return result;
+  };
+  Result<std::vector<ExecutionRecord>> all = store->ListExecutions("", 0);
+  ASSERT_TRUE(all.ok()) << all.message();
+  EXPECT_THAT(ids(*all), ::testing::ElementsAre("e3", "e2", "e1"));
+  EXPECT_THAT(ids(*store->ListExecutions("ACTIVE", 10)), ::testing::ElementsAre("e3", "e1"));
+  EXPECT_THAT(ids(*store->ListExecutions("", 2)), ::testing::ElementsAre("e3", "e2"));
+}
+
+TEST_F(StoreTest, UnknownAndDuplicateExecutionsAreErrors) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+
+  Status duplicate = store->CreateExecution(MakeRecord("e1", 100));
+  EXPECT_FALSE(duplicate.ok());
+  EXPECT_THAT(duplicate.message(), HasSubstr("cannot create execution e1"));
+  EXPECT_EQ(store->GetExecution("nope").message(), "execution nope not found");
+
+  // An append to an unknown execution fails alone; the one beside it in the queue lands.
+  std::promise<Status> unknown;
+  store->Append("nope", MakeEntry("main/1"),
+                [&](const Status& status) { unknown.set_value(status); });
+  EXPECT_TRUE(AppendAndWait(*store, "e1", MakeEntry("main/1")).ok());
+  EXPECT_EQ(unknown.get_future().get().message(), "execution nope not found");
+  EXPECT_THAT(Seqs(*store->ReadJournal("e1")), ::testing::ElementsAre(1));
+}
+
+TEST_F(StoreTest, ConcurrentAppendsGetGaplessSeqsAndShareCommits) {
+  constexpr int64_t kThreads = 8;
+  constexpr int64_t kPerThread = 500;
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("even", 1)).ok());
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("odd", 2)).ok());
+
+  std::atomic<int> durable{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int64_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::string id = t % 2 == 0 ? "even" : "odd";
+      for (int64_t i = 0; i < kPerThread; ++i) {
+        store->Append(id, MakeEntry(std::to_string(t) + "/" + std::to_string(i), {{"i", i}}),
+                      [&](const Status& status) { ++(status.ok() ? durable : failed); });
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_EQ(durable.load(), kThreads * kPerThread);
+  EXPECT_EQ(failed.load(), 0);
+
+  for (const std::string& id : std::vector<std::string>{"even", "odd"}) {
+    Result<std::vector<JournalEntry>> journal = store->ReadJournal(id);
+    ASSERT_TRUE(journal.ok()) << journal.message();
+    EXPECT_EQ(Seqs(*journal), OneTo(kThreads / 2 * kPerThread)) << id;
+
+    // Seq follows call order, so each thread's entries keep their order.
+    std::map<std::string, int64_t> last_i;
+    for (const JournalEntry& entry : *journal) {
+      std::string thread = entry.key.substr(0, entry.key.find('/'));
+      int64_t i = entry.payload["i"].get<int64_t>();
+      if (last_i.count(thread) != 0) {
+        EXPECT_EQ(i, last_i[thread] + 1) << entry.key;
+      }
+      last_i[thread] = i;
+    }
+  }
+
+  StoreStats stats = store->stats();
+  EXPECT_EQ(stats.appends, static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_LT(stats.commits, stats.appends) << "appends were not batched into shared commits";
+}
+
+TEST_F(StoreTest, FinishComesAfterEarlierAppendsAndIsFinal) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+
+  std::mutex mutex;
+  std::vector<std::string> order;
+  auto record = [&](const std::string& what) {
+    return [&, what](const Status& status) {
+      std::lock_guard lock(mutex);
+      order.push_back(status.ok() ? what : what + ": " + status.message());
+    };
+  };
+  for (int i = 1; i <= 3; ++i) {
+    store->Append("e1", MakeEntry("main/" + std::to_string(i)),
+                  record("append " + std::to_string(i)));
+  }
+  store->Finish("e1", "SUCCEEDED", R"({"x":1})", "", record("finish"));
+  store->Finish("e1", "FAILED", "", R"({"message":"late"})", record("late finish"));
+  store->Finish("nope", "FAILED", "", "", record("unknown finish"));
+  ASSERT_TRUE(store->Flush().ok());
+
+  EXPECT_THAT(order, ::testing::ElementsAre("append 1", "append 2", "append 3", "finish",
+                                            "late finish: execution e1 has already finished",
+                                            "unknown finish: execution nope not found"));
+  Result<ExecutionRecord> e1 = store->GetExecution("e1");
+  ASSERT_TRUE(e1.ok()) << e1.message();
+  EXPECT_EQ(e1->state, "SUCCEEDED");
+  EXPECT_EQ(e1->result, R"({"x":1})");
+  EXPECT_EQ(e1->error, "");
+  EXPECT_GT(e1->end_time_ms, 0);
+  EXPECT_THAT(Seqs(*store->ReadJournal("e1")), ::testing::ElementsAre(1, 2, 3));
+}
+
+TEST_F(StoreTest, ReopenKeepsEverythingAndSeqContinues) {
+  std::atomic<int> durable{0};
+  {
+    std::unique_ptr<Store> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+    // Not flushed: closing the store must still write these and run their callbacks.
+    for (int i = 1; i <= 3; ++i) {
+      store->Append("e1", MakeEntry("main/" + std::to_string(i)),
+                    [&](const Status& status) { durable += status.ok() ? 1 : 0; });
+    }
+  }
+  EXPECT_EQ(durable.load(), 3);
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Result<ExecutionRecord> e1 = store->GetExecution("e1");
+  ASSERT_TRUE(e1.ok()) << e1.message();
+  EXPECT_EQ(e1->state, "ACTIVE");
+  ASSERT_TRUE(AppendAndWait(*store, "e1", MakeEntry("main/4")).ok());
+  ASSERT_TRUE(AppendAndWait(*store, "e1", MakeEntry("main/5")).ok());
+
+  Result<std::vector<JournalEntry>> journal = store->ReadJournal("e1");
+  ASSERT_TRUE(journal.ok()) << journal.message();
+  EXPECT_THAT(Seqs(*journal), ::testing::ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_EQ(journal->back().key, "main/5");
+}
+
+TEST_F(StoreTest, NestedJsonPayloadRoundTrips) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+  nlohmann::json payload = nlohmann::json::parse(
+      R"({"request": {"url": "http://x/y", "body": [1, 2.5, {"deep": [null, true, "é\n"]}]},
+          "big": -9007199254740993, "empty": {}, "none": []})");
+
+  JournalEntry entry = MakeEntry("main/3", payload);
+  entry.kind = "intent";
+  ASSERT_TRUE(AppendAndWait(*store, "e1", entry).ok());
+
+  Result<std::vector<JournalEntry>> journal = store->ReadJournal("e1");
+  ASSERT_TRUE(journal.ok()) << journal.message();
+  ASSERT_EQ(journal->size(), 1u);
+  EXPECT_EQ((*journal)[0].payload, payload);
+  EXPECT_EQ((*journal)[0].kind, "intent");
+  EXPECT_EQ((*journal)[0].key, "main/3");
+  EXPECT_EQ((*journal)[0].time_ms, 1234);
+}
+
+TEST_F(StoreTest, ClaimRefusesALiveOwnerAndTakesOverADeadOne) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    while (true) pause();  // a live process on this host, until the test kills it
+  }
+  std::string mine = ProcessOwner();
+  std::string host = mine.substr(0, mine.rfind(':'));
+  std::string childs = host + ":" + std::to_string(child);
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+  EXPECT_TRUE(*store->Claim("e1", childs));
+  EXPECT_FALSE(*store->Claim("e1", mine));
+  EXPECT_EQ(store->GetExecution("e1")->owner, childs);
+
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  EXPECT_TRUE(*store->Claim("e1", mine));
+  EXPECT_EQ(store->GetExecution("e1")->owner, mine);
+
+  EXPECT_TRUE(store->Release("e1", childs).ok());
+  EXPECT_EQ(store->GetExecution("e1")->owner, mine) << "a non-owner released it";
+  EXPECT_TRUE(store->Release("e1", mine).ok());
+  EXPECT_EQ(store->GetExecution("e1")->owner, "");
+  EXPECT_EQ(store->Claim("nope", mine).message(), "execution nope not found");
+}
+
+TEST_F(StoreTest, OwnerOnAnotherHostIsTakenOver) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+  ASSERT_TRUE(*store->Claim("e1", "some-other-host.invalid:1"));
+  EXPECT_TRUE(*store->Claim("e1", ProcessOwner()));
+}
+
+TEST_F(StoreTest, MissingFolderIsAClearError) {
+  std::string path = dir_ + "/no/such/folder/atomflow.db";
+  Result<std::unique_ptr<Store>> store = OpenSqliteStore(path);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.message(),
+            "cannot open store " + path + ": folder " + dir_ + "/no/such/folder does not exist");
+}
+
+TEST_F(StoreTest, FileThatIsNotAStoreIsAClearError) {
+  { std::ofstream(path_) << "this is not a database, it is a text file of some length\n"; }
+  Result<std::unique_ptr<Store>> store = OpenSqliteStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.message(), HasSubstr("cannot open store " + path_ + ": "));
+}
+
+TEST_F(StoreTest, NewerSchemaVersionIsRefused) {
+  ASSERT_NE(OpenStore(), nullptr);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  Result<std::unique_ptr<Store>> store = OpenSqliteStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.message(), HasSubstr("cannot open store " + path_));
+  EXPECT_THAT(store.message(), HasSubstr("schema version 99 is newer"));
+}
+
+TEST_F(StoreTest, BlockingCallFromACallbackFailsInsteadOfHanging) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+  std::promise<Status> flushed;
+  store->Append("e1", MakeEntry("main/1"),
+                [&](const Status&) { flushed.set_value(store->Flush()); });
+  EXPECT_THAT(flushed.get_future().get().message(), HasSubstr("from a store callback"));
+}
+
+// The child appends a stream of entries and reports each one acknowledged durable down a
+// pipe; once enough are acknowledged it is SIGKILLed from inside a callback, with more
+// appends queued and a batch possibly half-written. Every acknowledged entry must survive.
+TEST_F(StoreTest, CrashKeepsEveryAcknowledgedEntry) {
+  constexpr int kAppends = 5000;
+  constexpr int kKillAfter = 1000;
+  std::array<int, 2> pipe_fds{};
+  ASSERT_EQ(pipe(pipe_fds.data()), 0);
+
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(pipe_fds[0]);
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(path_);
+    if (!store.ok() || !(*store)->CreateExecution(MakeRecord("crash", 1)).ok()) _exit(2);
+    std::atomic<int> acknowledged{0};
+    for (int64_t seq = 1; seq <= kAppends; ++seq) {
+      (*store)->Append("crash", MakeEntry("k/" + std::to_string(seq)),
+                       [&, seq](const Status& status) {
+                         if (!status.ok()) _exit(3);
+                         if (write(pipe_fds[1], &seq, sizeof(seq)) != sizeof(seq)) _exit(4);
+                         if (++acknowledged == kKillAfter) raise(SIGKILL);
+                       });
+    }
+    while (true) pause();
+  }
+
+  close(pipe_fds[1]);
+  std::set<int64_t> acknowledged;
+  int64_t seq = 0;
+  while (read(pipe_fds[0], &seq, sizeof(seq)) == sizeof(seq)) acknowledged.insert(seq);
+  close(pipe_fds[0]);
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(wait_status)) << "child exited with " << WEXITSTATUS(wait_status);
+  ASSERT_GE(acknowledged.size(), size_t{kKillAfter});
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Result<std::vector<JournalEntry>> journal = store->ReadJournal("crash");
+  ASSERT_TRUE(journal.ok()) << journal.message();
+  ASSERT_GE(journal->size(), acknowledged.size());
+  EXPECT_EQ(Seqs(*journal), OneTo(static_cast<int64_t>(journal->size())));
+  for (int64_t acked : acknowledged) {
+    EXPECT_EQ((*journal)[acked - 1].key, "k/" + std::to_string(acked));
+  }
+
+  // The journal goes on where the crashed process left it.
+  ASSERT_TRUE(AppendAndWait(*store, "crash", MakeEntry("after")).ok());
+  EXPECT_EQ(store->ReadJournal("crash")->back().seq, static_cast<int64_t>(journal->size()) + 1);
+}
+
+}  // namespace
+}  // namespace atomflow::store
