@@ -35,24 +35,24 @@ std::string Rfc3339(int64_t ms) {
   return full;
 }
 
-nlohmann::json ParseOrNull(const std::string& text) {
+Json ParseOrNull(const std::string& text) {
   if (text.empty()) return nullptr;
-  return nlohmann::json::parse(text, nullptr, false);
+  return Json::parse(text, nullptr, false);
 }
 
 // Rejects the run before it starts: a message on stderr, and the INVALID object with --json.
 int Invalid(const CommonOptions& options, const std::string& message) {
   fprintf(stderr, "atomflow: %s\n", message.c_str());
   if (options.json) {
-    nlohmann::json out = {{"state", "INVALID"},
+    Json out = {{"state", "INVALID"},
                           {"error", {{"message", message}, {"tags", {"ValidationError"}}}}};
     std::cout << out.dump() << std::endl;
   }
   return kExitInvalid;
 }
 
-nlohmann::json Outcome(const store::ExecutionRecord& record) {
-  nlohmann::json out = {{"id", record.id}, {"name", record.workflow_name}, {"state", record.state}};
+Json Outcome(const store::ExecutionRecord& record) {
+  Json out = {{"id", record.id}, {"name", record.workflow_name}, {"state", record.state}};
   if (record.state == "SUCCEEDED") {
     out["result"] = ParseOrNull(record.result);
   } else if (!record.error.empty()) {
@@ -62,7 +62,7 @@ nlohmann::json Outcome(const store::ExecutionRecord& record) {
 }
 
 int PrintOutcome(const CommonOptions& options, const store::ExecutionRecord& record) {
-  nlohmann::json out = Outcome(record);
+  Json out = Outcome(record);
   double seconds = (record.end_time_ms - record.start_time_ms) / 1000.0;
   if (options.json) {
     std::cout << out.dump() << std::endl;
@@ -71,7 +71,7 @@ int PrintOutcome(const CommonOptions& options, const store::ExecutionRecord& rec
             seconds);
     if (out.contains("result")) std::cout << out["result"].dump(2) << std::endl;
     if (out.contains("error")) {
-      const nlohmann::json& error = out["error"];
+      const Json& error = out["error"];
       std::string message = error.is_object() ? error.value("message", error.dump())
                                               : error.dump();
       fprintf(stderr, "error: %s\n", message.c_str());
@@ -122,7 +122,7 @@ int ValidateCommand(const CommonOptions& options, const std::string& file) {
   Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
   if (!workflow.ok()) return Invalid(options, workflow.message());
   if (options.json) {
-    std::cout << nlohmann::json{{"state", "VALID"}, {"file", file}}.dump() << std::endl;
+    std::cout << Json{{"state", "VALID"}, {"file", file}}.dump() << std::endl;
   } else {
     fprintf(stderr, "%s: valid (%zu routines)\n", file.c_str(), (*workflow)->routines.size());
   }
@@ -134,7 +134,7 @@ int RunCommand(const CommonOptions& options, const std::string& file, const std:
   if (!workflow.ok()) return Invalid(options, workflow.message());
   Value argument;
   if (!data.empty()) {
-    nlohmann::json parsed = nlohmann::json::parse(data, nullptr, false);
+    Json parsed = Json::parse(data, nullptr, false);
     if (parsed.is_discarded()) return Invalid(options, "--data is not valid JSON: " + data);
     argument = FromJson(parsed);
   }
@@ -170,7 +170,7 @@ int RecoverCommand(const CommonOptions& options) {
   if (!ids.ok()) return Invalid(options, ids.message());
 
   int status = kExitSucceeded;
-  nlohmann::json outcomes = nlohmann::json::array();
+  Json outcomes = Json::array();
   for (const std::string& id : *ids) {
     store::ExecutionRecord record = (*engine)->Wait(id);
     if (record.state != "SUCCEEDED") status = kExitFailed;
@@ -188,7 +188,7 @@ int ListCommand(const CommonOptions& options, const std::string& state) {
   Result<std::vector<store::ExecutionRecord>> records = (*store)->ListExecutions(state, 1000);
   if (!records.ok()) return Invalid(options, records.message());
 
-  nlohmann::json out = nlohmann::json::array();
+  Json out = Json::array();
   for (const store::ExecutionRecord& record : *records) {
     out.push_back({{"id", record.id},
                    {"name", record.workflow_name},
@@ -207,17 +207,17 @@ int ListCommand(const CommonOptions& options, const std::string& state) {
 namespace {
 
 // The journal's step records and transaction records, shaped for `describe`.
-nlohmann::json Describe(const store::ExecutionRecord& record,
+Json Describe(const store::ExecutionRecord& record,
                         const std::vector<store::JournalEntry>& journal) {
-  nlohmann::json out = Outcome(record);
+  Json out = Outcome(record);
   out["start_time"] = Rfc3339(record.start_time_ms);
   out["end_time"] = Rfc3339(record.end_time_ms);
   out["duration_ms"] = record.end_time_ms ? record.end_time_ms - record.start_time_ms : 0;
   out["argument"] = ParseOrNull(record.argument);
-  nlohmann::json steps = nlohmann::json::array();
-  std::map<std::string, nlohmann::json> transactions;
+  Json steps = Json::array();
+  std::map<std::string, Json> transactions;
   for (const store::JournalEntry& entry : journal) {
-    const nlohmann::json& p = entry.payload;
+    const Json& p = entry.payload;
     if (entry.kind == "step") {
       int64_t start = p.value("start_ms", int64_t{0});
       int64_t end = p.value("end_ms", int64_t{0});
@@ -227,7 +227,7 @@ nlohmann::json Describe(const store::ExecutionRecord& record,
       continue;
     }
     if (!p.is_object() || !p.contains("gid")) continue;
-    nlohmann::json& txn = transactions[p.value("gid", "")];
+    Json& txn = transactions[p.value("gid", "")];
     txn["gid"] = p.value("gid", "");
     if (entry.kind == "txn_begin") txn["step"] = p.value("step", "");
     if (entry.kind == "branch") txn["branches"].push_back(p);
@@ -235,7 +235,7 @@ nlohmann::json Describe(const store::ExecutionRecord& record,
     if (entry.kind == "txn_end") txn["state"] = p.value("state", "");
   }
   out["steps"] = steps;
-  out["transactions"] = nlohmann::json::array();
+  out["transactions"] = Json::array();
   for (auto& [gid, txn] : transactions) {
     if (!txn.contains("state")) txn["state"] = txn.contains("decision") ? "DECIDED" : "ACTIVE";
     out["transactions"].push_back(txn);
@@ -253,7 +253,7 @@ int DescribeCommand(const CommonOptions& options, const std::string& execution_i
   Result<std::vector<store::JournalEntry>> journal = (*store)->ReadJournal(execution_id);
   if (!journal.ok()) return Invalid(options, journal.message());
 
-  nlohmann::json out = Describe(*record, *journal);
+  Json out = Describe(*record, *journal);
   if (options.json) {
     std::cout << out.dump() << std::endl;
     return kExitSucceeded;
@@ -262,11 +262,11 @@ int DescribeCommand(const CommonOptions& options, const std::string& execution_i
          record->id.c_str(), record->workflow_name.c_str(), record->state.c_str(),
          out["start_time"].get<std::string>().c_str(), out["end_time"].get<std::string>().c_str());
   printf("steps:\n");
-  for (const nlohmann::json& step : out["steps"]) {
+  for (const Json& step : out["steps"]) {
     printf("  %-9s %-30s %8.2fs\n", step["state"].get<std::string>().c_str(),
            step["step"].get<std::string>().c_str(), step["duration_ms"].get<int64_t>() / 1000.0);
   }
-  for (const nlohmann::json& txn : out["transactions"]) {
+  for (const Json& txn : out["transactions"]) {
     printf("transaction %s: %s (%zu branches)\n", txn.value("gid", "").c_str(),
            txn.value("state", "").c_str(), txn.contains("branches") ? txn["branches"].size() : 0);
   }

@@ -41,7 +41,7 @@ Result<std::string> FileContent(const Value& args) {
   if (content == nullptr) return Status::Error("atomflow.files.write: 'content' is required");
   if (content->is_string()) return content->AsString();
   if (content->is_bytes()) return content->AsBytes();
-  Result<nlohmann::json> json = ToJson(*content);
+  Result<Json> json = ToJson(*content);
   if (!json.ok()) return Status::Error("atomflow.files.write: " + json.message());
   return json->dump(2);
 }

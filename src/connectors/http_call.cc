@@ -156,7 +156,7 @@ Status EncodeStructuredBody(std::string_view function, const Value& body, HttpRe
     return Status::Ok();
   }
 
-  Result<nlohmann::json> json = ToJson(body);
+  Result<Json> json = ToJson(body);
   if (!json.ok()) return Status::Error(std::string(function) + ": 'body': " + json.message());
   request.body = json->dump();
   if (!content_type) request.headers.emplace_back("Content-Type", "application/json");
@@ -316,7 +316,7 @@ bool IsJsonMediaType(const std::string& type) {
 Value BodyValue(const Headers& headers, const std::string& body) {
   const std::string* content_type = FindHeader(headers, "Content-Type");
   if (content_type && IsJsonMediaType(MediaType(*content_type))) {
-    nlohmann::json json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (!json.is_discarded()) return FromJson(json);
   }
   return IsUtf8(body) ? Value(body) : Value::Bytes(body);

@@ -147,10 +147,10 @@ Result<Value> ReadOutputs(const JobFolder& folder) {
   std::stringstream text;
   text << file.rdbuf();
 
-  nlohmann::json json;
+  Json json;
   try {
-    json = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& error) {
+    json = Json::parse(text.str());
+  } catch (const Json::exception& error) {
     return Status::Error("malformed " + folder.Outputs() + ": " + error.what());
   }
   if (!json.is_object()) {

@@ -37,7 +37,7 @@ std::string NewExecutionId() {
 }
 
 std::string ErrorJson(const Value& error) {
-  return ToJournalJson(error).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return ToJournalJson(error).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -93,7 +93,7 @@ double Engine::NowSeconds() const {
 
 Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow,
                                   Value argument) {
-  Result<nlohmann::json> argument_json = ToJson(argument);
+  Result<Json> argument_json = ToJson(argument);
   if (!argument_json.ok()) return Status::Error("argument: " + argument_json.message());
 
   store::ExecutionRecord record;
@@ -133,7 +133,7 @@ Result<std::string> Engine::Resume(const std::string& execution_id) {
   Result<std::vector<store::JournalEntry>> journal = store_->ReadJournal(execution_id);
   if (!journal.ok()) return journal.status();
 
-  Value argument = FromJson(nlohmann::json::parse(record->argument, nullptr, false));
+  Value argument = FromJson(Json::parse(record->argument, nullptr, false));
   log::Info("execution {} resumed from {} journal entries", execution_id, journal->size());
   Launch(std::make_shared<Execution>(this, std::move(record).value(),
                                      std::move(workflow).value(), std::move(argument),
@@ -258,7 +258,7 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest
 
   // The intent is durable before the effect leaves the process: after a crash the effect is
   // retried with the same idempotency key, or its job reattached, never issued blind.
-  nlohmann::json intent = {{"function", request.function},
+  Json intent = {{"function", request.function},
                            {"step", request.step},
                            {"args", ToJournalJson(request.args)},
                            {"gid", request.gid},
@@ -311,7 +311,7 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
 }
 
 void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request) {
-  nlohmann::json record = ToJournalJson(request.args);
+  Json record = ToJournalJson(request.args);
   std::string decision = record.value("decision", "ABORT");
   Journal(*execution, "decision", "d" + request.key, record,
           [this, execution, request, decision] {
@@ -329,7 +329,7 @@ void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectR
 
 void Engine::JournalResult(Execution& execution, const EffectRequest& request,
                            const EffectOutcome& outcome) {
-  nlohmann::json payload = {{"function", request.function},
+  Json payload = {{"function", request.function},
                             {"step", request.step},
                             {"ok", outcome.ok},
                             {"value", ToJournalJson(outcome.value)}};
@@ -339,7 +339,7 @@ void Engine::JournalResult(Execution& execution, const EffectRequest& request,
 }
 
 void Engine::Journal(Execution& execution, const std::string& kind, std::string key,
-                     nlohmann::json payload, std::function<void()> on_durable) {
+                     Json payload, std::function<void()> on_durable) {
   store::JournalEntry entry;
   entry.kind = kind;
   entry.key = std::move(key);
@@ -370,7 +370,7 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
   std::string result;
   std::string error;
   if (state == "SUCCEEDED") {
-    Result<nlohmann::json> json = ToJson(execution->final_value());
+    Result<Json> json = ToJson(execution->final_value());
     if (json.ok()) {
       result = json->dump();
     } else {

@@ -81,7 +81,7 @@ class Engine {
 
   // Used by Execution.
   void Journal(Execution& execution, const std::string& kind, std::string key,
-               nlohmann::json payload, std::function<void()> on_durable);
+               Json payload, std::function<void()> on_durable);
   void JournalResult(Execution& execution, const EffectRequest& request,
                      const EffectOutcome& outcome);
   // Kills the process with SIGKILL when ATOMFLOW_CRASH_AT names this point (crash tests).

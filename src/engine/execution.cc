@@ -52,8 +52,8 @@ bool Execution::EffectAwaiter::await_ready() {
   auto found = execution_->results_.find(request_.key);
   if (found != execution_->results_.end()) {
     execution_->CheckReplayed(request_, found->second);
-    const nlohmann::json& payload = found->second.payload;
-    Value value = FromJournalJson(payload.value("value", nlohmann::json()));
+    const Json& payload = found->second.payload;
+    Value value = FromJournalJson(payload.value("value", Json()));
     replayed_ = EffectOutcome{payload.value("ok", false), std::move(value)};
     return true;
   }
@@ -89,24 +89,27 @@ void Execution::CheckReplayed(const EffectRequest& request,
 
 Value Execution::Local(const std::string& function, const std::string& step,
                        const std::function<Value()>& compute) {
-  EffectRequest request{NextKey(), step, function};
+  EffectRequest request;
+  request.key = NextKey();
+  request.step = step;
+  request.function = function;
   auto found = results_.find(request.key);
   if (found != results_.end()) {
     CheckReplayed(request, found->second);
-    return FromJournalJson(found->second.payload.value("value", nlohmann::json()));
+    return FromJournalJson(found->second.payload.value("value", Json()));
   }
   Value value = compute();
   engine_->JournalResult(*this, request, EffectOutcome::Success(value));
   return value;
 }
 
-void Execution::Record(const std::string& kind, nlohmann::json payload) {
+void Execution::Record(const std::string& kind, Json payload) {
   int64_t number = ++record_counter_;
   if (number <= last_journaled_record_) return;  // written by the process we resume
   engine_->Journal(*this, kind, "r" + std::to_string(number), std::move(payload), nullptr);
 }
 
-void Execution::RecordBranch(nlohmann::json payload, const std::string& step) {
+void Execution::RecordBranch(Json payload, const std::string& step) {
   int64_t number = ++record_counter_;
   if (number <= last_journaled_record_) return;
   engine_->Journal(*this, "branch", "r" + std::to_string(number), std::move(payload),

@@ -71,9 +71,9 @@ class Execution {
 
   // A journal record that is not an effect (step history, transaction branches, logs).
   // Records are numbered deterministically, so a replay does not write them twice.
-  void Record(const std::string& kind, nlohmann::json payload);
+  void Record(const std::string& kind, Json payload);
   // A transaction branch record; the crash point `branch:<step>` fires once it is durable.
-  void RecordBranch(nlohmann::json payload, const std::string& step);
+  void RecordBranch(Json payload, const std::string& step);
   // True while the replay has not yet reached the point where the earlier process stopped.
   bool replaying() const;
 
@@ -91,7 +91,7 @@ class Execution {
   std::optional<EffectRequest> TakePendingEffect();
   void CompleteEffect(EffectOutcome outcome);  // before the engine resumes the execution
   bool IntentJournaled(const std::string& key) const { return intents_.count(key) > 0; }
-  const nlohmann::json& IntentPayload(const std::string& key) const {
+  const Json& IntentPayload(const std::string& key) const {
     return intents_.at(key).payload;
   }
   const EffectRequest* running_effect() const;

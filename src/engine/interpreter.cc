@@ -167,13 +167,18 @@ Task<Flow> Interpreter::RunStepBody(const lang::Step& step, Frame& frame) {
     case Kind::kFor:
       flow = co_await RunFor(step, frame);
       break;
-    case Kind::kRaise:
+    case Kind::kRaise: {
       --nesting_;
-      throw lang::RaisedError(co_await Eval(*step.raise, frame));
-    case Kind::kReturn:
+      Value raised = co_await Eval(*step.raise, frame);
+      throw lang::RaisedError(std::move(raised));
+    }
+    case Kind::kReturn: {
       --nesting_;
-      co_return Flow::Return(step.return_value ? co_await Eval(*step.return_value, frame)
-                                               : Value());
+      // g++ 12 miscompiles a co_await inside a conditional expression: keep it a statement.
+      Value returned;
+      if (step.return_value) returned = co_await Eval(*step.return_value, frame);
+      co_return Flow::Return(std::move(returned));
+    }
     case Kind::kTry:
       flow = co_await RunTry(step, frame);
       break;

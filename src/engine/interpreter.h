@@ -24,6 +24,10 @@ struct Flow {
   std::string target;  // kJump
   Value value;         // kReturn
 
+  Flow() = default;
+  Flow(Kind kind, std::string target = "", Value value = Value())
+      : kind(kind), target(std::move(target)), value(std::move(value)) {}
+
   static Flow Normal() { return {}; }
   static Flow Return(Value value) { return {Kind::kReturn, "", std::move(value)}; }
 };

@@ -168,7 +168,9 @@ Task<Flow> Interpreter::RunTry(const lang::Step& step, Frame& frame) {
     error_step_.clear();
 
     double delay = 0;
-    if (spec.retry && co_await ShouldRetry(*spec.retry, *error, attempt, frame, &delay)) {
+    bool retry = false;
+    if (spec.retry) retry = co_await ShouldRetry(*spec.retry, *error, attempt, frame, &delay);
+    if (retry) {
       co_await Sleep(delay, step.name);
       continue;
     }

@@ -14,14 +14,14 @@ namespace {
 
 Value JsonDecode(Args& args) {
   const std::string& text = args.StringOrBytes(0);
-  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) args.BadValue("the data is not valid JSON");
   return FromJson(json);
 }
 
 // indent: absent/false for compact output, true for two spaces, or a number of spaces.
 std::string JsonText(Args& args) {
-  Result<nlohmann::json> json = ToJson(args[0]);
+  Result<Json> json = ToJson(args[0]);
   if (!json.ok()) {
     Raise("TypeError", fmt::format("{}: cannot encode: {}", args.function(), json.message()));
   }
@@ -33,7 +33,7 @@ std::string JsonText(Args& args) {
       indent = static_cast<int>(std::clamp<int64_t>(args.Int(1), 0, 16));
     }
   }
-  return json->dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json->dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
 Value JsonEncode(Args& args) { return Value::Bytes(JsonText(args)); }

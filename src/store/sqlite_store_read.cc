@@ -39,7 +39,7 @@ Result<JournalEntry> ReadJournalRow(const Statement& row, const std::string& exe
   entry.seq = row.Int(0);
   entry.kind = row.Text(1);
   entry.key = row.Text(2);
-  entry.payload = nlohmann::json::parse(row.Text(3), nullptr, /*allow_exceptions=*/false);
+  entry.payload = Json::parse(row.Text(3), nullptr, /*allow_exceptions=*/false);
   entry.time_ms = row.Int(4);
   if (entry.payload.is_discarded()) {
     return Status::Error("journal entry " + std::to_string(entry.seq) + " of execution " +

@@ -4,12 +4,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/status.h"
+#include "value/value.h"
 
 namespace atomflow::store {
 
@@ -33,7 +33,7 @@ struct JournalEntry {
   int64_t seq = 0;   // assigned by the store, per execution, from 1; ignored by Append
   std::string kind;  // "intent", "result", "branch", "decision", "log", ...
   std::string key;   // the effect key, e.g. "main/3"
-  nlohmann::json payload;
+  Json payload;
   int64_t time_ms = 0;
 };
 

@@ -37,9 +37,9 @@ const Branch& Transaction::AddBranch(BranchKind kind, std::string step, Value un
   return branches_.back();
 }
 
-nlohmann::json Transaction::BeginRecord() const { return {{"gid", gid_}, {"step", step_}}; }
+Json Transaction::BeginRecord() const { return {{"gid", gid_}, {"step", step_}}; }
 
-nlohmann::json Transaction::BranchRecord(const Branch& branch) const {
+Json Transaction::BranchRecord(const Branch& branch) const {
   return {{"gid", gid_},
           {"branch", branch.id},
           {"kind", BranchKindName(branch.kind)},
@@ -48,14 +48,14 @@ nlohmann::json Transaction::BranchRecord(const Branch& branch) const {
           {"staged", ToJournalJson(branch.staged)}};
 }
 
-nlohmann::json Transaction::DecisionRecord(Decision decision, const Value& cause) const {
+Json Transaction::DecisionRecord(Decision decision, const Value& cause) const {
   return {{"gid", gid_},
           {"decision", DecisionName(decision)},
           {"branches", branches_.size()},
           {"cause", ToJournalJson(cause)}};
 }
 
-nlohmann::json Transaction::EndRecord(const Value& cause) const {
+Json Transaction::EndRecord(const Value& cause) const {
   return {{"gid", gid_}, {"state", TxnStateName(state_)}, {"cause", ToJournalJson(cause)}};
 }
 

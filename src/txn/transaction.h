@@ -50,10 +50,10 @@ class Transaction {
   void set_state(TxnState state) { state_ = state; }
 
   // Journal payloads.
-  nlohmann::json BeginRecord() const;
-  nlohmann::json BranchRecord(const Branch& branch) const;
-  nlohmann::json DecisionRecord(Decision decision, const Value& cause) const;
-  nlohmann::json EndRecord(const Value& cause) const;
+  Json BeginRecord() const;
+  Json BranchRecord(const Branch& branch) const;
+  Json DecisionRecord(Decision decision, const Value& cause) const;
+  Json EndRecord(const Value& cause) const;
 
   // Checks the rules that must hold after every change (debug builds).
   void CheckInvariants() const;

@@ -151,35 +151,35 @@ namespace {
 constexpr const char* kBytesKey = "$bytes";
 
 // Shared by ToJson and ToJournalJson; `journal` selects the lossless bytes encoding.
-Result<nlohmann::json> Encode(const Value& value, bool journal) {
+Result<Json> Encode(const Value& value, bool journal) {
   switch (value.type()) {
     case Value::Type::kNull:
-      return nlohmann::json(nullptr);
+      return Json(nullptr);
     case Value::Type::kBool:
-      return nlohmann::json(value.AsBool());
+      return Json(value.AsBool());
     case Value::Type::kInt:
-      return nlohmann::json(value.AsInt());
+      return Json(value.AsInt());
     case Value::Type::kDouble:
       if (!std::isfinite(value.AsDouble())) return Status::Error("cannot encode NaN/inf as JSON");
-      return nlohmann::json(value.AsDouble());
+      return Json(value.AsDouble());
     case Value::Type::kString:
-      return nlohmann::json(value.AsString());
+      return Json(value.AsString());
     case Value::Type::kBytes:
       if (!journal) return Status::Error("bytes cannot be encoded as JSON");
-      return nlohmann::json{{kBytesKey, Base64Encode(value.AsBytes())}};
+      return Json{{kBytesKey, Base64Encode(value.AsBytes())}};
     case Value::Type::kList: {
-      nlohmann::json array = nlohmann::json::array();
+      Json array = Json::array();
       for (const Value& item : value.AsList()) {
-        Result<nlohmann::json> encoded = Encode(item, journal);
+        Result<Json> encoded = Encode(item, journal);
         if (!encoded.ok()) return encoded.status();
         array.push_back(std::move(encoded).value());
       }
       return array;
     }
     case Value::Type::kMap: {
-      nlohmann::json object = nlohmann::json::object();
+      Json object = Json::object();
       for (const auto& [key, item] : value.AsMap()) {
-        Result<nlohmann::json> encoded = Encode(item, journal);
+        Result<Json> encoded = Encode(item, journal);
         if (!encoded.ok()) return encoded.status();
         // A user map that happens to use "$bytes" as a key is escaped by doubling the '$'.
         std::string stored = journal && key.rfind("$", 0) == 0 ? "$" + key : key;
@@ -191,30 +191,30 @@ Result<nlohmann::json> Encode(const Value& value, bool journal) {
   return Status::Error("unknown value type");
 }
 
-Value Decode(const nlohmann::json& json, bool journal) {
+Value Decode(const Json& json, bool journal) {
   switch (json.type()) {
-    case nlohmann::json::value_t::null:
+    case Json::value_t::null:
       return Value();
-    case nlohmann::json::value_t::boolean:
+    case Json::value_t::boolean:
       return Value(json.get<bool>());
-    case nlohmann::json::value_t::number_integer:
+    case Json::value_t::number_integer:
       return Value(json.get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: {
+    case Json::value_t::number_unsigned: {
       uint64_t u = json.get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX)) return Value(static_cast<double>(u));
       return Value(static_cast<int64_t>(u));
     }
-    case nlohmann::json::value_t::number_float:
+    case Json::value_t::number_float:
       return Value(json.get<double>());
-    case nlohmann::json::value_t::string:
+    case Json::value_t::string:
       return Value(json.get<std::string>());
-    case nlohmann::json::value_t::array: {
+    case Json::value_t::array: {
       List list;
       list.reserve(json.size());
-      for (const nlohmann::json& item : json) list.push_back(Decode(item, journal));
+      for (const Json& item : json) list.push_back(Decode(item, journal));
       return Value(std::move(list));
     }
-    case nlohmann::json::value_t::object: {
+    case Json::value_t::object: {
       if (journal && json.size() == 1 && json.contains(kBytesKey)) {
         Result<std::string> bytes = Base64Decode(json[kBytesKey].get<std::string>());
         return Value::Bytes(bytes.ok() ? std::move(bytes).value() : std::string());
@@ -233,21 +233,21 @@ Value Decode(const nlohmann::json& json, bool journal) {
 
 }  // namespace
 
-Result<nlohmann::json> ToJson(const Value& value) { return Encode(value, false); }
+Result<Json> ToJson(const Value& value) { return Encode(value, false); }
 
-Value FromJson(const nlohmann::json& json) { return Decode(json, false); }
+Value FromJson(const Json& json) { return Decode(json, false); }
 
-nlohmann::json ToJournalJson(const Value& value) {
-  Result<nlohmann::json> encoded = Encode(value, true);
-  return encoded.ok() ? std::move(encoded).value() : nlohmann::json(nullptr);
+Json ToJournalJson(const Value& value) {
+  Result<Json> encoded = Encode(value, true);
+  return encoded.ok() ? std::move(encoded).value() : Json(nullptr);
 }
 
-Value FromJournalJson(const nlohmann::json& json) { return Decode(json, true); }
+Value FromJournalJson(const Json& json) { return Decode(json, true); }
 
 std::string DebugString(const Value& value) {
-  Result<nlohmann::json> encoded = Encode(value, true);
+  Result<Json> encoded = Encode(value, true);
   if (!encoded.ok()) return "<" + encoded.message() + ">";
-  return encoded->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return encoded->dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 namespace {

@@ -16,6 +16,10 @@
 
 namespace atomflow {
 
+// JSON objects keep their keys in insertion order, as language maps do, so a value that goes
+// through the journal or the CLI comes back with its keys in the same order.
+using Json = nlohmann::ordered_json;
+
 class Value;
 class Map;
 using List = std::vector<Value>;
@@ -127,13 +131,13 @@ class Map {
 
 // JSON as the language sees it: objects become maps, integers stay int64, other numbers
 // become doubles. Bytes cannot be encoded (an error says so).
-Result<nlohmann::json> ToJson(const Value& value);
-Value FromJson(const nlohmann::json& json);
+Result<Json> ToJson(const Value& value);
+Value FromJson(const Json& json);
 
 // A lossless encoding for the journal: like ToJson, but bytes become {"$bytes": base64} and a
 // map with a "$bytes" key is escaped, so FromJournalJson(ToJournalJson(v)) == v for every v.
-nlohmann::json ToJournalJson(const Value& value);
-Value FromJournalJson(const nlohmann::json& json);
+Json ToJournalJson(const Value& value);
+Value FromJournalJson(const Json& json);
 
 // Compact JSON text of a value; bytes appear as base64 strings. For logs and messages.
 std::string DebugString(const Value& value);

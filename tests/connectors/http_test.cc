@@ -25,11 +25,11 @@ using ::testing::HasSubstr;
 // The request as the server saw it, as JSON: method, path, query, headers (lower-case
 // names), body.
 void Echo(const httplib::Request& request, httplib::Response& response) {
-  nlohmann::json seen = {
+  Json seen = {
       {"method", request.method}, {"path", request.path}, {"body", request.body}};
-  seen["query"] = nlohmann::json::object();
+  seen["query"] = Json::object();
   for (const auto& [name, value] : request.params) seen["query"][name] = value;
-  seen["headers"] = nlohmann::json::object();
+  seen["headers"] = Json::object();
   for (const auto& [name, value] : request.headers) {
     std::string lower = name;
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -39,7 +39,7 @@ ExecutionRecord MakeRecord(const std::string& id, int64_t start_time_ms,
   return record;
 }
 
-JournalEntry MakeEntry(const std::string& key, nlohmann::json payload = {}) {
+JournalEntry MakeEntry(const std::string& key, Json payload = {}) {
   JournalEntry entry;
   entry.kind = "result";
   entry.key = key;
@@ -258,7 +258,7 @@ TEST_F(StoreTest, NestedJsonPayloadRoundTrips) {
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
-  nlohmann::json payload = nlohmann::json::parse(
+  Json payload = Json::parse(
       R"({"request": {"url": "http://x/y", "body": [1, 2.5, {"deep": [null, true, "é\n"]}]},
           "big": -9007199254740993, "empty": {}, "none": []})");
 

@@ -38,7 +38,7 @@ TEST(ValueTest, MapKeepsInsertionOrderAndReplacesInPlace) {
 }
 
 TEST(ValueTest, JsonKeepsIntegersAndDoublesApart) {
-  Value value = FromJson(nlohmann::json::parse(R"({"i": 3, "d": 3.5, "l": [null, true]})"));
+  Value value = FromJson(Json::parse(R"({"i": 3, "d": 3.5, "l": [null, true]})"));
   EXPECT_TRUE(value.AsMap().Find("i")->is_int());
   EXPECT_TRUE(value.AsMap().Find("d")->is_double());
   EXPECT_EQ(ToJson(value)->dump(), R"({"i":3,"d":3.5,"l":[null,true]})");
