@@ -45,7 +45,7 @@ int Invalid(const CommonOptions& options, const std::string& message) {
   fprintf(stderr, "atomflow: %s\n", message.c_str());
   if (options.json) {
     Json out = {{"state", "INVALID"},
-                          {"error", {{"message", message}, {"tags", {"ValidationError"}}}}};
+                {"error", {{"message", message}, {"tags", {"ValidationError"}}}}};
     std::cout << out.dump() << std::endl;
   }
   return kExitInvalid;
@@ -67,13 +67,11 @@ int PrintOutcome(const CommonOptions& options, const store::ExecutionRecord& rec
   if (options.json) {
     std::cout << out.dump() << std::endl;
   } else {
-    fprintf(stderr, "execution %s %s in %.2fs\n", record.id.c_str(), record.state.c_str(),
-            seconds);
+    fprintf(stderr, "execution %s %s in %.2fs\n", record.id.c_str(), record.state.c_str(), seconds);
     if (out.contains("result")) std::cout << out["result"].dump(2) << std::endl;
     if (out.contains("error")) {
       const Json& error = out["error"];
-      std::string message = error.is_object() ? error.value("message", error.dump())
-                                              : error.dump();
+      std::string message = error.is_object() ? error.value("message", error.dump()) : error.dump();
       fprintf(stderr, "error: %s\n", message.c_str());
     }
   }
@@ -89,8 +87,7 @@ void HandleSignals(engine::Engine* engine) {
     sigaddset(&signals, SIGTERM);
     int received = 0;
     sigwait(&signals, &received);
-    fprintf(stderr, "atomflow: cancelling (signal %d); send it again to quit at once\n",
-            received);
+    fprintf(stderr, "atomflow: cancelling (signal %d); send it again to quit at once\n", received);
     engine->CancelAll();
     sigwait(&signals, &received);
     _exit(130);
@@ -208,7 +205,7 @@ namespace {
 
 // The journal's step records and transaction records, shaped for `describe`.
 Json Describe(const store::ExecutionRecord& record,
-                        const std::vector<store::JournalEntry>& journal) {
+              const std::vector<store::JournalEntry>& journal) {
   Json out = Outcome(record);
   out["start_time"] = Rfc3339(record.start_time_ms);
   out["end_time"] = Rfc3339(record.end_time_ms);
@@ -221,9 +218,12 @@ Json Describe(const store::ExecutionRecord& record,
     if (entry.kind == "step") {
       int64_t start = p.value("start_ms", int64_t{0});
       int64_t end = p.value("end_ms", int64_t{0});
-      steps.push_back({{"step", p.value("step", "")}, {"routine", p.value("routine", "")},
-                       {"state", p.value("state", "")}, {"start_time", Rfc3339(start)},
-                       {"end_time", Rfc3339(end)}, {"duration_ms", end - start}});
+      steps.push_back({{"step", p.value("step", "")},
+                       {"routine", p.value("routine", "")},
+                       {"state", p.value("state", "")},
+                       {"start_time", Rfc3339(start)},
+                       {"end_time", Rfc3339(end)},
+                       {"duration_ms", end - start}});
       continue;
     }
     if (!p.is_object() || !p.contains("gid")) continue;

@@ -15,8 +15,8 @@ void StderrProgress::OnStep(const engine::StepReport& report) {
           report.duration_ms / 1000.0);
 }
 
-void StderrProgress::OnLog(const std::string&, const std::string& step,
-                           const std::string& severity, const std::string& text) {
+void StderrProgress::OnLog(const std::string&, const std::string& step, const std::string& severity,
+                           const std::string& text) {
   if (quiet_) return;
   std::lock_guard<std::mutex> lock(mutex_);
   fprintf(stderr, "    [%s] %s: %s\n", severity.c_str(), step.c_str(), text.c_str());

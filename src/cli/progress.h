@@ -13,8 +13,8 @@ class StderrProgress : public engine::ProgressSink {
   explicit StderrProgress(bool quiet) : quiet_(quiet) {}
 
   void OnStep(const engine::StepReport& report) override;
-  void OnLog(const std::string& execution_id, const std::string& step,
-             const std::string& severity, const std::string& text) override;
+  void OnLog(const std::string& execution_id, const std::string& step, const std::string& severity,
+             const std::string& text) override;
   void OnJobLog(const std::string& execution_id, const std::string& step,
                 const std::string& line) override;
   void OnTransaction(const std::string& execution_id, const std::string& gid,

@@ -129,7 +129,7 @@ EffectOutcome Connectors::PerformFile(const engine::EffectRequest& request,
     Result<StagedFile> file = StagedFile::FromValue(request.args);
     if (!file.ok()) return SystemErrorOutcome(file.message());
     Status status = function == "atomflow.files.commit" ? StagedFiles::Publish(*file)
-                                                         : StagedFiles::Discard(*file);
+                                                        : StagedFiles::Discard(*file);
     if (!status.ok()) return SystemErrorOutcome(status.message());
     return EffectOutcome::Success(file->ToValue());
   }

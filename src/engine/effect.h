@@ -27,11 +27,11 @@ namespace atomflow::engine {
 // One effect the interpreter asks for. The key is deterministic (the same on every replay of
 // the execution), so a resumed execution finds the effect's journaled result or intent.
 struct EffectRequest {
-  std::string key;        // position of the effect in the execution, e.g. "12"
-  std::string step;       // the step that asked, for messages and crash points
-  std::string function;   // "http.post", "atomflow.jobs.run", "sys.sleep", ...
-  Value args;             // the rendered args map
-  Value intent;           // what the intent record adds: job id, deadline, idempotency key
+  std::string key;           // position of the effect in the execution, e.g. "12"
+  std::string step;          // the step that asked, for messages and crash points
+  std::string function;      // "http.post", "atomflow.jobs.run", "sys.sleep", ...
+  Value args;                // the rendered args map
+  Value intent;              // what the intent record adds: job id, deadline, idempotency key
   bool needs_intent = true;  // outside consequences: the intent is durable before issuing
   // Transaction headers (Atomflow-Gid, -Branch, -Op) when the effect is a branch operation.
   std::string gid;

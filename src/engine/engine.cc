@@ -28,9 +28,8 @@ std::string NewExecutionId() {
   uint64_t high = generator();
   uint64_t low = generator();
   char text[40];
-  snprintf(text, sizeof(text), "%08x-%04x-4%03x-%04x-%012llx",
-           static_cast<unsigned>(high >> 32), static_cast<unsigned>((high >> 16) & 0xffff),
-           static_cast<unsigned>(high & 0xfff),
+  snprintf(text, sizeof(text), "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(high >> 32),
+           static_cast<unsigned>((high >> 16) & 0xffff), static_cast<unsigned>(high & 0xfff),
            static_cast<unsigned>(0x8000 | ((low >> 48) & 0x3fff)),
            static_cast<unsigned long long>(low & 0xffffffffffffULL));
   return text;
@@ -63,8 +62,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(EngineOptions options, HandlerFacto
   return engine;
 }
 
-Engine::Engine(EngineOptions options, std::unique_ptr<store::Store> store,
-               ProgressSink* progress)
+Engine::Engine(EngineOptions options, std::unique_ptr<store::Store> store, ProgressSink* progress)
     : options_(std::move(options)),
       store_(std::move(store)),
       progress_(progress),
@@ -91,8 +89,7 @@ double Engine::NowSeconds() const {
   return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
 }
 
-Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow,
-                                  Value argument) {
+Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument) {
   Result<Json> argument_json = ToJson(argument);
   if (!argument_json.ok()) return Status::Error("argument: " + argument_json.message());
 
@@ -135,9 +132,8 @@ Result<std::string> Engine::Resume(const std::string& execution_id) {
 
   Value argument = FromJson(Json::parse(record->argument, nullptr, false));
   log::Info("execution {} resumed from {} journal entries", execution_id, journal->size());
-  Launch(std::make_shared<Execution>(this, std::move(record).value(),
-                                     std::move(workflow).value(), std::move(argument),
-                                     std::move(journal).value()));
+  Launch(std::make_shared<Execution>(this, std::move(record).value(), std::move(workflow).value(),
+                                     std::move(argument), std::move(journal).value()));
   return execution_id;
 }
 
@@ -146,13 +142,14 @@ Result<std::vector<std::string>> Engine::Recover() {
   if (!active.ok()) return active.status();
   std::vector<std::string> resumed;
   for (const store::ExecutionRecord& record : *active) {
-    if (!record.owner.empty() && record.owner != owner_ &&
-        store::IsLiveLocalOwner(record.owner)) {
+    if (!record.owner.empty() && record.owner != owner_ && store::IsLiveLocalOwner(record.owner)) {
       continue;  // another live process drives it
     }
     Result<std::string> id = Resume(record.id);
-    if (id.ok()) resumed.push_back(*id);
-    else log::Warn("cannot resume execution {}: {}", record.id, id.message());
+    if (id.ok())
+      resumed.push_back(*id);
+    else
+      log::Warn("cannot resume execution {}: {}", record.id, id.message());
   }
   log::Info("recovery resumed {} of {} active executions", resumed.size(), active->size());
   return resumed;
@@ -184,7 +181,8 @@ void Engine::Cancel(const std::string& execution_id) {
       Complete(execution, *execution->running_effect(), EffectOutcome::Success(Value()));
       return;
     }
-    if (const EffectRequest* running = execution->running_effect()) handler_->Cancel(execution->id(), *running);
+    if (const EffectRequest* running = execution->running_effect())
+      handler_->Cancel(execution->id(), *running);
   });
 }
 
@@ -259,11 +257,11 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest
   // The intent is durable before the effect leaves the process: after a crash the effect is
   // retried with the same idempotency key, or its job reattached, never issued blind.
   Json intent = {{"function", request.function},
-                           {"step", request.step},
-                           {"args", ToJournalJson(request.args)},
-                           {"gid", request.gid},
-                           {"branch", request.branch},
-                           {"op", request.op}};
+                 {"step", request.step},
+                 {"args", ToJournalJson(request.args)},
+                 {"gid", request.gid},
+                 {"branch", request.branch},
+                 {"op", request.op}};
   Journal(*execution, "intent", request.key, std::move(intent),
           [this, execution, request]() mutable { Issue(execution, std::move(request), false); });
 }
@@ -313,11 +311,10 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
 void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request) {
   Json record = ToJournalJson(request.args);
   std::string decision = record.value("decision", "ABORT");
-  Journal(*execution, "decision", "d" + request.key, record,
-          [this, execution, request, decision] {
-            CrashPoint("decision");
-            Complete(execution, request, EffectOutcome::Success(Value(decision)));
-          });
+  Journal(*execution, "decision", "d" + request.key, record, [this, execution, request, decision] {
+    CrashPoint("decision");
+    Complete(execution, request, EffectOutcome::Success(Value(decision)));
+  });
 }
 
 void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
@@ -330,16 +327,17 @@ void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectR
 void Engine::JournalResult(Execution& execution, const EffectRequest& request,
                            const EffectOutcome& outcome) {
   Json payload = {{"function", request.function},
-                            {"step", request.step},
-                            {"ok", outcome.ok},
-                            {"value", ToJournalJson(outcome.value)}};
+                  {"step", request.step},
+                  {"ok", outcome.ok},
+                  {"value", ToJournalJson(outcome.value)}};
   std::function<void()> on_durable;
-  if (!crash_at_.empty()) on_durable = [this, step = request.step] { CrashPoint("effect:" + step); };
+  if (!crash_at_.empty())
+    on_durable = [this, step = request.step] { CrashPoint("effect:" + step); };
   Journal(execution, "result", request.key, std::move(payload), std::move(on_durable));
 }
 
-void Engine::Journal(Execution& execution, const std::string& kind, std::string key,
-                     Json payload, std::function<void()> on_durable) {
+void Engine::Journal(Execution& execution, const std::string& kind, std::string key, Json payload,
+                     std::function<void()> on_durable) {
   store::JournalEntry entry;
   entry.kind = kind;
   entry.key = std::move(key);
@@ -375,8 +373,8 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
       result = json->dump();
     } else {
       state = "FAILED";
-      error = ErrorJson(lang::MakeError("TypeError", "the result cannot be returned: " +
-                                                         json.message()));
+      error = ErrorJson(
+          lang::MakeError("TypeError", "the result cannot be returned: " + json.message()));
     }
   } else {
     error = ErrorJson(execution->final_value());

@@ -29,7 +29,7 @@ struct StepReport {
   std::string step;
   std::string state;  // SUCCEEDED or FAILED
   int64_t duration_ms = 0;
-  int depth = 0;      // nesting, for indentation
+  int depth = 0;  // nesting, for indentation
 };
 
 // Receives what a user watches while executions run. Called from worker and loop threads;
@@ -80,8 +80,8 @@ class Engine {
   double NowSeconds() const;
 
   // Used by Execution.
-  void Journal(Execution& execution, const std::string& kind, std::string key,
-               Json payload, std::function<void()> on_durable);
+  void Journal(Execution& execution, const std::string& kind, std::string key, Json payload,
+               std::function<void()> on_durable);
   void JournalResult(Execution& execution, const EffectRequest& request,
                      const EffectOutcome& outcome);
   // Kills the process with SIGKILL when ATOMFLOW_CRASH_AT names this point (crash tests).

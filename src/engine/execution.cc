@@ -154,8 +154,6 @@ std::optional<EffectRequest> Execution::TakePendingEffect() {
 
 void Execution::CompleteEffect(EffectOutcome outcome) { outcome_ = std::move(outcome); }
 
-const EffectRequest* Execution::running_effect() const {
-  return running_ ? &*running_ : nullptr;
-}
+const EffectRequest* Execution::running_effect() const { return running_ ? &*running_ : nullptr; }
 
 }  // namespace atomflow::engine

@@ -85,15 +85,13 @@ class Execution {
   bool shielded() const { return shielded_; }
 
   // Driven by the engine.
-  void Start();                       // builds the root task
-  void ResumeSlice();                 // runs until the next suspension or the end
+  void Start();        // builds the root task
+  void ResumeSlice();  // runs until the next suspension or the end
   bool finished() const;
   std::optional<EffectRequest> TakePendingEffect();
   void CompleteEffect(EffectOutcome outcome);  // before the engine resumes the execution
   bool IntentJournaled(const std::string& key) const { return intents_.count(key) > 0; }
-  const Json& IntentPayload(const std::string& key) const {
-    return intents_.at(key).payload;
-  }
+  const Json& IntentPayload(const std::string& key) const { return intents_.at(key).payload; }
   const EffectRequest* running_effect() const;
 
   // Final outcome, valid once finished(): state and JSON result or error.

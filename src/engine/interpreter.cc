@@ -79,8 +79,8 @@ Task<Value> Interpreter::RunRoutine(const lang::Routine& routine, Map args, int 
     } else if (param.default_value) {
       frame.vars().Set(param.name, co_await Eval(*param.default_value, frame));
     } else {
-      lang::Raise("TypeError", "missing argument '" + param.name + "' calling '" +
-                                   routine.name + "'");
+      lang::Raise("TypeError",
+                  "missing argument '" + param.name + "' calling '" + routine.name + "'");
     }
   }
 
@@ -145,7 +145,7 @@ void Interpreter::ReportStep(const lang::Step& step, Frame& frame, int64_t start
                               {"end_ms", end_ms},
                               {"line", step.pos.line}});
   if (replayed) return;
-  StepReport report{execution_->id(), frame.routine().name, step.name, state,
+  StepReport report{execution_->id(),  frame.routine().name,    step.name, state,
                     end_ms - start_ms, frame.depth() + nesting_};
   execution_->engine()->progress()->OnStep(report);
 }
@@ -224,7 +224,8 @@ Task<Value> Interpreter::EvalSlow(const lang::Template& tmpl, Frame& frame) {
     } catch (NeedCall& call) {
       need = std::move(call);
     }
-    memo.push_back(co_await CallPositional(need->name, std::move(need->args), frame, std::string()));
+    memo.push_back(
+        co_await CallPositional(need->name, std::move(need->args), frame, std::string()));
   }
 }
 

@@ -110,15 +110,14 @@ class Interpreter {
   // subworkflow or an effect function; EvalSlow handles those.
   Task<Value> Eval(const lang::Template& tmpl, Frame& frame);
   Task<Value> EvalSlow(const lang::Template& tmpl, Frame& frame);
-  Task<Map> EvalArgs(const std::vector<std::pair<std::string, lang::Template>>& args,
-                     Frame& frame);
+  Task<Map> EvalArgs(const std::vector<std::pair<std::string, lang::Template>>& args, Frame& frame);
 
   Execution* execution_;
   std::vector<txn::Transaction*> transactions_;  // innermost last
   int transaction_count_ = 0;
   double transaction_deadline_ = 0;  // epoch seconds; 0 when the block has no timeout
-  std::string error_step_;  // the innermost step an uncaught error came out of
-  int nesting_ = 0;         // depth of step bodies being run, for progress indentation
+  std::string error_step_;           // the innermost step an uncaught error came out of
+  int nesting_ = 0;                  // depth of step bodies being run, for progress indentation
 };
 
 }  // namespace atomflow::engine

@@ -32,8 +32,8 @@ std::vector<Value> ToPositional(const lang::FunctionSignature& signature, Map ar
   for (size_t i = 0; i < signature.params.size(); ++i) {
     Value* given = args.Find(signature.params[i]);
     if (given == nullptr && i < signature.required) {
-      lang::Raise("TypeError", "missing argument '" + signature.params[i] + "' calling " +
-                                   signature.name);
+      lang::Raise("TypeError",
+                  "missing argument '" + signature.params[i] + "' calling " + signature.name);
     }
     positional.push_back(given ? std::move(*given) : Value());
   }
@@ -48,12 +48,12 @@ std::string RandomUuid() {
   static thread_local std::mt19937_64 generator(std::random_device{}());
   uint64_t high = generator();
   uint64_t low = generator();
-  high = (high & 0xffffffffffff0fffULL) | 0x4000;        // version 4
+  high = (high & 0xffffffffffff0fffULL) | 0x4000;               // version 4
   low = (low & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
   char text[37];
-  snprintf(text, sizeof(text), "%08x-%04x-%04x-%04x-%012llx",
-           static_cast<unsigned>(high >> 32), static_cast<unsigned>((high >> 16) & 0xffff),
-           static_cast<unsigned>(high & 0xffff), static_cast<unsigned>(low >> 48),
+  snprintf(text, sizeof(text), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(high >> 32),
+           static_cast<unsigned>((high >> 16) & 0xffff), static_cast<unsigned>(high & 0xffff),
+           static_cast<unsigned>(low >> 48),
            static_cast<unsigned long long>(low & 0xffffffffffffULL));
   return text;
 }
@@ -171,9 +171,8 @@ Task<Value> Interpreter::Sleep(double seconds, const std::string& step) {
 Value Interpreter::CallLocal(const std::string& function, const std::vector<Value>& args,
                              const std::string& step) {
   if (function == "sys.now") {
-    return execution_->Local(function, step, [this] {
-      return Value(execution_->engine()->NowSeconds());
-    });
+    return execution_->Local(function, step,
+                             [this] { return Value(execution_->engine()->NowSeconds()); });
   }
   if (function == "uuid.generate") {
     return execution_->Local(function, step, [] { return Value(RandomUuid()); });
@@ -199,8 +198,9 @@ void Interpreter::Log(const Map& args, const std::string& step) {
   const Value* data = args.Find("data");
   if (data == nullptr) data = args.Find("text");
   if (data == nullptr) data = args.Find("json");
-  std::string text = data == nullptr ? "" : data->is_string() ? data->AsString()
-                                                               : DebugString(*data);
+  std::string text = data == nullptr     ? ""
+                     : data->is_string() ? data->AsString()
+                                         : DebugString(*data);
   std::string level = severity && severity->is_string() ? severity->AsString() : "DEFAULT";
   bool replayed = execution_->replaying();
   execution_->Record("log", {{"step", step}, {"severity", level}, {"text", text}});

@@ -28,8 +28,8 @@ void AssignPath(Value& container, const lang::AssignTarget& target, size_t i, Va
   if (key.is_string()) {
     if (!container.is_map()) {
       lang::Raise("TypeError", "cannot assign key '" + key.AsString() + "' of '" +
-                                   AccessorText(target, i) + "': it is a " +
-                                   container.TypeName() + ", not a map");
+                                   AccessorText(target, i) + "': it is a " + container.TypeName() +
+                                   ", not a map");
     }
     Map& map = container.MutableMap();
     if (last) {
@@ -111,8 +111,8 @@ Task<Flow> Interpreter::RunSwitch(const lang::Step& step, Frame& frame) {
   for (const lang::SwitchCase& arm : step.switch_cases) {
     Value condition = co_await Eval(arm.condition, frame);
     if (!condition.is_bool()) {
-      lang::Raise("TypeError", std::string("switch condition must be a boolean, got ") +
-                                   condition.TypeName());
+      lang::Raise("TypeError",
+                  std::string("switch condition must be a boolean, got ") + condition.TypeName());
     }
     if (condition.AsBool()) co_return co_await RunStepBody(*arm.body, frame);
   }
@@ -182,8 +182,8 @@ Task<Flow> Interpreter::RunTry(const lang::Step& step, Frame& frame) {
 
 // Decides whether a failed try block runs again, and after how long: the predicate (a
 // standard-library predicate or a subworkflow) must say yes and attempts must remain.
-Task<bool> Interpreter::ShouldRetry(const lang::RetrySpec& retry, const Value& error,
-                                    int attempt, Frame& frame, double* delay_seconds) {
+Task<bool> Interpreter::ShouldRetry(const lang::RetrySpec& retry, const Value& error, int attempt,
+                                    Frame& frame, double* delay_seconds) {
   Map policy;
   if (retry.policy) {
     Value value = co_await Eval(*retry.policy, frame);
@@ -225,7 +225,8 @@ Task<bool> Interpreter::ShouldRetry(const lang::RetrySpec& retry, const Value& e
   std::optional<std::string> function = predicate ? lang::AsFunctionRef(*predicate) : std::nullopt;
   if (!function) lang::Raise("TypeError", "retry: predicate must be a function");
   std::vector<Value> predicate_args(1, error);
-  Value verdict = co_await CallPositional(*function, std::move(predicate_args), frame, std::string());
+  Value verdict =
+      co_await CallPositional(*function, std::move(predicate_args), frame, std::string());
   if (!verdict.is_bool()) {
     lang::Raise("TypeError", "retry predicate '" + *function + "' must return a boolean");
   }

@@ -44,9 +44,8 @@ Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
     lang::Raise("SystemError", "step '" + step.name + "': transactions cannot be nested");
   }
   const lang::TransactionSpec& spec = *step.transaction;
-  txn::Transaction txn(execution_->id() + ":" + step.name + "#" +
-                           std::to_string(++transaction_count_),
-                       step.name);
+  txn::Transaction txn(
+      execution_->id() + ":" + step.name + "#" + std::to_string(++transaction_count_), step.name);
   execution_->Record("txn_begin", txn.BeginRecord());
   transaction_deadline_ = 0;
   if (spec.timeout) {
@@ -75,9 +74,8 @@ Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
 
   // From here on the outcome must be carried out even if the execution is cancelled.
   execution_->set_shielded(true);
-  txn::Decision decision = co_await Decide(txn, failure ? txn::Decision::kAbort
-                                                        : txn::Decision::kCommit,
-                                           failure.value_or(Value()));
+  txn::Decision decision = co_await Decide(
+      txn, failure ? txn::Decision::kAbort : txn::Decision::kCommit, failure.value_or(Value()));
   if (decision == txn::Decision::kCommit) {
     co_await Publish(txn);
     txn.set_state(txn::TxnState::kCommitted);
@@ -191,10 +189,10 @@ Task<bool> Interpreter::RunCompensation(const txn::Branch& branch, const txn::Tr
     request.op = "compensate";
     EffectOutcome outcome = co_await execution_->Perform(std::move(request));
     if (outcome.ok) co_return true;
-    execution_->engine()->progress()->OnLog(
-        execution_->id(), branch.step, "WARNING",
-        "compensation of step '" + branch.step + "' failed (attempt " +
-            std::to_string(attempt + 1) + "): " + ErrorMessage(outcome.value));
+    execution_->engine()->progress()->OnLog(execution_->id(), branch.step, "WARNING",
+                                            "compensation of step '" + branch.step +
+                                                "' failed (attempt " + std::to_string(attempt + 1) +
+                                                "): " + ErrorMessage(outcome.value));
   }
   co_return false;
 }

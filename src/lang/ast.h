@@ -24,10 +24,10 @@ struct Template {
   enum class Kind { kLiteral, kExpression, kList, kMap };
 
   Kind kind = Kind::kLiteral;
-  Value literal;                           // kLiteral
-  std::shared_ptr<const Expr> expression;  // kExpression
-  std::string expression_text;             // kExpression: the text between ${ and }
-  std::vector<Template> items;             // kList
+  Value literal;                                       // kLiteral
+  std::shared_ptr<const Expr> expression;              // kExpression
+  std::string expression_text;                         // kExpression: the text between ${ and }
+  std::vector<Template> items;                         // kList
   std::vector<std::pair<Template, Template>> entries;  // kMap: key, value
   SourcePos pos;
 };
@@ -67,22 +67,22 @@ struct SwitchCase {
 
 struct ForSpec {
   std::string value;
-  std::string index;               // empty when none
-  std::optional<Template> in;      // `in:` list
-  std::optional<Template> range;   // `range: [a, b]`, inclusive
+  std::string index;              // empty when none
+  std::optional<Template> in;     // `in:` list
+  std::optional<Template> range;  // `range: [a, b]`, inclusive
   Block steps;
 };
 
 struct ParallelSpec {
   std::vector<std::string> shared;
   std::optional<Template> concurrency_limit;
-  std::string exception_policy;    // "continueAll" (the only documented policy) or empty
+  std::string exception_policy;  // "continueAll" (the only documented policy) or empty
   std::vector<std::pair<std::string, Block>> branches;
   std::optional<ForSpec> for_loop;
 };
 
 struct RetrySpec {
-  std::optional<Template> policy;     // `retry: ${http.default_retry}`: the whole policy
+  std::optional<Template> policy;  // `retry: ${http.default_retry}`: the whole policy
   std::optional<Template> predicate;
   std::optional<Template> max_retries;
   std::optional<Template> initial_delay;
@@ -118,28 +118,38 @@ struct TransactionSpec {
 
 struct Step {
   enum class Kind {
-    kAssign, kCall, kSwitch, kFor, kParallel, kRaise, kReturn, kTry, kSteps, kNext,
-    kTransaction, kTcc
+    kAssign,
+    kCall,
+    kSwitch,
+    kFor,
+    kParallel,
+    kRaise,
+    kReturn,
+    kTry,
+    kSteps,
+    kNext,
+    kTransaction,
+    kTcc
   };
 
   std::string name;  // empty for a switch arm's body
   Kind kind = Kind::kNext;
   SourcePos pos;
 
-  std::vector<Assignment> assign;        // kAssign
-  std::optional<CallSpec> call;          // kCall
-  std::optional<CallSpec> compensate;    // kCall inside a transaction: its undo
-  std::vector<SwitchCase> switch_cases;  // kSwitch
-  std::optional<ForSpec> for_loop;       // kFor
-  std::optional<ParallelSpec> parallel;  // kParallel
-  std::optional<Template> raise;         // kRaise
-  std::optional<Template> return_value;  // kReturn (a bare `return:` returns null)
-  std::optional<TrySpec> try_block;      // kTry
-  Block steps;                           // kSteps
+  std::vector<Assignment> assign;              // kAssign
+  std::optional<CallSpec> call;                // kCall
+  std::optional<CallSpec> compensate;          // kCall inside a transaction: its undo
+  std::vector<SwitchCase> switch_cases;        // kSwitch
+  std::optional<ForSpec> for_loop;             // kFor
+  std::optional<ParallelSpec> parallel;        // kParallel
+  std::optional<Template> raise;               // kRaise
+  std::optional<Template> return_value;        // kReturn (a bare `return:` returns null)
+  std::optional<TrySpec> try_block;            // kTry
+  Block steps;                                 // kSteps
   std::optional<TransactionSpec> transaction;  // kTransaction
-  std::optional<TccSpec> tcc;            // kTcc
-  std::string next;                      // jump after the step: a step name, end, break,
-                                         // continue; empty when none
+  std::optional<TccSpec> tcc;                  // kTcc
+  std::string next;                            // jump after the step: a step name, end, break,
+                                               // continue; empty when none
   SourcePos next_pos;
 };
 

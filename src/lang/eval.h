@@ -52,7 +52,7 @@ ExprNames CollectNames(const Expr& expr);
 // The target of an assignment: `a`, `a.b`, `a["k"]`, `a[i + 1].c`.
 struct AssignTarget {
   struct Accessor {
-    std::string field;                 // set for `.field`
+    std::string field;                  // set for `.field`
     std::shared_ptr<const Expr> index;  // set for `[expr]`
   };
   std::string root;
@@ -69,11 +69,11 @@ std::optional<std::string> AsFunctionRef(const Value& value);
 // steps. Params are the documented argument names, in order; a call step's named args map onto
 // them.
 struct FunctionSignature {
-  std::string name;                  // "text.split"
-  std::vector<std::string> params;   // {"source", "separator"}
-  size_t required = 0;               // leading params that must be given
-  bool blocking = false;             // http.*, sys.sleep, sys.log: only from call steps
-  bool effect = false;               // sys.now, sys.get_env, uuid.generate: via CallHost
+  std::string name;                 // "text.split"
+  std::vector<std::string> params;  // {"source", "separator"}
+  size_t required = 0;              // leading params that must be given
+  bool blocking = false;            // http.*, sys.sleep, sys.log: only from call steps
+  bool effect = false;              // sys.now, sys.get_env, uuid.generate: via CallHost
 };
 const FunctionSignature* FindFunction(std::string_view name);
 

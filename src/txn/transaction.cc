@@ -27,12 +27,11 @@ const char* TxnStateName(TxnState state) {
   return "UNKNOWN";
 }
 
-const Branch& Transaction::AddBranch(BranchKind kind, std::string step, Value undo,
-                                     Value staged) {
+const Branch& Transaction::AddBranch(BranchKind kind, std::string step, Value undo, Value staged) {
   assert(state_ == TxnState::kActive);
   std::string id = gid_ + "#" + std::to_string(branches_.size() + 1);
-  branches_.push_back(Branch{std::move(id), kind, std::move(step), std::move(undo),
-                             std::move(staged)});
+  branches_.push_back(
+      Branch{std::move(id), kind, std::move(step), std::move(undo), std::move(staged)});
   CheckInvariants();
   return branches_.back();
 }

@@ -2,10 +2,9 @@
 // them (the durable format is documented in docs/journal.md).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "value/value.h"
 
@@ -27,7 +26,7 @@ const char* TxnStateName(TxnState state);
 // compensating call {function, args}; for a staged file `staged` holds {staged_path,
 // target_path, size}.
 struct Branch {
-  std::string id;    // "<gid>#<n>", n counting from 1 in order of completion
+  std::string id;  // "<gid>#<n>", n counting from 1 in order of completion
   BranchKind kind;
   std::string step;  // the step that created it
   Value undo;

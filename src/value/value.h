@@ -4,13 +4,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 
@@ -32,16 +31,16 @@ class Value {
   enum class Type { kNull, kBool, kInt, kDouble, kString, kBytes, kList, kMap };
 
   Value() = default;
-  Value(std::nullptr_t) {}                        // NOLINT: implicit by design
-  Value(bool b) : rep_(b) {}                      // NOLINT
-  Value(int i) : rep_(static_cast<int64_t>(i)) {}  // NOLINT
-  Value(int64_t i) : rep_(i) {}                   // NOLINT
-  Value(double d) : rep_(d) {}                    // NOLINT
-  Value(std::string s);                           // NOLINT
+  Value(std::nullptr_t) {}                              // NOLINT: implicit by design
+  Value(bool b) : rep_(b) {}                            // NOLINT
+  Value(int i) : rep_(static_cast<int64_t>(i)) {}       // NOLINT
+  Value(int64_t i) : rep_(i) {}                         // NOLINT
+  Value(double d) : rep_(d) {}                          // NOLINT
+  Value(std::string s);                                 // NOLINT
   Value(std::string_view s) : Value(std::string(s)) {}  // NOLINT
   Value(const char* s) : Value(std::string(s)) {}       // NOLINT
-  Value(List list);                               // NOLINT
-  Value(Map map);                                 // NOLINT
+  Value(List list);                                     // NOLINT
+  Value(Map map);                                       // NOLINT
 
   static Value Bytes(std::string bytes);
 

@@ -25,8 +25,7 @@ using ::testing::HasSubstr;
 // The request as the server saw it, as JSON: method, path, query, headers (lower-case
 // names), body.
 void Echo(const httplib::Request& request, httplib::Response& response) {
-  Json seen = {
-      {"method", request.method}, {"path", request.path}, {"body", request.body}};
+  Json seen = {{"method", request.method}, {"path", request.path}, {"body", request.body}};
   seen["query"] = Json::object();
   for (const auto& [name, value] : request.params) seen["query"][name] = value;
   seen["headers"] = Json::object();
