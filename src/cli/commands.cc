@@ -126,14 +126,24 @@ int ValidateCommand(const CommonOptions& options, const std::string& file) {
   return kExitSucceeded;
 }
 
+// The execution argument; a parse error names the byte where the text stops being JSON.
+Result<Json> ParseData(const std::string& data) {
+  try {
+    return Json::parse(data);
+  } catch (const Json::parse_error& error) {
+    return Status::Error("--data is not valid JSON (at byte " + std::to_string(error.byte) +
+                         "): " + data);
+  }
+}
+
 int RunCommand(const CommonOptions& options, const std::string& file, const std::string& data) {
   Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
   if (!workflow.ok()) return Invalid(options, workflow.message());
   Value argument;
   if (!data.empty()) {
-    Json parsed = Json::parse(data, nullptr, false);
-    if (parsed.is_discarded()) return Invalid(options, "--data is not valid JSON: " + data);
-    argument = FromJson(parsed);
+    Result<Json> parsed = ParseData(data);
+    if (!parsed.ok()) return Invalid(options, parsed.message());
+    argument = FromJson(*parsed);
   }
 
   StderrProgress progress(false);
