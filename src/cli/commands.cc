@@ -72,6 +72,10 @@ int PrintOutcome(const CommonOptions& options, const store::ExecutionRecord& rec
     if (out.contains("error")) {
       const Json& error = out["error"];
       std::string message = error.is_object() ? error.value("message", error.dump()) : error.dump();
+      // A failed execution's map error carries its stack trace as text (see docs/language).
+      if (error.is_object() && error.contains("context") && error["context"].is_string()) {
+        message = error["context"].get<std::string>();
+      }
       fprintf(stderr, "error: %s\n", message.c_str());
     }
   }
@@ -121,15 +125,29 @@ int ValidateCommand(const CommonOptions& options, const std::string& file) {
   if (options.json) {
     std::cout << Json{{"state", "VALID"}, {"file", file}}.dump() << std::endl;
   } else {
-    fprintf(stderr, "%s: valid (%zu routines)\n", file.c_str(), (*workflow)->routines.size());
+    size_t routines = (*workflow)->routines.size();
+    fprintf(stderr, "%s: valid (%zu routine%s)\n", file.c_str(), routines,
+            routines == 1 ? "" : "s");
   }
   return kExitSucceeded;
 }
 
 // The execution argument; a parse error names the byte where the text stops being JSON.
 Result<Json> ParseData(const std::string& data) {
+  // Values are converted recursively; a bound on nesting keeps a hostile argument from
+  // exhausting the stack. Cloud Workflows itself limits nesting far below this.
+  constexpr int kMaxDepth = 256;
+  bool too_deep = false;
+  auto check_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxDepth) too_deep = true;
+    return !too_deep;
+  };
   try {
-    return Json::parse(data);
+    Json parsed = Json::parse(data, check_depth);
+    if (too_deep) {
+      return Status::Error("--data nests deeper than " + std::to_string(kMaxDepth) + " levels");
+    }
+    return parsed;
   } catch (const Json::parse_error& error) {
     return Status::Error("--data is not valid JSON (at byte " + std::to_string(error.byte) +
                          "): " + data);
@@ -146,17 +164,17 @@ int RunCommand(const CommonOptions& options, const std::string& file, const std:
     argument = FromJson(*parsed);
   }
 
-  StderrProgress progress(false);
+  StderrProgress progress(false, "started");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
   Result<std::string> id = (*engine)->Start(std::move(workflow).value(), std::move(argument));
   if (!id.ok()) return Invalid(options, id.message());
-  fprintf(stderr, "execution %s started\n", id->c_str());
+  progress.Announce(*id);
   return PrintOutcome(options, (*engine)->Wait(*id));
 }
 
 int ResumeCommand(const CommonOptions& options, const std::string& execution_id) {
-  StderrProgress progress(false);
+  StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
   Result<store::ExecutionRecord> record = (*engine)->store()->GetExecution(execution_id);
@@ -165,16 +183,17 @@ int ResumeCommand(const CommonOptions& options, const std::string& execution_id)
 
   Result<std::string> id = (*engine)->Resume(execution_id);
   if (!id.ok()) return Invalid(options, id.message());
-  fprintf(stderr, "execution %s resumed\n", id->c_str());
+  progress.Announce(*id);
   return PrintOutcome(options, (*engine)->Wait(*id));
 }
 
 int RecoverCommand(const CommonOptions& options) {
-  StderrProgress progress(false);
+  StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
   Result<std::vector<std::string>> ids = (*engine)->Recover();
   if (!ids.ok()) return Invalid(options, ids.message());
+  for (const std::string& id : *ids) progress.Announce(id);
 
   int status = kExitSucceeded;
   Json outcomes = Json::array();
@@ -185,7 +204,9 @@ int RecoverCommand(const CommonOptions& options) {
     if (!options.json) fprintf(stderr, "execution %s %s\n", id.c_str(), record.state.c_str());
   }
   if (options.json) std::cout << outcomes.dump() << std::endl;
-  if (!options.json) fprintf(stderr, "recovered %zu executions\n", ids->size());
+  if (!options.json) {
+    fprintf(stderr, "recovered %zu execution%s\n", ids->size(), ids->size() == 1 ? "" : "s");
+  }
   return status;
 }
 
@@ -236,7 +257,8 @@ Json Describe(const store::ExecutionRecord& record,
                        {"duration_ms", end - start}});
       continue;
     }
-    if (!p.is_object() || !p.contains("gid")) continue;
+    // Effect intents carry a gid too, empty outside a transaction: only named ones count.
+    if (!p.is_object() || p.value("gid", "").empty()) continue;
     Json& txn = transactions[p.value("gid", "")];
     txn["gid"] = p.value("gid", "");
     if (entry.kind == "txn_begin") txn["step"] = p.value("step", "");

@@ -1,6 +1,8 @@
 // Connectors: turns effect requests into HTTP calls, jobs and staged-file operations.
 #include "connectors/connectors.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "connectors/http_call.h"
@@ -48,7 +50,8 @@ Result<std::string> FileContent(const Value& args) {
 
 }  // namespace
 
-Connectors::Connectors(engine::IoLoop* loop) : http_(loop), jobs_(loop) {}
+Connectors::Connectors(engine::IoLoop* loop, HttpHostMap host_map)
+    : http_(loop, std::move(host_map)), jobs_(loop) {}
 
 std::string Connectors::JobId(const std::string& execution_id,
                               const engine::EffectRequest& request) {
@@ -160,7 +163,13 @@ EffectOutcome Connectors::PerformFile(const engine::EffectRequest& request,
 
 std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
                                                       const engine::EngineOptions&) {
-  return std::make_unique<Connectors>(loop);
+  const char* text = std::getenv(kHttpHostMapVariable);
+  Result<HttpHostMap> host_map = ParseHttpHostMap(text ? text : "");
+  if (!host_map.ok()) {
+    fprintf(stderr, "atomflow: %s: %s\n", kHttpHostMapVariable, host_map.message().c_str());
+    return std::make_unique<Connectors>(loop);
+  }
+  return std::make_unique<Connectors>(loop, std::move(host_map).value());
 }
 
 }  // namespace atomflow::connectors

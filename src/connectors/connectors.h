@@ -16,7 +16,8 @@ namespace atomflow::connectors {
 // thread; completions run on the I/O loop thread.
 class Connectors : public engine::EffectHandler {
  public:
-  explicit Connectors(engine::IoLoop* loop);
+  // host_map routes HTTP requests to test servers (see HttpHostMap); empty in production.
+  explicit Connectors(engine::IoLoop* loop, HttpHostMap host_map = {});
 
   void Perform(const engine::EffectRequest& request, engine::EffectContext context,
                std::function<void(engine::EffectOutcome)> done) override;
@@ -37,7 +38,8 @@ class Connectors : public engine::EffectHandler {
   JobRunner jobs_;
 };
 
-// The factory the engine takes.
+// The factory the engine takes. It reads the testing host map from ATOMFLOW_HTTP_HOST_MAP
+// (see HttpHostMap); a malformed map is reported on stderr and ignored.
 std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
                                                       const engine::EngineOptions& options);
 

@@ -23,6 +23,7 @@ struct Transfer {
   CURL* easy = nullptr;
   curl_slist* header_list = nullptr;
   HttpRequest request;
+  std::string wire_url;  // request.url, or where the host map routes it
   HttpResponse response;
   bool too_large = false;
   std::function<void(HttpReply)> done;
@@ -122,7 +123,7 @@ void SetMethodAndBody(Transfer& transfer) {
 void ConfigureEasy(Transfer& transfer) {
   CURL* easy = transfer.easy;
   curl_easy_setopt(easy, CURLOPT_PRIVATE, &transfer);
-  curl_easy_setopt(easy, CURLOPT_URL, transfer.request.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_URL, transfer.wire_url.c_str());
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error);
@@ -191,13 +192,73 @@ void InitCurlOnce() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// The authority of an absolute URL: where it starts and how long it is (npos when the URL has
+// no "scheme://").
+std::pair<size_t, size_t> AuthorityOf(const std::string& url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return {std::string::npos, 0};
+  size_t begin = scheme_end + 3;
+  size_t end = std::min(url.find_first_of("/?#", begin), url.size());
+  return {begin, end - begin};
+}
+
+// An authority without its user info: host and port, as a Host header carries them.
+std::string_view HostAndPort(std::string_view authority) {
+  size_t at = authority.find('@');
+  return at == std::string_view::npos ? authority : authority.substr(at + 1);
+}
+
+// The host of an authority: without user info and port ("[::1]" keeps its brackets).
+std::string HostOf(std::string_view authority) {
+  authority = HostAndPort(authority);
+  if (authority.starts_with("[")) return std::string(authority.substr(0, authority.find(']') + 1));
+  return std::string(authority.substr(0, authority.find(':')));
+}
+
 }  // namespace
+
+Result<HttpHostMap> ParseHttpHostMap(std::string_view text) {
+  HttpHostMap host_map;
+  while (!text.empty()) {
+    size_t comma = std::min(text.find(','), text.size());
+    std::string_view item = Trim(text.substr(0, comma));
+    text.remove_prefix(std::min(comma + 1, text.size()));
+    if (item.empty()) continue;
+
+    size_t arrow = item.find("->");
+    size_t equals = item.find('=');
+    size_t split = arrow != std::string_view::npos ? arrow : equals;
+    size_t skip = arrow != std::string_view::npos ? 2 : 1;
+    std::string_view host = Trim(item.substr(0, split));
+    std::string_view base = split == std::string_view::npos ? "" : Trim(item.substr(split + skip));
+    if (host.empty() || base.find("://") == std::string_view::npos) {
+      return Status::Error("bad host map entry \"" + std::string(item) +
+                           "\": expected host=http://address:port");
+    }
+    while (base.ends_with("/")) base.remove_suffix(1);
+    host_map[std::string(host)] = std::string(base);
+  }
+  return host_map;
+}
+
+std::optional<RoutedUrl> RouteUrl(const HttpHostMap& host_map, const std::string& url) {
+  if (host_map.empty()) return std::nullopt;
+  auto [begin, length] = AuthorityOf(url);
+  if (begin == std::string::npos) return std::nullopt;
+  std::string authority = url.substr(begin, length);
+  auto target = host_map.find(HostOf(authority));
+  if (target == host_map.end()) target = host_map.find("*");
+  if (target == host_map.end()) return std::nullopt;
+  return RoutedUrl{target->second + url.substr(begin + length),
+                   std::string(HostAndPort(authority))};
+}
 
 // The multi handle and its transfers. Lives on the loop thread: every method runs there
 // (or while the loop is stopped, for Shutdown). Fd and timer callbacks hold a raw pointer,
 // which Shutdown makes safe by unwatching and cancelling them all.
 struct HttpClient::Core {
   engine::IoLoop* loop = nullptr;
+  HttpHostMap host_map;
   CURLM* multi = nullptr;
   std::optional<engine::IoLoop::TimerId> timer;
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> transfers;
@@ -214,6 +275,11 @@ struct HttpClient::Core {
 
 void HttpClient::Core::Begin(HttpRequest request, std::function<void(HttpReply)> done) {
   auto transfer = std::make_unique<Transfer>();
+  transfer->wire_url = request.url;
+  if (std::optional<RoutedUrl> routed = RouteUrl(host_map, request.url)) {
+    transfer->wire_url = std::move(routed->url);
+    if (!HasHeader(request, "Host")) request.headers.emplace_back("Host", routed->host_header);
+  }
   transfer->request = std::move(request);
   transfer->done = std::move(done);
   transfer->easy = curl_easy_init();
@@ -296,9 +362,11 @@ int HttpClient::Core::OnTimer(CURLM*, long timeout_ms, void* user) {
   return 0;
 }
 
-HttpClient::HttpClient(engine::IoLoop* loop) : core_(std::make_shared<Core>()) {
+HttpClient::HttpClient(engine::IoLoop* loop, HttpHostMap host_map)
+    : core_(std::make_shared<Core>()) {
   InitCurlOnce();
   core_->loop = loop;
+  core_->host_map = std::move(host_map);
   core_->multi = curl_multi_init();
   curl_multi_setopt(core_->multi, CURLMOPT_SOCKETFUNCTION, &Core::OnSocket);
   curl_multi_setopt(core_->multi, CURLMOPT_SOCKETDATA, core_.get());

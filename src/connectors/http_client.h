@@ -3,12 +3,15 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "common/status.h"
 #include "engine/io_loop.h"
 
 namespace atomflow::connectors {
@@ -29,6 +32,28 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // as received, in order
   std::string body;
 };
+
+// A testing feature: sends requests for some hosts to another server, typically a loopback
+// fake, so a workflow that calls real hosts runs unchanged in a test. Keys are host names as
+// they appear in URLs ("timeapi.io", "www.example.com"), or "*" for every host not listed;
+// values are base URLs ("http://127.0.0.1:8080"). A routed request's scheme, host and port
+// are the base URL's (so https becomes plain http), its path and query are kept, and it
+// carries the original Host header, so one fake can answer for several hosts.
+using HttpHostMap = std::map<std::string, std::string>;
+
+// The environment variable a process reads its host map from (see MakeConnectors).
+inline constexpr char kHttpHostMapVariable[] = "ATOMFLOW_HTTP_HOST_MAP";
+
+// Parses "host=base_url,host2=base_url2" (spaces around items ignored; "->" may replace "=").
+Result<HttpHostMap> ParseHttpHostMap(std::string_view text);
+
+// Where a request for url goes under host_map: the rewritten URL and the original host (with
+// its port, as a Host header carries it); nullopt when the host is not routed.
+struct RoutedUrl {
+  std::string url;
+  std::string host_header;
+};
+std::optional<RoutedUrl> RouteUrl(const HttpHostMap& host_map, const std::string& url);
 
 enum class HttpFailureKind {
   kConnectionFailed,  // never connected (refused, unresolvable host): the request was not sent
@@ -53,7 +78,7 @@ using HttpReply = std::variant<HttpResponse, HttpFailure>;
 // without calling their callbacks. It must not be destroyed from inside a done callback.
 class HttpClient {
  public:
-  explicit HttpClient(engine::IoLoop* loop);
+  explicit HttpClient(engine::IoLoop* loop, HttpHostMap host_map = {});
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "engine/execution.h"
+#include "lang/limits.h"
 
 namespace atomflow::engine {
 
@@ -92,13 +93,15 @@ double Engine::NowSeconds() const {
 Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument) {
   Result<Json> argument_json = ToJson(argument);
   if (!argument_json.ok()) return Status::Error("argument: " + argument_json.message());
+  std::string argument_text = argument_json->dump();
+  if (Status size = lang::CheckExecutionArgument(argument_text.size()); !size.ok()) return size;
 
   store::ExecutionRecord record;
   record.id = NewExecutionId();
   record.workflow_name = std::filesystem::path(workflow->file).stem().string();
   record.source_file = workflow->file;
   record.source = workflow->source;
-  record.argument = argument_json->dump();
+  record.argument = std::move(argument_text);
   record.state = "ACTIVE";
   record.start_time_ms = NowMs();
   record.owner = owner_;
@@ -174,15 +177,16 @@ void Engine::Cancel(const std::string& execution_id) {
   }
   execution->RequestCancel();
   loop_.Post([this, execution] {
-    auto timer = sleeping_.find(execution->id());
-    if (timer != sleeping_.end()) {
+    for (const EffectRequest& running : execution->RunningEffects()) {
+      auto timer = sleeping_.find({execution->id(), running.key});
+      if (timer == sleeping_.end()) {
+        handler_->Cancel(execution->id(), running);
+        continue;
+      }
       loop_.CancelTimer(timer->second);
       sleeping_.erase(timer);
-      Complete(execution, *execution->running_effect(), EffectOutcome::Success(Value()));
-      return;
+      Complete(execution, running, EffectOutcome::Success(Value()));
     }
-    if (const EffectRequest* running = execution->running_effect())
-      handler_->Cancel(execution->id(), *running);
   });
 }
 
@@ -223,20 +227,22 @@ void Engine::WorkerLoop() {
   }
 }
 
-// Runs the execution until it waits for an effect or finishes. Only one worker holds an
-// execution at a time: it is queued again only when its effect completes.
+// Runs the execution until every strand waits for an effect or it finishes, then issues the
+// effects its strands asked for. Only one worker holds an execution at a time: it is queued
+// again only when an outcome arrives after the worker's turn ended (Execution::EndSlice).
 void Engine::Drive(const std::shared_ptr<Execution>& execution) {
-  execution->ResumeSlice();
-  if (execution->finished()) {
-    Finalize(execution);
-    return;
+  for (;;) {
+    if (execution->finished()) {
+      if (execution->MarkFinalized()) Finalize(execution);
+      return;
+    }
+    execution->ResumeSlice();
+    if (execution->finished()) continue;
+    for (EffectRequest& request : execution->TakePendingEffects()) {
+      Dispatch(execution, std::move(request));
+    }
+    if (execution->EndSlice()) return;
   }
-  std::optional<EffectRequest> request = execution->TakePendingEffect();
-  if (!request) {
-    log::Error("execution {} suspended without an effect", execution->id());
-    std::abort();
-  }
-  Dispatch(execution, std::move(*request));
 }
 
 void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request) {
@@ -301,10 +307,10 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
       std::max<int64_t>(0, static_cast<int64_t>((deadline - NowSeconds()) * 1000)));
   loop_.Post([this, execution, request, delay] {
     IoLoop::TimerId timer = loop_.AddTimer(delay, [this, execution, request] {
-      sleeping_.erase(execution->id());
+      sleeping_.erase({execution->id(), request.key});
       Complete(execution, request, EffectOutcome::Success(Value()));
     });
-    sleeping_[execution->id()] = timer;
+    sleeping_[{execution->id(), request.key}] = timer;
   });
 }
 
@@ -319,9 +325,7 @@ void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectReq
 
 void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
                       EffectOutcome outcome) {
-  JournalResult(*execution, request, outcome);
-  execution->CompleteEffect(std::move(outcome));
-  Enqueue(execution);
+  if (execution->Deliver(request, std::move(outcome))) Enqueue(execution);
 }
 
 void Engine::JournalResult(Execution& execution, const EffectRequest& request,

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -116,7 +117,8 @@ class Engine {
   std::deque<std::shared_ptr<Execution>> runnable_;
   std::map<std::string, std::shared_ptr<Execution>> active_;
   std::map<std::string, store::ExecutionRecord> done_;
-  std::map<std::string, IoLoop::TimerId> sleeping_;  // execution id -> timer (loop thread)
+  // (execution id, effect key) -> timer of a sleep; touched on the loop thread only.
+  std::map<std::pair<std::string, std::string>, IoLoop::TimerId> sleeping_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };

@@ -1,5 +1,7 @@
-// Execution: replay from the journal, effect suspension, and the final outcome.
+// Execution: replay from the journal, strands and their effects, and the final outcome.
 #include "engine/execution.h"
+
+#include <cassert>
 
 #include "engine/engine.h"
 #include "engine/interpreter.h"
@@ -8,11 +10,31 @@ namespace atomflow::engine {
 
 namespace {
 
-int64_t KeyNumber(const std::string& key) {
-  try {
-    return std::stoll(key);
-  } catch (...) {
-    return 0;
+// Results computed inside the process (Execution::Local): answered by key on replay, never
+// delivered through the outcome queue. Journals written before the "local" flag existed are
+// recognised by function.
+bool IsLocalResult(const Json& payload) {
+  if (payload.value("local", false)) return true;
+  std::string function = payload.value("function", "");
+  return function == "sys.now" || function == "uuid.generate" || function == "sys.get_env";
+}
+
+EffectOutcome JournaledOutcome(const store::JournalEntry& entry) {
+  const Json& payload = entry.payload;
+  return EffectOutcome{payload.value("ok", false), FromJournalJson(payload.value("value", Json()))};
+}
+
+// Runs the shared-variable copies of a strand and of the strands it runs inside, outermost
+// first on the way in and innermost first on the way out.
+void SyncIn(Strand* strand) {
+  if (strand == nullptr) return;
+  SyncIn(strand->parent);
+  if (strand->sync_in) strand->sync_in();
+}
+
+void SyncOut(Strand* strand) {
+  for (; strand != nullptr; strand = strand->parent) {
+    if (strand->sync_out) strand->sync_out();
   }
 }
 
@@ -26,57 +48,63 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
       workflow_(std::move(workflow)),
       argument_(std::move(argument)),
       interpreter_(std::make_unique<Interpreter>(this)) {
+  // The journal comes in append order, which for delivered results is the order the earlier
+  // process consumed them in.
   for (store::JournalEntry& entry : journal) {
     if (entry.kind == "result") {
-      last_journaled_effect_ = std::max(last_journaled_effect_, KeyNumber(entry.key));
+      if (!IsLocalResult(entry.payload) && results_.count(entry.key) == 0) {
+        replay_order_.push_back(entry.key);
+      }
       results_[entry.key] = std::move(entry);
     } else if (entry.kind == "intent") {
-      last_journaled_effect_ = std::max(last_journaled_effect_, KeyNumber(entry.key));
       intents_[entry.key] = std::move(entry);
     } else if (entry.key.rfind("r", 0) == 0) {
-      last_journaled_record_ = std::max(last_journaled_record_, KeyNumber(entry.key.substr(1)));
+      journaled_records_.insert(entry.key);
     }
   }
 }
 
 Execution::~Execution() = default;
 
-bool Execution::replaying() const { return effect_counter_ < last_journaled_effect_; }
+bool Execution::replaying() const { return replay_cursor_ < replay_order_.size(); }
 
 Execution::EffectAwaiter Execution::Perform(EffectRequest request) {
   request.key = NextKey();
   return EffectAwaiter(this, std::move(request));
 }
 
+// Every effect suspends its strand, even one whose outcome is journaled: the replay hands
+// outcomes back in journal order (DeliverReplayed), which is what rebuilds the interleaving.
 bool Execution::EffectAwaiter::await_ready() {
   auto found = execution_->results_.find(request_.key);
   if (found != execution_->results_.end()) {
     execution_->CheckReplayed(request_, found->second);
-    const Json& payload = found->second.payload;
-    Value value = FromJournalJson(payload.value("value", Json()));
-    replayed_ = EffectOutcome{payload.value("ok", false), std::move(value)};
-    return true;
+    return false;
   }
-  if (execution_->cancel_requested_ && !execution_->shielded_) throw CancelledSignal{};
+  auto intent = execution_->intents_.find(request_.key);
+  if (intent != execution_->intents_.end()) execution_->CheckReplayed(request_, intent->second);
+  if (execution_->cancel_requested_ && !execution_->current_->shielded) throw CancelledSignal{};
   return false;
 }
 
 void Execution::EffectAwaiter::await_suspend(std::coroutine_handle<> handle) {
-  execution_->suspended_ = handle;
-  execution_->pending_ = std::move(request_);
+  handle_ = handle;
+  strand_ = execution_->current_;
+  execution_->waiting_[request_.key] = this;
+  if (execution_->results_.count(request_.key) == 0) {
+    execution_->pending_.push_back(request_);
+  }
 }
 
 EffectOutcome Execution::EffectAwaiter::await_resume() {
-  if (replayed_) return std::move(*replayed_);
-  EffectOutcome outcome = std::move(*execution_->outcome_);
-  execution_->outcome_.reset();
-  execution_->running_.reset();
-  if (execution_->cancel_requested_ && !execution_->shielded_) throw CancelledSignal{};
+  EffectOutcome outcome = std::move(*outcome_);
+  outcome_.reset();
+  if (execution_->cancel_requested_ && !strand_->shielded) throw CancelledSignal{};
   return outcome;
 }
 
-// A resumed execution must ask for the same effects in the same order as the journal says;
-// anything else means the workflow or the journal changed, and replaying would be wrong.
+// A resumed execution must ask for the same effects as the journal says; anything else means
+// the workflow or the journal changed, and replaying would be wrong.
 void Execution::CheckReplayed(const EffectRequest& request,
                               const store::JournalEntry& entry) const {
   std::string function = entry.payload.value("function", "");
@@ -99,26 +127,40 @@ Value Execution::Local(const std::string& function, const std::string& step,
     return FromJournalJson(found->second.payload.value("value", Json()));
   }
   Value value = compute();
-  engine_->JournalResult(*this, request, EffectOutcome::Success(value));
+  Json payload = {{"function", function},
+                  {"step", step},
+                  {"ok", true},
+                  {"value", ToJournalJson(value)},
+                  {"local", true}};
+  engine_->Journal(*this, "result", request.key, std::move(payload), nullptr);
   return value;
 }
 
 void Execution::Record(const std::string& kind, Json payload) {
-  int64_t number = ++record_counter_;
-  if (number <= last_journaled_record_) return;  // written by the process we resume
-  engine_->Journal(*this, kind, "r" + std::to_string(number), std::move(payload), nullptr);
+  std::string key = "r" + current_->prefix + std::to_string(++current_->record_counter);
+  if (journaled_records_.count(key)) return;  // written by the process we resume
+  engine_->Journal(*this, kind, std::move(key), std::move(payload), nullptr);
 }
 
 void Execution::RecordBranch(Json payload, const std::string& step) {
-  int64_t number = ++record_counter_;
-  if (number <= last_journaled_record_) return;
-  engine_->Journal(*this, "branch", "r" + std::to_string(number), std::move(payload),
+  std::string key = "r" + current_->prefix + std::to_string(++current_->record_counter);
+  if (journaled_records_.count(key)) return;
+  engine_->Journal(*this, "branch", std::move(key), std::move(payload),
                    [engine = engine_, step] { engine->CrashPoint("branch:" + step); });
 }
 
 void Execution::RequestCancel() { cancel_requested_ = true; }
 
-void Execution::Start() { root_.emplace(RunRoot()); }
+void Execution::Schedule(std::coroutine_handle<> handle, Strand* strand) {
+  ready_.emplace_back(handle, strand);
+}
+
+void Execution::Start() {
+  root_.emplace(RunRoot());
+  Schedule(root_->handle(), &main_strand_);
+  std::lock_guard<std::mutex> lock(mutex_);
+  scheduled_ = true;
+}
 
 Task<int> Execution::RunRoot() {
   try {
@@ -137,23 +179,117 @@ Task<int> Execution::RunRoot() {
   co_return 0;
 }
 
+// Strands that are ready run first, in the order they became ready; only when all of them
+// wait is the next outcome handed over: journaled ones first (replay), then live ones.
 void Execution::ResumeSlice() {
-  std::coroutine_handle<> handle = suspended_ ? suspended_ : root_->handle();
-  suspended_ = {};
+  while (!finished()) {
+    if (!ready_.empty()) {
+      RunReady();
+      continue;
+    }
+    if (DeliverReplayed()) continue;
+    if (replaying()) {
+      FailStuckReplay();
+      return;
+    }
+    if (!DeliverLive()) return;
+  }
+}
+
+// Resumes one ready coroutine on its strand: the interpreter's registers and the shared
+// variables are switched to that strand's for as long as it runs.
+void Execution::RunReady() {
+  auto [handle, strand] = ready_.front();
+  ready_.pop_front();
+  current_ = strand;
+  interpreter_->LoadRegisters(*strand);
+  SyncIn(strand);
   handle.resume();
+  // The strand suspended or ended; it lives until the coroutine that owns it resumes, which
+  // can happen only after this returns.
+  SyncOut(strand);
+  interpreter_->SaveRegisters(*strand);
+  current_ = &main_strand_;
 }
 
-bool Execution::finished() const { return root_ && root_->done(); }
-
-std::optional<EffectRequest> Execution::TakePendingEffect() {
-  std::optional<EffectRequest> request = std::move(pending_);
-  pending_.reset();
-  if (request) running_ = *request;
-  return request;
+bool Execution::DeliverReplayed() {
+  if (!replaying()) return false;
+  const std::string& key = replay_order_[replay_cursor_];
+  if (waiting_.count(key) == 0) return false;
+  ++replay_cursor_;
+  Wake(key, JournaledOutcome(results_.at(key)));
+  return true;
 }
 
-void Execution::CompleteEffect(EffectOutcome outcome) { outcome_ = std::move(outcome); }
+bool Execution::DeliverLive() {
+  std::pair<std::string, EffectOutcome> delivered;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (inbox_.empty()) return false;
+    delivered = std::move(inbox_.front());
+    inbox_.pop_front();
+  }
+  Wake(delivered.first, std::move(delivered.second));
+  return true;
+}
 
-const EffectRequest* Execution::running_effect() const { return running_ ? &*running_ : nullptr; }
+void Execution::Wake(const std::string& key, EffectOutcome outcome) {
+  auto found = waiting_.find(key);
+  // Invariant: every outcome is for an effect a strand waits for (keys are unique).
+  assert(found != waiting_.end());
+  if (found == waiting_.end()) return;
+  EffectAwaiter* awaiter = found->second;
+  waiting_.erase(found);
+  awaiter->outcome_ = std::move(outcome);
+  Schedule(awaiter->handle_, awaiter->strand_);
+}
+
+// Every strand waits, yet the next journaled outcome is for an effect none asked for: the
+// workflow no longer makes the requests its journal recorded.
+void Execution::FailStuckReplay() {
+  const std::string& key = replay_order_[replay_cursor_];
+  const Json& payload = results_.at(key).payload;
+  final_value_ = lang::MakeError("SystemError", "cannot resume: journal entry " + key +
+                                                    " records " + payload.value("function", "") +
+                                                    " in step '" + payload.value("step", "") +
+                                                    "', which the workflow no longer reaches");
+  final_state_ = "FAILED";
+  stuck_ = true;
+}
+
+bool Execution::finished() const { return stuck_ || (root_ && root_->done()); }
+
+bool Execution::MarkFinalized() { return !std::exchange(finalized_, true); }
+
+std::vector<EffectRequest> Execution::TakePendingEffects() {
+  std::vector<EffectRequest> requests = std::move(pending_);
+  pending_.clear();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const EffectRequest& request : requests) running_[request.key] = request;
+  return requests;
+}
+
+bool Execution::Deliver(const EffectRequest& request, EffectOutcome outcome) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Journaled under the same lock as it is queued: journal order is consumption order.
+  engine_->JournalResult(*this, request, outcome);
+  inbox_.emplace_back(request.key, std::move(outcome));
+  running_.erase(request.key);
+  return !std::exchange(scheduled_, true);
+}
+
+bool Execution::EndSlice() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!inbox_.empty()) return false;
+  scheduled_ = false;
+  return true;
+}
+
+std::vector<EffectRequest> Execution::RunningEffects() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<EffectRequest> running;
+  for (const auto& [key, request] : running_) running.push_back(request);
+  return running;
+}
 
 }  // namespace atomflow::engine

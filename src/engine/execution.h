@@ -1,15 +1,21 @@
-// One execution: its interpreter state (a chain of suspended coroutines), its journal cursor
-// for replay, and the effect it is waiting for.
+// One execution: its interpreter state (chains of suspended coroutines, one per strand), its
+// journal cursor for replay, and the effects it is waiting for.
 #pragma once
 
+#include <any>
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "engine/effect.h"
@@ -18,10 +24,38 @@
 #include "store/store.h"
 #include "value/value.h"
 
+namespace atomflow::txn {
+class Transaction;
+}
+
 namespace atomflow::engine {
 
 class Engine;
 class Interpreter;
+
+// A strand of control: main, or one branch or iteration of a parallel step. Strands of one
+// execution run one at a time on the worker that drives it and switch only where a strand
+// suspends. Effect and record keys are numbered per strand (prefix + counter), so they are the
+// same on every replay whatever order the strands interleave in. Owned by the parallel step
+// that made it (main's by the Execution); outlives every coroutine that runs on it.
+struct Strand {
+  Strand* parent = nullptr;  // the strand that ran the parallel step; null for main
+  std::string prefix;        // "" for main; "<parallel step key>.<branch id>:" for a branch
+  int64_t effect_counter = 0;
+  int64_t record_counter = 0;
+  bool shielded = false;  // undoing a transaction: cancellation waits
+  // Shared variables: copied in from the enclosing frame before the strand runs, and back out
+  // when it suspends, so that every write is seen by the strands that run after it.
+  std::function<void()> sync_in;
+  std::function<void()> sync_out;
+  // The interpreter's registers for this strand, saved while another strand runs.
+  std::vector<txn::Transaction*> transactions;
+  double transaction_deadline = 0;
+  std::string error_step;
+  std::any error_trace;  // the interpreter's stack trace of an uncaught error, its own type
+  int nesting = 0;
+  int parallel_depth = 0;
+};
 
 // Thrown through the interpreter when the execution is cancelled; `except` does not catch it.
 struct CancelledSignal {};
@@ -31,10 +65,12 @@ struct JournalMismatch {
   std::string message;
 };
 
-// An execution in memory. Driven by one worker thread at a time (the engine guarantees it):
-// a worker resumes the coroutine chain, which runs until it awaits an effect or finishes.
-// Effects are answered from the journal while replaying, so a resumed execution repeats no
-// completed effect.
+// An execution in memory. Driven by one worker thread at a time (Deliver/EndSlice keep it
+// scheduled at most once): a worker resumes ready strands until every strand waits for an
+// effect or the execution finishes. Several effects may be in flight at once (parallel
+// branches); their outcomes are journaled and queued in one order, under mutex_, and consumed
+// in that order, so a replay that hands the journaled outcomes back in journal order rebuilds
+// exactly the interleaving (and the shared-variable writes) of the run that wrote them.
 class Execution {
  public:
   Execution(Engine* engine, store::ExecutionRecord record,
@@ -57,9 +93,12 @@ class Execution {
     EffectOutcome await_resume();
 
    private:
+    friend class Execution;
     Execution* execution_;
     EffectRequest request_;
-    std::optional<EffectOutcome> replayed_;
+    std::coroutine_handle<> handle_;
+    Strand* strand_ = nullptr;
+    std::optional<EffectOutcome> outcome_;
   };
   // Fills in request.key; see EffectAwaiter.
   EffectAwaiter Perform(EffectRequest request);
@@ -81,18 +120,30 @@ class Execution {
   // is undoing a transaction (compensation must run even for a cancelled execution).
   void RequestCancel();
   bool cancel_requested() const { return cancel_requested_; }
-  void set_shielded(bool shielded) { shielded_ = shielded; }
-  bool shielded() const { return shielded_; }
+  void set_shielded(bool shielded) { current_->shielded = shielded; }
+  bool shielded() const { return current_->shielded; }
+
+  // Strands, for the parallel step. The strand running now; a fresh key in it (a parallel
+  // step's key is its branches' prefix); and a coroutine to resume on a strand once the
+  // strands ready before it have run.
+  Strand& current_strand() { return *current_; }
+  std::string NewStrandKey() { return NextKey(); }
+  void Schedule(std::coroutine_handle<> handle, Strand* strand);
 
   // Driven by the engine.
-  void Start();        // builds the root task
-  void ResumeSlice();  // runs until the next suspension or the end
+  void Start();        // builds the root task; the execution counts as scheduled
+  void ResumeSlice();  // runs strands until all of them wait or the execution ends
   bool finished() const;
-  std::optional<EffectRequest> TakePendingEffect();
-  void CompleteEffect(EffectOutcome outcome);  // before the engine resumes the execution
+  bool MarkFinalized();                             // true the first time only
+  std::vector<EffectRequest> TakePendingEffects();  // effects to issue, in request order
+  // Journals an effect's outcome and queues it for the strand that waits; from any thread.
+  // True when the caller must queue the execution on a worker.
+  [[nodiscard]] bool Deliver(const EffectRequest& request, EffectOutcome outcome);
+  // Ends a worker's turn: true when nothing arrived meanwhile, false to run another slice.
+  [[nodiscard]] bool EndSlice();
   bool IntentJournaled(const std::string& key) const { return intents_.count(key) > 0; }
   const Json& IntentPayload(const std::string& key) const { return intents_.at(key).payload; }
-  const EffectRequest* running_effect() const;
+  std::vector<EffectRequest> RunningEffects() const;  // issued and not yet delivered
 
   // Final outcome, valid once finished(): state and JSON result or error.
   std::string final_state() const { return final_state_; }
@@ -103,9 +154,14 @@ class Execution {
 
  private:
   friend class EffectAwaiter;
-  std::string NextKey() { return std::to_string(++effect_counter_); }
+  std::string NextKey() { return current_->prefix + std::to_string(++current_->effect_counter); }
   void CheckReplayed(const EffectRequest& request, const store::JournalEntry& entry) const;
   Task<int> RunRoot();
+  void RunReady();
+  bool DeliverReplayed();
+  bool DeliverLive();
+  void Wake(const std::string& key, EffectOutcome outcome);
+  void FailStuckReplay();
 
   Engine* engine_;
   store::ExecutionRecord record_;
@@ -113,23 +169,32 @@ class Execution {
   Value argument_;
   std::unique_ptr<Interpreter> interpreter_;
 
-  // Replay index built from the journal of an earlier process.
+  // Replay index built from the journal of an earlier process: results and intents by key,
+  // the keys of delivered (not local) results in journal order, and the record keys.
   std::unordered_map<std::string, store::JournalEntry> results_;
   std::unordered_map<std::string, store::JournalEntry> intents_;
-  int64_t last_journaled_effect_ = 0;
-  int64_t last_journaled_record_ = 0;
+  std::vector<std::string> replay_order_;
+  size_t replay_cursor_ = 0;
+  std::unordered_set<std::string> journaled_records_;
 
-  int64_t effect_counter_ = 0;
-  int64_t record_counter_ = 0;
   int64_t steps_executed_ = 0;
 
+  // Worker-side state: touched only by the worker that drives the execution.
+  Strand main_strand_;
+  Strand* current_ = &main_strand_;
   std::optional<Task<int>> root_;
-  std::coroutine_handle<> suspended_;
-  std::optional<EffectRequest> pending_;
-  std::optional<EffectRequest> running_;
-  std::optional<EffectOutcome> outcome_;
+  std::deque<std::pair<std::coroutine_handle<>, Strand*>> ready_;
+  std::unordered_map<std::string, EffectAwaiter*> waiting_;  // by effect key
+  std::vector<EffectRequest> pending_;
+  bool stuck_ = false;  // the replay cannot go on: the workflow differs from the journal
+  bool finalized_ = false;
+
+  // Shared with the threads that complete effects.
+  mutable std::mutex mutex_;
+  std::deque<std::pair<std::string, EffectOutcome>> inbox_;  // outcomes in journal order
+  std::map<std::string, EffectRequest> running_;
+  bool scheduled_ = false;  // queued on or held by a worker
   std::atomic<bool> cancel_requested_{false};
-  bool shielded_ = false;
 
   std::string final_state_;
   Value final_value_;

@@ -1,17 +1,16 @@
 // The interpreter's core: routines, blocks, steps, jumps and expression evaluation.
 #include "engine/interpreter.h"
 
+#include <any>
 #include <chrono>
 
 #include "engine/engine.h"
 #include "engine/execution.h"
+#include "lang/limits.h"
 
 namespace atomflow::engine {
 
 namespace {
-
-constexpr int kMaxCallDepth = 20;
-constexpr int64_t kMaxSteps = 100000;
 
 // Thrown by Frame::CallHost when an expression calls a function that needs the interpreter
 // (a subworkflow or an effect); the interpreter performs the call and evaluates again.
@@ -64,14 +63,18 @@ Task<Value> Interpreter::RunMain(Value argument) {
   const lang::Routine& main = execution_->workflow().main();
   Map args;
   if (!main.params.empty()) args.Set(main.params[0].name, std::move(argument));
-  co_return co_await RunRoutine(main, std::move(args), 0);
+  std::optional<Value> failure;
+  try {
+    co_return co_await RunRoutine(main, std::move(args), 0);
+  } catch (const lang::RaisedError& raised) {
+    failure = raised.payload();
+  }
+  // Nothing can catch it any more: the execution's error says where it came from.
+  throw lang::RaisedError(WithStackTrace(std::move(*failure)));
 }
 
 Task<Value> Interpreter::RunRoutine(const lang::Routine& routine, Map args, int depth) {
-  if (depth >= kMaxCallDepth) {
-    lang::Raise("RecursionError", "maximum call depth of " + std::to_string(kMaxCallDepth) +
-                                      " exceeded calling '" + routine.name + "'");
-  }
+  lang::CheckCallDepth(depth, routine.name);
   Frame frame(&execution_->workflow(), &routine, depth);
   for (const lang::Param& param : routine.params) {
     if (Value* given = args.Find(param.name)) {
@@ -113,18 +116,17 @@ Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
 }
 
 Task<Flow> Interpreter::RunStep(const lang::Step& step, Frame& frame) {
-  if (execution_->CountStep() > kMaxSteps) {
-    lang::Raise("ResourceLimitError",
-                "the execution exceeded the limit of " + std::to_string(kMaxSteps) + " steps");
-  }
+  lang::CheckStepCount(execution_->CountStep());
   int64_t start_ms = NowMs();
   std::exception_ptr error;
   Flow flow;
   try {
     flow = co_await RunStepBody(step, frame);
+    lang::CheckVariableMemory(step, frame.vars());
   } catch (...) {
     error = std::current_exception();
     if (error_step_.empty()) error_step_ = step.name;
+    NoteErrorStep(step, frame);
   }
 
   if (!step.name.empty()) {
@@ -150,8 +152,31 @@ void Interpreter::ReportStep(const lang::Step& step, Frame& frame, int64_t start
   execution_->engine()->progress()->OnStep(report);
 }
 
+void Interpreter::LoadRegisters(const Strand& strand) {
+  transactions_ = strand.transactions;
+  transaction_deadline_ = strand.transaction_deadline;
+  error_step_ = strand.error_step;
+  error_trace_.clear();
+  if (strand.error_trace.has_value()) {
+    error_trace_ = std::any_cast<std::vector<TraceElement>>(strand.error_trace);
+  }
+  nesting_ = strand.nesting;
+  parallel_depth_ = strand.parallel_depth;
+}
+
+void Interpreter::SaveRegisters(Strand& strand) const {
+  strand.transactions = transactions_;
+  strand.transaction_deadline = transaction_deadline_;
+  strand.error_step = error_step_;
+  strand.error_trace.reset();
+  if (!error_trace_.empty()) strand.error_trace = error_trace_;
+  strand.nesting = nesting_;
+  strand.parallel_depth = parallel_depth_;
+}
+
 Task<Flow> Interpreter::RunStepBody(const lang::Step& step, Frame& frame) {
   using Kind = lang::Step::Kind;
+  if (frame.read_only() != nullptr) CheckWritable(step, frame);
   Flow flow;
   ++nesting_;
   switch (step.kind) {
@@ -191,9 +216,11 @@ Task<Flow> Interpreter::RunStepBody(const lang::Step& step, Frame& frame) {
     case Kind::kNext:
       break;
     case Kind::kParallel:
+      flow = co_await RunParallel(step, frame);
+      break;
     case Kind::kTcc:
       --nesting_;
-      // TODO(#3): parallel branches; TODO(#4): try-confirm-cancel branches.
+      // TODO(#4): try-confirm-cancel branches.
       lang::Raise("SystemError", "step '" + step.name + "': this step kind is not supported yet");
   }
   --nesting_;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/effect.h"
@@ -16,6 +17,7 @@
 namespace atomflow::engine {
 
 class Execution;
+struct Strand;
 
 // How a step or block ended: normally, or by a jump that an enclosing block must resolve.
 struct Flow {
@@ -48,6 +50,13 @@ class Frame : public lang::EvalHost {
   const lang::Routine& routine() const { return *routine_; }
   int depth() const { return depth_; }
 
+  // In a parallel branch: the variables of the enclosing scope that the branch sees as
+  // read-only copies (those not listed in `shared`); null elsewhere.
+  const std::unordered_set<std::string>* read_only() const { return read_only_.get(); }
+  void set_read_only(std::shared_ptr<const std::unordered_set<std::string>> names) {
+    read_only_ = std::move(names);
+  }
+
   // Memo of host calls for the expression being evaluated.
   std::vector<Value> memo;
   size_t memo_used = 0;
@@ -57,6 +66,7 @@ class Frame : public lang::EvalHost {
   const lang::Routine* routine_;
   int depth_;
   Map vars_;
+  std::shared_ptr<const std::unordered_set<std::string>> read_only_;
 };
 
 // Interprets one execution's workflow. Owned by the Execution; runs on whichever worker
@@ -68,7 +78,14 @@ class Interpreter {
   // Runs main with the execution's argument and returns main's result.
   Task<Value> RunMain(Value argument);
 
+  // The registers below that belong to a strand: the Execution loads a strand's before
+  // resuming it and saves them when it suspends, so concurrent branches each see their own.
+  void LoadRegisters(const Strand& strand);
+  void SaveRegisters(Strand& strand) const;
+
  private:
+  struct ParallelRun;
+  struct ParallelBranch;
   Task<Value> RunRoutine(const lang::Routine& routine, Map args, int depth);
   Task<Flow> RunBlock(const lang::Block& block, Frame& frame);
   Task<Flow> RunStep(const lang::Step& step, Frame& frame);
@@ -79,10 +96,13 @@ class Interpreter {
   Task<Flow> RunAssign(const lang::Step& step, Frame& frame);
   Task<Flow> RunSwitch(const lang::Step& step, Frame& frame);
   Task<Flow> RunFor(const lang::Step& step, Frame& frame);
+  Task<Flow> RunIterations(const lang::ForSpec& loop, const List& values, Frame& frame);
   Task<Flow> RunTry(const lang::Step& step, Frame& frame);
   Task<bool> ShouldRetry(const lang::RetrySpec& retry, const Value& error, int attempt,
                          Frame& frame, double* delay_seconds);
   void Assign(Frame& frame, const lang::AssignTarget& target, Value value);
+  void NoteErrorStep(const lang::Step& step, const Frame& frame);
+  Value WithStackTrace(Value error) const;
 
   // interpreter_call.cc
   Task<Flow> RunCallStep(const lang::Step& step, Frame& frame);
@@ -95,6 +115,16 @@ class Interpreter {
   Value CallLocal(const std::string& function, const std::vector<Value>& args,
                   const std::string& step);
   void Log(const Map& args, const std::string& step);
+
+  // interpreter_parallel.cc
+  Task<Flow> RunParallel(const lang::Step& step, Frame& frame);
+  Task<int> ConcurrencyLimit(const lang::ParallelSpec& spec, Frame& frame);
+  Task<List> IterationValues(const lang::ForSpec& loop, Frame& frame);
+  void StartBranches(ParallelRun& run);
+  void StartBranch(ParallelRun& run, ParallelBranch& branch);
+  Task<int> RunBranch(ParallelRun& run, ParallelBranch& branch);
+  void EndBranch(ParallelRun& run);
+  void CheckWritable(const lang::Step& step, const Frame& frame) const;
 
   // interpreter_txn.cc
   Task<Flow> RunTransaction(const lang::Step& step, Frame& frame);
@@ -117,7 +147,17 @@ class Interpreter {
   int transaction_count_ = 0;
   double transaction_deadline_ = 0;  // epoch seconds; 0 when the block has no timeout
   std::string error_step_;           // the innermost step an uncaught error came out of
-  int nesting_ = 0;                  // depth of step bodies being run, for progress indentation
+
+  // One routine's part of an uncaught error's stack trace.
+  struct TraceElement {
+    std::string step;
+    std::string routine;
+    lang::SourcePos pos;
+    int depth = 0;
+  };
+  std::vector<TraceElement> error_trace_;  // innermost routine first; cleared when caught
+  int nesting_ = 0;         // depth of step bodies being run, for progress indentation
+  int parallel_depth_ = 0;  // parallel steps around the running strand
 };
 
 }  // namespace atomflow::engine

@@ -44,6 +44,17 @@ std::vector<Value> ToPositional(const lang::FunctionSignature& signature, Map ar
   return positional;
 }
 
+// A testing feature: ATOMFLOW_SLEEP_SCALE multiplies every pause (sys.sleep and retry
+// backoff), so tests of samples that sleep or back off for seconds run at once and never
+// depend on timing. Unset or malformed: 1.
+double SleepScale() {
+  const char* text = std::getenv("ATOMFLOW_SLEEP_SCALE");
+  if (text == nullptr || *text == '\0') return 1.0;
+  char* end = nullptr;
+  double scale = std::strtod(text, &end);
+  return *end == '\0' && scale >= 0 ? scale : 1.0;
+}
+
 std::string RandomUuid() {
   static thread_local std::mt19937_64 generator(std::random_device{}());
   uint64_t high = generator();
@@ -96,6 +107,19 @@ Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& fram
       lang::Raise("TypeError", "sys.sleep: 'seconds' must be a number");
     }
     co_return co_await Sleep(seconds->AsNumber(), step);
+  }
+  if (function == "sys.sleep_until") {
+    // The time is an RFC 3339 timestamp (or epoch seconds); a time already past returns at once.
+    // The clock is read through sys.now so that a replay waits the same way.
+    const Value* time = args.Find("time");
+    if (time == nullptr || (!time->is_string() && !time->is_number())) {
+      lang::Raise("TypeError", "sys.sleep_until: 'time' must be an RFC 3339 timestamp string");
+    }
+    double target = time->is_number() ? time->AsNumber()
+                                      : lang::CallPureFunction("time.parse", {*time}).AsDouble();
+    double now = CallLocal("sys.now", {}, step).AsNumber();
+    double seconds = target > now ? target - now : 0;
+    co_return co_await Sleep(seconds, step);
   }
   if (StartsWith(function, "atomflow.files.")) {
     co_return co_await StageFile(function, args, step);
@@ -161,7 +185,7 @@ Task<Value> Interpreter::Sleep(double seconds, const std::string& step) {
   EffectRequest request;
   request.step = step;
   request.function = "sys.sleep";
-  request.args = Value(Map{{"seconds", seconds}});
+  request.args = Value(Map{{"seconds", seconds * SleepScale()}});
   request.needs_intent = true;
   EffectOutcome outcome = co_await execution_->Perform(std::move(request));
   if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));

@@ -1,5 +1,6 @@
 // The interpreter's structured steps: assign, switch, for, try/retry.
 #include <cmath>
+#include <exception>
 #include <unordered_set>
 
 #include "engine/engine.h"
@@ -81,6 +82,15 @@ List RangeValues(const Value& range) {
   return values;
 }
 
+// The flow after a step that ended normally: its `next` (a step, end, break or continue).
+Flow StepNext(const lang::Step& step) {
+  if (step.next.empty()) return Flow::Normal();
+  if (step.next == "end") return {Flow::Kind::kEnd};
+  if (step.next == "break") return {Flow::Kind::kBreak};
+  if (step.next == "continue") return {Flow::Kind::kContinue};
+  return {Flow::Kind::kJump, step.next};
+}
+
 double NumberOr(const Value* value, double fallback) {
   return value != nullptr && value->is_number() ? value->AsNumber() : fallback;
 }
@@ -99,6 +109,46 @@ void Interpreter::Assign(Frame& frame, const lang::AssignTarget& target, Value v
   AssignPath(*root, target, 0, std::move(value), frame);
 }
 
+// Remembers the innermost named step of each routine an uncaught error passes through: the
+// first step to see it in a routine is the deepest one there, and its callers' call steps
+// follow as the error leaves each routine.
+void Interpreter::NoteErrorStep(const lang::Step& step, const Frame& frame) {
+  if (step.name.empty()) return;
+  if (!error_trace_.empty() && error_trace_.back().depth <= frame.depth()) return;
+  error_trace_.push_back({step.name, frame.routine().name, step.pos, frame.depth()});
+}
+
+// The error an execution fails with. A map error gains Cloud Workflows' stack trace: a
+// `context` text ("KeyError: message" then one `in step "s", routine "r", line: N` line per
+// routine, innermost first) and `stack_trace.elements` [{step, routine, position: {line,
+// column}}]. Any other raised value (a string) is left exactly as raised.
+Value Interpreter::WithStackTrace(Value error) const {
+  if (!error.is_map() || error_trace_.empty() || error.AsMap().Find("context") != nullptr) {
+    return error;
+  }
+  const Map& fields = error.AsMap();
+  const Value* tags = fields.Find("tags");
+  const Value* message = fields.Find("message");
+  bool tagged = tags != nullptr && tags->is_list() && !tags->AsList().empty() &&
+                tags->AsList()[0].is_string();
+  std::string context = tagged ? tags->AsList()[0].AsString() : "RuntimeError";
+  context += ": " + (message && message->is_string() ? message->AsString() : DebugString(error));
+
+  List elements;
+  for (const TraceElement& element : error_trace_) {
+    context += "\nin step \"" + element.step + "\", routine \"" + element.routine +
+               "\", line: " + std::to_string(element.pos.line);
+    Map position{{"line", Value(element.pos.line)}, {"column", Value(element.pos.column)}};
+    elements.emplace_back(Map{{"step", Value(element.step)},
+                              {"routine", Value(element.routine)},
+                              {"position", Value(std::move(position))}});
+  }
+  Map& traced = error.MutableMap();
+  traced.Set("context", Value(std::move(context)));
+  traced.Set("stack_trace", Value(Map{{"elements", Value(std::move(elements))}}));
+  return error;
+}
+
 Task<Flow> Interpreter::RunAssign(const lang::Step& step, Frame& frame) {
   for (const lang::Assignment& assignment : step.assign) {
     Value value = co_await Eval(assignment.value, frame);
@@ -114,10 +164,15 @@ Task<Flow> Interpreter::RunSwitch(const lang::Step& step, Frame& frame) {
       lang::Raise("TypeError",
                   std::string("switch condition must be a boolean, got ") + condition.TypeName());
     }
-    if (condition.AsBool()) co_return co_await RunStepBody(*arm.body, frame);
+    if (condition.AsBool()) {
+      Flow flow = co_await RunStepBody(*arm.body, frame);  // applies the arm's own `next`
+      if (flow.kind != Flow::Kind::kNormal) co_return flow;
+      break;
+    }
   }
-  if (!step.next.empty()) co_return Flow{Flow::Kind::kJump, step.next};
-  co_return Flow::Normal();
+  // The step's own `next` follows the switch however it ended, matched or not, as any
+  // step's `next` does (Google's nested-steps example jumps to it after the arm's steps).
+  co_return StepNext(step);
 }
 
 Task<Flow> Interpreter::RunFor(const lang::Step& step, Frame& frame) {
@@ -136,24 +191,34 @@ Task<Flow> Interpreter::RunFor(const lang::Step& step, Frame& frame) {
     values = RangeValues(co_await Eval(*loop.range, frame));
   }
 
+  // Variables first created inside the loop, and the loop variables, end with it, however
+  // the loop ends: normally, by a jump or return, or by an error caught further out.
   Flow result = Flow::Normal();
+  std::exception_ptr error;
+  try {
+    result = co_await RunIterations(loop, values, frame);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  std::vector<std::string> created;
+  for (const auto& [name, value] : frame.vars()) {
+    if (!existing.count(name)) created.push_back(name);
+  }
+  for (const std::string& name : created) frame.vars().Erase(name);
+  if (error) std::rethrow_exception(error);
+  co_return result;
+}
+
+Task<Flow> Interpreter::RunIterations(const lang::ForSpec& loop, const List& values, Frame& frame) {
   for (size_t i = 0; i < values.size(); ++i) {
     frame.vars().Set(loop.value, values[i]);
     if (!loop.index.empty()) frame.vars().Set(loop.index, static_cast<int64_t>(i));
     Flow flow = co_await RunBlock(loop.steps, frame);
     if (flow.kind == Flow::Kind::kBreak) break;
     if (flow.kind == Flow::Kind::kNormal || flow.kind == Flow::Kind::kContinue) continue;
-    result = std::move(flow);
-    break;
+    co_return flow;
   }
-
-  // Variables first created inside the loop, and the loop variables, end with it.
-  std::vector<std::string> created;
-  for (const auto& [name, value] : frame.vars()) {
-    if (!existing.count(name)) created.push_back(name);
-  }
-  for (const std::string& name : created) frame.vars().Erase(name);
-  co_return result;
+  co_return Flow::Normal();
 }
 
 Task<Flow> Interpreter::RunTry(const lang::Step& step, Frame& frame) {
@@ -166,6 +231,7 @@ Task<Flow> Interpreter::RunTry(const lang::Step& step, Frame& frame) {
       error = raised.payload();
     }
     error_step_.clear();
+    error_trace_.clear();
 
     double delay = 0;
     bool retry = false;

@@ -20,6 +20,13 @@ namespace {
   Raise("ValueError", fmt::format("integer overflow in {}", OpSymbol(op)));
 }
 
+// A double result that left the finite range although both operands were finite. Raised as a
+// ValueError, like integer overflow: an infinity could not be returned or JSON-encoded anyway.
+double CheckFinite(ExprOp op, double a, double b, double result) {
+  if (std::isfinite(result) || !std::isfinite(a) || !std::isfinite(b)) return result;
+  Raise("ValueError", fmt::format("double overflow in {}", OpSymbol(op)));
+}
+
 // The text a scalar contributes to a string concatenation; nullopt for other types.
 std::optional<std::string> ConcatText(const Value& value) {
   switch (value.type()) {
@@ -44,7 +51,10 @@ Value Add(const Value& left, const Value& right) {
     if (__builtin_add_overflow(left.AsInt(), right.AsInt(), &sum)) Overflow(ExprOp::kAdd);
     return sum;
   }
-  if (left.is_number() && right.is_number()) return left.AsNumber() + right.AsNumber();
+  if (left.is_number() && right.is_number()) {
+    double a = left.AsNumber(), b = right.AsNumber();
+    return CheckFinite(ExprOp::kAdd, a, b, a + b);
+  }
   if (left.is_string() || right.is_string()) {
     std::optional<std::string> a = ConcatText(left);
     std::optional<std::string> b = ConcatText(right);
@@ -110,7 +120,8 @@ Value Arithmetic(ExprOp op, const Value& left, const Value& right) {
   if (left.is_int() && right.is_int() && op != ExprOp::kDiv) {
     return IntArithmetic(op, left.AsInt(), right.AsInt());
   }
-  return DoubleArithmetic(op, left.AsNumber(), right.AsNumber());
+  double a = left.AsNumber(), b = right.AsNumber();
+  return CheckFinite(op, a, b, DoubleArithmetic(op, a, b));
 }
 
 // Ordering: numbers with numbers, strings with strings (bytewise, which for UTF-8 is code

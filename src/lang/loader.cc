@@ -135,9 +135,12 @@ std::vector<Param> WorkflowLoader::LoadParams(const std::string& routine, const 
     params.push_back(std::move(param));
   }
 
-  if (routine == "main" && params.size() > 1) {
+  if (routine == "main" && params.size() > kMaxMainParams) {
     Error(node, "main takes at most one param (the execution argument); got " +
                     std::to_string(params.size()));
+  } else if (params.size() > kMaxSubworkflowParams) {
+    Error(node, "workflow '" + routine + "' has " + std::to_string(params.size()) +
+                    " params; the limit is " + std::to_string(kMaxSubworkflowParams));
   }
   return params;
 }
@@ -147,7 +150,8 @@ Result<std::shared_ptr<const Workflow>> LoadWorkflow(const std::string& file,
   Diagnostics diagnostics(file);
   if (text.size() > kMaxSourceBytes) {
     diagnostics.Error(SourcePos{1, 1}, "the source is " + std::to_string(text.size()) +
-                                           " bytes; the limit is 131072 (128 KB)");
+                                           " bytes; the limit is " +
+                                           std::to_string(kMaxSourceBytes) + " (128 KB)");
     return diagnostics.ToStatus();
   }
 
@@ -159,9 +163,9 @@ Result<std::shared_ptr<const Workflow>> LoadWorkflow(const std::string& file,
   workflow->source = text;
   WorkflowLoader loader(diagnostics);
   loader.LoadDocument(*root, *workflow);
-  if (!diagnostics.ok()) return diagnostics.ToStatus();
 
-  // Name and jump checks need a well-formed tree; they run only on one.
+  // The checks run on a tree with structural errors too, so that one load reports every
+  // problem; the tree holds whatever loaded, and the checks read only what is there.
   ValidateWorkflow(*workflow, diagnostics);
   if (!diagnostics.ok()) return diagnostics.ToStatus();
   return std::shared_ptr<const Workflow>(std::move(workflow));

@@ -9,15 +9,10 @@
 #include <vector>
 
 #include "lang/ast.h"
+#include "lang/limits.h"
 #include "lang/loader_diagnostics.h"
 
 namespace atomflow::lang {
-
-// The largest workflow source accepted, as on Cloud Workflows.
-inline constexpr size_t kMaxSourceBytes = 128 * 1024;
-// Limits per step, from the Cloud Workflows schema.
-inline constexpr size_t kMaxAssignments = 50;
-inline constexpr size_t kMaxSwitchConditions = 50;
 
 // A YAML map's entries in file order, looked up by key text. Keeps the key nodes for positions.
 class KeyedMap {
@@ -77,12 +72,17 @@ class WorkflowLoader {
   std::vector<SwitchCase> LoadSwitch(const YAML::Node& node);
   ForSpec LoadFor(const YAML::Node& node, std::string_view what);
   void CheckRange(const Template& range, std::string_view what);
+  void CheckForIn(const Template& in, std::string_view what);
+  void CheckCondition(const Template& condition);
   ParallelSpec LoadParallel(const YAML::Node& node);
   std::vector<std::pair<std::string, Block>> LoadBranches(const YAML::Node& node);
   TrySpec LoadTry(const KeyedMap& body);
   Block LoadTryBody(const YAML::Node& node);
   RetrySpec LoadRetry(const YAML::Node& node);
   void LoadBackoff(const YAML::Node& node, RetrySpec& retry);
+  // A literal where a number is expected must be one: positive, or non-negative when
+  // zero_allowed, and integral when integer; an expression is checked when it runs.
+  void CheckNumber(const Template& value, std::string_view what, bool integer, bool zero_allowed);
   ExceptSpec LoadExcept(const YAML::Node& node);
   TransactionSpec LoadTransaction(const YAML::Node& node);
   TccSpec LoadTcc(const YAML::Node& node);
@@ -114,6 +114,7 @@ class WorkflowLoader {
 
   Diagnostics& diagnostics_;
   std::string step_name_;  // the named step being loaded, for messages
+  int block_depth_ = 0;    // blocks being loaded, outermost first: kMaxStepNesting bounds it
 };
 
 }  // namespace atomflow::lang

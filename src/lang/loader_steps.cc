@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "lang/loader.h"
+#include "lang/stdlib.h"
 
 namespace atomflow::lang {
 namespace {
@@ -67,18 +68,27 @@ Block WorkflowLoader::LoadBlock(const YAML::Node& node, std::string_view what) {
     Error(node, "the steps of " + std::string(what) + " must be a non-empty list of steps");
     return block;
   }
+  if (node.size() > kMaxStepsPerBlock) {
+    Error(node, "the steps of " + std::string(what) + " are " + std::to_string(node.size()) +
+                    " steps; the limit is " + std::to_string(kMaxStepsPerBlock));
+    return block;
+  }
+  if (block_depth_ >= kMaxStepNesting) {
+    Error(node, "the steps of " + std::string(what) + " nest more than " +
+                    std::to_string(kMaxStepNesting) + " levels deep");
+    return block;
+  }
 
+  ++block_depth_;
   for (const YAML::Node& item : node) {
     std::shared_ptr<const Step> step = LoadStep(item);
     if (!step) continue;
-    auto [it, inserted] = block.index.emplace(step->name, block.steps.size());
-    if (!inserted) {
-      const Step& first = *block.steps[it->second];
-      Error(step->pos, "duplicate step name '" + step->name + "' (first at line " +
-                           std::to_string(first.pos.line) + ")");
-    }
+    // Duplicate names are reported by the validator, which sees the whole routine: names are
+    // unique per routine, not only per block. A jump reaches the first of two.
+    block.index.emplace(step->name, block.steps.size());
     block.steps.push_back(std::move(step));
   }
+  --block_depth_;
   return block;
 }
 
@@ -297,6 +307,7 @@ std::vector<SwitchCase> WorkflowLoader::LoadSwitch(const YAML::Node& node) {
     SwitchCase switch_case;
     switch_case.pos = PosOf(arm);
     switch_case.condition = LoadTemplate(keys.Find("condition")->value);
+    CheckCondition(switch_case.condition);
     auto body = std::make_shared<Step>();
     body->pos = switch_case.pos;
     LoadBody(keys, BodyRole::kSwitchArm, *body);
@@ -325,13 +336,33 @@ ForSpec WorkflowLoader::LoadFor(const YAML::Node& node, std::string_view what) {
   } else if (in == nullptr && range == nullptr) {
     Error(node, std::string(what) + " needs 'in' or 'range'");
   }
-  if (in != nullptr) spec.in = LoadTemplate(in->value);
+  if (in != nullptr) {
+    spec.in = LoadTemplate(in->value);
+    CheckForIn(*spec.in, what);
+  }
   if (range != nullptr) {
     spec.range = LoadTemplate(range->value);
     CheckRange(*spec.range, what);
   }
   if (Require(keys, "steps", node, what)) spec.steps = LoadBlock(keys.Find("steps")->value, what);
   return spec;
+}
+
+void WorkflowLoader::CheckForIn(const Template& in, std::string_view what) {
+  // A list with expressions inside is still a list; only a literal of another kind is wrong.
+  if (in.kind != Template::Kind::kLiteral || in.literal.is_list()) return;
+  Error(in.pos, "'in' of " + std::string(what) + " must be a list or an expression; got " +
+                    in.literal.TypeName());
+}
+
+void WorkflowLoader::CheckCondition(const Template& condition) {
+  if (condition.kind == Template::Kind::kExpression) return;
+  if (condition.kind == Template::Kind::kLiteral && condition.literal.is_bool()) return;
+  std::string got = condition.kind == Template::Kind::kLiteral
+                        ? std::string(condition.literal.TypeName())
+                        : (condition.kind == Template::Kind::kList ? "list" : "map");
+  Error(condition.pos,
+        "a switch condition" + InStep() + " must be an expression ${...} or a boolean; got " + got);
 }
 
 void WorkflowLoader::CheckRange(const Template& range, std::string_view what) {
@@ -358,6 +389,7 @@ ParallelSpec WorkflowLoader::LoadParallel(const YAML::Node& node) {
   }
   if (const KeyedMap::Entry* limit = keys.Find("concurrency_limit")) {
     spec.concurrency_limit = LoadTemplate(limit->value);
+    CheckNumber(*spec.concurrency_limit, "'concurrency_limit'", true, false);
   }
   if (const KeyedMap::Entry* policy = keys.Find("exception_policy")) {
     spec.exception_policy = LoadString(*policy, "an exception policy");
@@ -382,6 +414,13 @@ std::vector<std::pair<std::string, Block>> WorkflowLoader::LoadBranches(const YA
   if (!node.IsSequence() || node.size() == 0) {
     Error(node, "'branches' must be a non-empty list of named branches" + InStep());
     return branches;
+  }
+
+  if (node.size() < kMinParallelBranches || node.size() > kMaxParallelBranches) {
+    Error(node, "step '" + step_name_ + "' has " + std::to_string(node.size()) +
+                    " parallel branches; a parallel step has " +
+                    std::to_string(kMinParallelBranches) + " to " +
+                    std::to_string(kMaxParallelBranches) + " (use a parallel for for more)");
   }
 
   for (const YAML::Node& item : node) {
@@ -449,9 +488,16 @@ RetrySpec WorkflowLoader::LoadRetry(const YAML::Node& node) {
   CheckKeys(keys, {"predicate", "max_retries", "backoff"}, what);
   if (const KeyedMap::Entry* predicate = keys.Find("predicate")) {
     spec.predicate = LoadTemplate(predicate->value);
+    if (spec.predicate->kind != Template::Kind::kExpression) {
+      Error(predicate->value.IsNull() ? predicate->key_node : predicate->value,
+            "the predicate of " + what +
+                " must be an expression naming a predicate, such as "
+                "${http.default_retry_predicate} or ${my_subworkflow}");
+    }
   }
   if (const KeyedMap::Entry* max_retries = keys.Find("max_retries")) {
     spec.max_retries = LoadTemplate(max_retries->value);
+    CheckNumber(*spec.max_retries, "'max_retries'", true, true);
   }
   if (const KeyedMap::Entry* backoff = keys.Find("backoff")) LoadBackoff(backoff->value, spec);
   return spec;
@@ -461,15 +507,36 @@ void WorkflowLoader::LoadBackoff(const YAML::Node& node, RetrySpec& retry) {
   std::string what = "'backoff' of step '" + step_name_ + "'";
   KeyedMap keys = LoadKeyedMap(node, what);
   CheckKeys(keys, {"initial_delay", "max_delay", "multiplier"}, what);
-  if (const KeyedMap::Entry* initial = keys.Find("initial_delay")) {
-    retry.initial_delay = LoadTemplate(initial->value);
+  struct Field {
+    std::string_view key;
+    std::optional<Template>* slot;
+    bool zero_allowed;  // a delay may be zero; a multiplier of zero would stop the backoff
+  };
+  for (Field field : {Field{"initial_delay", &retry.initial_delay, true},
+                      Field{"max_delay", &retry.max_delay, true},
+                      Field{"multiplier", &retry.multiplier, false}}) {
+    const KeyedMap::Entry* entry = keys.Find(field.key);
+    if (entry == nullptr) continue;
+    *field.slot = LoadTemplate(entry->value);
+    CheckNumber(**field.slot, "'" + std::string(field.key) + "'", false, field.zero_allowed);
   }
-  if (const KeyedMap::Entry* max_delay = keys.Find("max_delay")) {
-    retry.max_delay = LoadTemplate(max_delay->value);
+}
+
+void WorkflowLoader::CheckNumber(const Template& value, std::string_view what, bool integer,
+                                 bool zero_allowed) {
+  if (value.kind == Template::Kind::kExpression) return;
+  const Value& literal = value.literal;
+  bool ok = value.kind == Template::Kind::kLiteral && literal.is_number() &&
+            (!integer || literal.is_int()) &&
+            (zero_allowed ? literal.AsNumber() >= 0 : literal.AsNumber() > 0);
+  if (ok) return;
+  std::string expected = std::string(zero_allowed ? "a non-negative " : "a positive ") +
+                         (integer ? "integer" : "number");
+  std::string got = value.kind == Template::Kind::kLiteral ? literal.TypeName() : "a list or map";
+  if (value.kind == Template::Kind::kLiteral && literal.is_number()) {
+    got = literal.is_int() ? std::to_string(literal.AsInt()) : FormatDouble(literal.AsDouble());
   }
-  if (const KeyedMap::Entry* multiplier = keys.Find("multiplier")) {
-    retry.multiplier = LoadTemplate(multiplier->value);
-  }
+  Error(value.pos, std::string(what) + InStep() + " must be " + expected + "; got " + got);
 }
 
 ExceptSpec WorkflowLoader::LoadExcept(const YAML::Node& node) {
@@ -496,6 +563,7 @@ TransactionSpec WorkflowLoader::LoadTransaction(const YAML::Node& node) {
 
   if (const KeyedMap::Entry* timeout = keys.Find("timeout")) {
     spec.timeout = LoadTemplate(timeout->value);
+    CheckNumber(*spec.timeout, "the 'timeout' (seconds) of the transaction", false, false);
   }
   if (Require(keys, "steps", node, what)) spec.steps = LoadBlock(keys.Find("steps")->value, what);
   return spec;

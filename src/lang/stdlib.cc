@@ -76,7 +76,8 @@ class FunctionIndex {
   std::unordered_map<std::string_view, size_t> by_name_;
 };
 
-Value Backoff(double initial, double max, double multiplier) {
+// Delays are whole seconds, as Google documents them (initial 1, max 60); multiplier 1.25.
+Value Backoff(int64_t initial, int64_t max, double multiplier) {
   return Map{{"initial_delay", initial}, {"max_delay", max}, {"multiplier", multiplier}};
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 #include "lang/stdlib.h"
 
@@ -19,22 +20,110 @@ Value JsonDecode(Args& args) {
   return FromJson(json);
 }
 
-// indent: absent/false for compact output, true for two spaces, or a number of spaces.
-std::string JsonText(Args& args) {
-  Result<Json> json = ToJson(args[0]);
-  if (!json.ok()) {
-    Raise("TypeError", fmt::format("{}: cannot encode: {}", args.function(), json.message()));
+// How json.encode lays out its text. Compact unless enabled; when enabled, every element starts
+// on a new line holding prefix and one indent per level of nesting, as Google documents.
+struct JsonLayout {
+  bool enabled = false;
+  std::string prefix;
+  std::string indent = "    ";
+};
+
+// indent: absent, null or false for compact text; true for the defaults; or a map with the
+// optional strings "prefix" and "indent".
+JsonLayout LayoutOf(Args& args) {
+  JsonLayout layout;
+  if (!args.Has(1)) return layout;
+  if (args[1].is_bool()) {
+    layout.enabled = args[1].AsBool();
+    return layout;
   }
-  int indent = -1;
-  if (args.Has(1)) {
-    if (args[1].is_bool()) {
-      indent = args[1].AsBool() ? 2 : -1;
-    } else {
-      indent = static_cast<int>(std::clamp<int64_t>(args.Int(1), 0, 16));
+  if (!args[1].is_map()) args.WrongType(1, "a boolean or a map");
+  layout.enabled = true;
+  for (const auto& [key, value] : args[1].AsMap()) {
+    if (key != "prefix" && key != "indent") {
+      args.BadValue(fmt::format("unknown indent option '{}' (prefix, indent)", key));
+    }
+    if (!value.is_string()) {
+      Raise("TypeError", fmt::format("{}: indent option '{}' must be a string, got {}",
+                                     args.function(), key, value.TypeName()));
+    }
+    (key == "prefix" ? layout.prefix : layout.indent) = value.AsString();
+  }
+  return layout;
+}
+
+// Writes JSON text of values; raises ValueError for what JSON cannot hold (bytes, NaN, inf).
+class JsonWriter {
+ public:
+  JsonWriter(const Args& args, JsonLayout layout) : args_(args), layout_(std::move(layout)) {}
+
+  std::string Write(const Value& value) {
+    Append(value, 0);
+    return std::move(out_);
+  }
+
+ private:
+  void Append(const Value& value, int depth) {
+    switch (value.type()) {
+      case Value::Type::kList:
+        return AppendList(value.AsList(), depth);
+      case Value::Type::kMap:
+        return AppendMap(value.AsMap(), depth);
+      case Value::Type::kBytes:
+        args_.BadValue("bytes cannot be JSON-encoded (base64.encode them first)");
+      case Value::Type::kDouble:
+        if (!std::isfinite(value.AsDouble())) {
+          args_.BadValue(fmt::format("{} cannot be JSON-encoded", FormatDouble(value.AsDouble())));
+        }
+        out_ += Json(value.AsDouble()).dump();
+        return;
+      case Value::Type::kString:
+        out_ += Json(value.AsString()).dump(-1, ' ', false, Json::error_handler_t::replace);
+        return;
+      default:
+        out_ += ToJson(value)->dump();
     }
   }
-  return json->dump(indent, ' ', false, Json::error_handler_t::replace);
-}
+
+  void AppendList(const List& items, int depth) {
+    out_ += '[';
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i > 0) out_ += ',';
+      NewLine(depth + 1);
+      Append(items[i], depth + 1);
+    }
+    if (!items.empty()) NewLine(depth);
+    out_ += ']';
+  }
+
+  void AppendMap(const Map& map, int depth) {
+    out_ += '{';
+    bool first = true;
+    for (const auto& [key, value] : map) {
+      if (!first) out_ += ',';
+      first = false;
+      NewLine(depth + 1);
+      out_ += Json(key).dump(-1, ' ', false, Json::error_handler_t::replace);
+      out_ += layout_.enabled ? ": " : ":";
+      Append(value, depth + 1);
+    }
+    if (!map.empty()) NewLine(depth);
+    out_ += '}';
+  }
+
+  void NewLine(int depth) {
+    if (!layout_.enabled) return;
+    out_ += '\n';
+    out_ += layout_.prefix;
+    for (int i = 0; i < depth; ++i) out_ += layout_.indent;
+  }
+
+  const Args& args_;
+  JsonLayout layout_;
+  std::string out_;
+};
+
+std::string JsonText(Args& args) { return JsonWriter(args, LayoutOf(args)).Write(args[0]); }
 
 Value JsonEncode(Args& args) { return Value::Bytes(JsonText(args)); }
 Value JsonEncodeToString(Args& args) { return JsonText(args); }

@@ -75,7 +75,9 @@ Value Double(Args& args) {
   if (value.is_number()) return value.AsNumber();
   if (!value.is_string()) args.WrongType(0, "a string, integer or double");
 
-  if (std::optional<double> number = ParseNumber<double>(value.AsString())) return *number;
+  std::optional<double> number = ParseNumber<double>(value.AsString());
+  // from_chars also reads "inf" and "nan", which are not numbers of the language.
+  if (number && std::isfinite(*number)) return *number;
   args.BadValue(fmt::format("cannot convert \"{}\" to a double", value.AsString()));
 }
 

@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <clocale>
+#include <cwctype>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 #include "lang/stdlib.h"
 
@@ -19,28 +22,106 @@ std::string AsciiCase(std::string text, int (*convert)(int)) {
   return text;
 }
 
-Value ToLower(Args& args) { return AsciiCase(args.String(0), std::tolower); }
-Value ToUpper(Args& args) { return AsciiCase(args.String(0), std::toupper); }
+// The character sets text.encode and text.decode know. A name matches in any case.
+enum class Charset { kUtf8, kLatin1, kAscii };
 
-// Only UTF-8 is supported; the charset argument may name it in any case.
-void CheckCharset(Args& args, size_t i) {
-  if (!args.Has(i)) return;
-  std::string charset = AsciiCase(args.String(i), std::toupper);
-  if (charset != "UTF-8" && charset != "UTF8") {
-    args.BadValue(fmt::format("unsupported charset '{}' (only UTF-8)", args.String(i)));
-  }
+Charset CharsetOf(Args& args, size_t i) {
+  if (!args.Has(i)) return Charset::kUtf8;
+  std::string name = AsciiCase(args.String(i), std::toupper);
+  if (name == "UTF-8" || name == "UTF8") return Charset::kUtf8;
+  if (name == "ISO-8859-1" || name == "LATIN1" || name == "LATIN-1") return Charset::kLatin1;
+  if (name == "US-ASCII" || name == "ASCII") return Charset::kAscii;
+  args.BadValue(
+      fmt::format("unsupported charset '{}' (UTF-8, ISO-8859-1, US-ASCII)", args.String(i)));
 }
 
+// The code point starting at text[i] (valid UTF-8), advancing i past it.
+uint32_t NextCodePoint(std::string_view text, size_t& i) {
+  auto lead = static_cast<unsigned char>(text[i++]);
+  if (lead < 0x80) return lead;
+  int trailing = lead >= 0xF0 ? 3 : (lead >= 0xE0 ? 2 : 1);
+  uint32_t cp = lead & (0x3F >> trailing);
+  for (int k = 0; k < trailing && i < text.size(); ++k) {
+    cp = (cp << 6) | (static_cast<unsigned char>(text[i++]) & 0x3F);
+  }
+  return cp;
+}
+
+void AppendUtf8(uint32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+    return;
+  }
+  int trailing = cp < 0x800 ? 1 : (cp < 0x10000 ? 2 : 3);
+  static constexpr unsigned char kLead[] = {0, 0xC0, 0xE0, 0xF0};
+  out += static_cast<char>(kLead[trailing] | (cp >> (6 * trailing)));
+  for (int k = trailing - 1; k >= 0; --k) out += static_cast<char>(0x80 | ((cp >> (6 * k)) & 0x3F));
+}
+
+// The C.UTF-8 locale for Unicode case mapping, made once; null when the C library lacks it,
+// and case mapping then covers ASCII only. Reading a locale_t from several threads is safe.
+locale_t Utf8Locale() {
+  static const locale_t locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t{});
+  return locale;
+}
+
+// Maps every code point through convert; text that is not valid UTF-8 changes only in ASCII.
+std::string UnicodeCase(const std::string& text, bool upper) {
+  locale_t locale = Utf8Locale();
+  if (locale == locale_t{} || !IsValidUtf8(text)) {
+    return AsciiCase(text, upper ? ::toupper : ::tolower);
+  }
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    auto cp = static_cast<wint_t>(NextCodePoint(text, i));
+    AppendUtf8(static_cast<uint32_t>(upper ? towupper_l(cp, locale) : towlower_l(cp, locale)), out);
+  }
+  return out;
+}
+
+Value ToLower(Args& args) { return UnicodeCase(args.String(0), false); }
+Value ToUpper(Args& args) { return UnicodeCase(args.String(0), true); }
+
 Value Encode(Args& args) {
-  CheckCharset(args, 1);
-  return Value::Bytes(args.String(0));
+  const std::string& text = args.String(0);
+  Charset charset = CharsetOf(args, 1);
+  if (charset == Charset::kUtf8) return Value::Bytes(text);
+
+  uint32_t limit = charset == Charset::kAscii ? 0x80 : 0x100;
+  std::string bytes;
+  for (size_t i = 0; i < text.size();) {
+    uint32_t cp = NextCodePoint(text, i);
+    if (cp >= limit) {
+      args.BadValue(fmt::format("U+{:04X} cannot be encoded in {}", cp, args.String(1)));
+    }
+    bytes += static_cast<char>(cp);
+  }
+  return Value::Bytes(std::move(bytes));
 }
 
 Value Decode(Args& args) {
-  CheckCharset(args, 1);
   if (!args[0].is_bytes()) args.WrongType(0, "bytes");
-  if (!IsValidUtf8(args[0].AsBytes())) args.BadValue("the data is not valid UTF-8");
-  return args[0].AsBytes();
+  const std::string& bytes = args[0].AsBytes();
+  Charset charset = CharsetOf(args, 1);
+  if (charset == Charset::kUtf8) {
+    if (!IsValidUtf8(bytes)) args.BadValue("the data is not valid UTF-8");
+    return bytes;
+  }
+  std::string text;
+  for (char c : bytes) {
+    auto byte = static_cast<unsigned char>(c);
+    if (charset == Charset::kAscii && byte >= 0x80) {
+      args.BadValue(fmt::format("byte 0x{:02X} is not US-ASCII", byte));
+    }
+    if (byte < 0x80) {
+      text += c;
+    } else {
+      text += static_cast<char>(0xC0 | (byte >> 6));
+      text += static_cast<char>(0x80 | (byte & 0x3F));
+    }
+  }
+  return text;
 }
 
 Value Match(size_t byte_offset, std::string_view source, std::string_view match) {

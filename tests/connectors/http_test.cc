@@ -7,6 +7,7 @@
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -302,6 +303,39 @@ TEST(HttpOutcomeTest, FailuresCarryTheLanguageTags) {
   EXPECT_EQ(tag_of(HttpFailureKind::kConnection), "ConnectionError");
   EXPECT_EQ(tag_of(HttpFailureKind::kTimeout), "TimeoutError");
   EXPECT_EQ(tag_of(HttpFailureKind::kTooLarge), "ValueError");
+}
+
+TEST(HttpHostMapTest, ParsesEntriesWithEitherSeparator) {
+  Result<HttpHostMap> map =
+      ParseHttpHostMap(" timeapi.io=http://127.0.0.1:81/ , * -> http://127.0.0.1:82 ");
+  ASSERT_TRUE(map.ok()) << map.message();
+  EXPECT_EQ(*map,
+            (HttpHostMap{{"timeapi.io", "http://127.0.0.1:81"}, {"*", "http://127.0.0.1:82"}}));
+  EXPECT_TRUE(ParseHttpHostMap("").ok());
+  EXPECT_FALSE(ParseHttpHostMap("timeapi.io").ok());
+  EXPECT_FALSE(ParseHttpHostMap("timeapi.io=127.0.0.1:81").ok());
+}
+
+TEST(HttpHostMapTest, RewritesSchemeHostAndPortKeepingPathAndHost) {
+  HttpHostMap map = {{"timeapi.io", "http://127.0.0.1:81"}};
+  std::optional<RoutedUrl> routed =
+      RouteUrl(map, "https://timeapi.io/api/Time/current/zone?timeZone=Europe/Amsterdam");
+  ASSERT_TRUE(routed.has_value());
+  EXPECT_EQ(routed->url, "http://127.0.0.1:81/api/Time/current/zone?timeZone=Europe/Amsterdam");
+  EXPECT_EQ(routed->host_header, "timeapi.io");
+
+  routed = RouteUrl(map, "http://user@timeapi.io:8443");
+  ASSERT_TRUE(routed.has_value());
+  EXPECT_EQ(routed->url, "http://127.0.0.1:81");
+  EXPECT_EQ(routed->host_header, "timeapi.io:8443");
+  EXPECT_FALSE(RouteUrl(map, "https://en.wikipedia.org/w/api.php").has_value());
+  EXPECT_FALSE(RouteUrl({}, "https://timeapi.io/").has_value());
+}
+
+TEST(HttpHostMapTest, StarRoutesEveryOtherHost) {
+  HttpHostMap map = {{"*", "http://127.0.0.1:82"}, {"example.com", "http://127.0.0.1:83"}};
+  EXPECT_EQ(RouteUrl(map, "https://example.com/a")->url, "http://127.0.0.1:83/a");
+  EXPECT_EQ(RouteUrl(map, "https://www.example.com/a?b=c")->url, "http://127.0.0.1:82/a?b=c");
 }
 
 }  // namespace

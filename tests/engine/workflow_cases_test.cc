@@ -10,9 +10,14 @@
 //               "tags": tags the error map must carry; "message_contains": a string, or a
 //               list of strings, that the message (or a raised string) must contain;
 //               "fields": a map whose entries must match the error map's; "equals": the
-//               whole raised value
+//               whole raised value (without the stack trace a failed execution's error
+//               carries, `context` and `stack_trace`, unless named; "fields" checks them)
 //   "logs":     every sys.log line of the execution, as "SEVERITY: text", in order (optional)
 //   "requests": every request the test server received, as "METHOD /path", in order (optional)
+//   "sleep_scale": multiplies every sys.sleep and retry delay (0: none waits; optional)
+// Routes: /json, /text, /echo (GET, POST), /status/<code>, /flaky/<key>/<n> (503 n times, then
+// 200), and /gate/<key>/<n>: answers only once n requests for key are waiting, so it proves
+// that n calls were in flight at once (it gives up with 504 after a while).
 // Expected values compare exactly, integers and doubles apart; the string "$double",
 // "$int", "$string" or "$any" matches any value of that kind.
 //
@@ -20,19 +25,14 @@
 // loopback port nobody listens on. A case whose file name starts with `known_gap_` asserts
 // Google's documented behaviour that the engine does not match yet: it is disabled.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cctype>
-#include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,17 +40,20 @@
 #include "engine/engine.h"
 #include "lang/ast.h"
 #include "support/http_test_server.h"
+#include "support/workflow_check.h"
 #include "value/value.h"
 
 namespace atomflow::engine {
 namespace {
 
 namespace fs = std::filesystem;
-using json = ::atomflow::Json;  // ordered, as the engine keeps JSON
+using testing::CheckError;
+using testing::ExpectMatches;
+using testing::json;
+using testing::ParseOrNull;
+using testing::ReadJsonFile;
 
 constexpr char kGapPrefix[] = "known_gap_";
-// Guards the run against a hung execution; no case comes near it.
-constexpr auto kHangGuard = std::chrono::seconds(30);
 
 // One workflow file and its expected outcome.
 struct WorkflowCase {
@@ -91,36 +94,6 @@ std::vector<WorkflowCase> DiscoverCases() {
   return cases;
 }
 
-json ReadJsonFile(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str());
-}
-
-// Records what a user would watch: the sys.log lines of executions.
-class RecordingProgress : public ProgressSink {
- public:
-  void OnStep(const StepReport&) override {}
-  void OnLog(const std::string&, const std::string&, const std::string& severity,
-             const std::string& text) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    logs_.push_back(severity + ": " + text);
-  }
-  void OnJobLog(const std::string&, const std::string&, const std::string&) override {}
-  void OnTransaction(const std::string&, const std::string&, const std::string&,
-                     const std::string&) override {}
-
-  std::vector<std::string> logs() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return logs_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> logs_;
-};
-
 // The loopback server the HTTP cases call, and the requests it received.
 class CaseServer {
  public:
@@ -136,12 +109,23 @@ class CaseServer {
     });
     routes.Get("/echo", [this](const auto& request, auto& response) { Echo(request, response); });
     routes.Post("/echo", [this](const auto& request, auto& response) { Echo(request, response); });
+    routes.Put("/echo", [this](const auto& request, auto& response) { Echo(request, response); });
+    routes.Patch("/echo", [this](const auto& request, auto& response) { Echo(request, response); });
+    routes.Delete("/echo",
+                  [this](const auto& request, auto& response) { Echo(request, response); });
     routes.Get(R"(/status/(\d+))",
                [this](const auto& request, auto& response) { StatusRoute(request, response); });
     routes.Post(R"(/status/(\d+))",
                 [this](const auto& request, auto& response) { StatusRoute(request, response); });
     routes.Get(R"(/flaky/(\w+)/(\d+))",
                [this](const auto& request, auto& response) { Flaky(request, response); });
+    routes.Get(R"(/gate/(\w+)/(\d+))",
+               [this](const auto& request, auto& response) { Gate(request, response); });
+    // A text body of the given size, for the response size limit.
+    routes.Get(R"(/bytes/(\d+))", [this](const httplib::Request& request, auto& response) {
+      Record(request);
+      response.set_content(std::string(std::stoul(request.matches[1]), 'x'), "text/plain");
+    });
     for (const char* path : {"/deploy", "/undeploy", "/register", "/unregister"}) {
       routes.Post(path, [this](const auto& request, auto& response) { Echo(request, response); });
     }
@@ -195,114 +179,31 @@ class CaseServer {
     response.set_content(json{{"attempt", count}}.dump(), "application/json");
   }
 
+  // /gate/<key>/<n>: holds each request until n requests with that key have arrived, then
+  // answers them all with 200; 504 if the others do not come in time.
+  void Gate(const httplib::Request& request, httplib::Response& response) {
+    Record(request);
+    std::string key = request.matches[1].str();
+    int expected = std::stoi(request.matches[2].str());
+    std::unique_lock<std::mutex> lock(mutex_);
+    ++gate_counts_[key];
+    gate_arrived_.notify_all();
+    bool opened =
+        gate_arrived_.wait_for(lock, kGateWait, [&] { return gate_counts_[key] >= expected; });
+    response.status = opened ? 200 : 504;
+    response.set_content(json{{"opened", opened}, {"waited_for", expected}}.dump(),
+                         "application/json");
+  }
+
+  static constexpr auto kGateWait = std::chrono::seconds(10);
+
   testing::HttpTestServer server_;
   std::mutex mutex_;
+  std::condition_variable gate_arrived_;
   std::vector<std::string> requests_;
   std::map<std::string, int> flaky_counts_;
+  std::map<std::string, int> gate_counts_;
 };
-
-// A fresh temporary folder, removed with its contents at the end of the case.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "atomflow_wf_XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-bool IsPlaceholder(const json& expected) {
-  static const std::vector<std::string> kPlaceholders = {"$double", "$int", "$string", "$any"};
-  return expected.is_string() && std::find(kPlaceholders.begin(), kPlaceholders.end(),
-                                           expected.get<std::string>()) != kPlaceholders.end();
-}
-
-bool MatchesPlaceholder(const std::string& placeholder, const json& actual) {
-  if (placeholder == "$double") return actual.is_number_float();
-  if (placeholder == "$int") return actual.is_number_integer();
-  if (placeholder == "$string") return actual.is_string();
-  return true;
-}
-
-// Deep comparison that keeps integers and doubles apart and honours placeholders. On a
-// mismatch, *where names the path of the first difference.
-bool Matches(const json& expected, const json& actual, std::string* where, std::string path) {
-  if (IsPlaceholder(expected)) {
-    if (MatchesPlaceholder(expected.get<std::string>(), actual)) return true;
-  } else if (expected.is_number() && actual.is_number()) {
-    if (expected.is_number_float() == actual.is_number_float() && expected == actual) {
-      return true;
-    }
-  } else if (expected.is_array() && actual.is_array() && expected.size() == actual.size()) {
-    for (size_t i = 0; i < expected.size(); ++i) {
-      if (!Matches(expected[i], actual[i], where, path + "[" + std::to_string(i) + "]")) {
-        return false;
-      }
-    }
-    return true;
-  } else if (expected.is_object() && actual.is_object() && expected.size() == actual.size()) {
-    for (const auto& [key, value] : expected.items()) {
-      json missing = "<missing>";
-      const json& got = actual.contains(key) ? actual[key] : missing;
-      if (!Matches(value, got, where, path + "." + key)) return false;
-    }
-    return true;
-  } else if (expected.type() == actual.type() && expected == actual) {
-    return true;
-  }
-  *where =
-      (path.empty() ? "value" : path) + ": expected " + expected.dump() + ", got " + actual.dump();
-  return false;
-}
-
-void ExpectMatches(const json& expected, const json& actual, const std::string& what) {
-  std::string where;
-  EXPECT_TRUE(Matches(expected, actual, &where, "")) << what << " differs at " << where;
-}
-
-// The text a message check looks at: a raised string, or the error map's message.
-std::string MessageOf(const json& error) {
-  if (error.is_string()) return error.get<std::string>();
-  if (error.is_object() && error.contains("message") && error["message"].is_string()) {
-    return error["message"].get<std::string>();
-  }
-  return error.dump();
-}
-
-void CheckError(const json& expected, const json& actual) {
-  if (expected.contains("equals")) ExpectMatches(expected["equals"], actual, "error");
-  json parts = expected.value("message_contains", json::array());
-  if (!parts.is_array()) parts = json::array({parts});
-  for (const json& part : parts) {
-    std::string message = MessageOf(actual);
-    EXPECT_TRUE(message.find(part.get<std::string>()) != std::string::npos)
-        << "error message lacks \"" << part.get<std::string>() << "\": " << message;
-  }
-  json tags = expected.value("tags", json::array());
-  for (const json& tag : tags) {
-    bool tagged =
-        actual.is_object() && actual.contains("tags") && actual["tags"].is_array() &&
-        std::find(actual["tags"].begin(), actual["tags"].end(), tag) != actual["tags"].end();
-    EXPECT_TRUE(tagged) << "error lacks tag " << tag.dump() << ": " << actual.dump();
-  }
-  json fields = expected.value("fields", json::object());  // items() must not outlive it
-  for (const auto& [key, value] : fields.items()) {
-    ASSERT_TRUE(actual.is_object() && actual.contains(key))
-        << "error lacks field '" << key << "': " << actual.dump();
-    ExpectMatches(value, actual[key], "error field '" + key + "'");
-  }
-}
-
-json ParseOrNull(const std::string& text) {
-  return text.empty() ? json(nullptr) : json::parse(text, nullptr, false);
-}
 
 class WorkflowCaseTest : public ::testing::TestWithParam<WorkflowCase> {
  protected:
@@ -314,29 +215,13 @@ class WorkflowCaseTest : public ::testing::TestWithParam<WorkflowCase> {
 
   // Runs the loaded workflow to its end and returns its durable record.
   store::ExecutionRecord RunToEnd(std::shared_ptr<const lang::Workflow> workflow, Value argument) {
-    EngineOptions options;
-    options.store_path = (temp_.path() / "atomflow.db").string();
-    options.workers = 2;
-    Result<std::unique_ptr<Engine>> engine =
-        Engine::Open(options, connectors::MakeConnectors, &progress_);
-    EXPECT_TRUE(engine.ok()) << engine.message();
-    if (!engine.ok()) return {};
-
-    Result<std::string> id = (*engine)->Start(std::move(workflow), std::move(argument));
-    EXPECT_TRUE(id.ok()) << id.message();
-    if (!id.ok()) return {};
-    std::future<store::ExecutionRecord> done =
-        std::async(std::launch::async, [&] { return (*engine)->Wait(*id); });
-    if (done.wait_for(kHangGuard) == std::future_status::timeout) {
-      ADD_FAILURE() << "the execution did not finish; cancelling it";
-      (*engine)->Cancel(*id);
-    }
-    return done.get();
+    return testing::RunToEnd(std::move(workflow), std::move(argument), temp_.path(),
+                             connectors::MakeConnectors, &progress_);
   }
 
-  TempDir temp_;
+  testing::TempDir temp_;
   CaseServer server_;
-  RecordingProgress progress_;
+  testing::RecordingProgress progress_;
 };
 
 TEST_P(WorkflowCaseTest, Run) {
@@ -353,6 +238,12 @@ TEST_P(WorkflowCaseTest, Run) {
   }
   ASSERT_TRUE(workflow.ok()) << workflow.message();
 
+  // Pauses scaled to zero run at once (see ATOMFLOW_SLEEP_SCALE); the default is real time.
+  if (expected.contains("sleep_scale")) {
+    setenv("ATOMFLOW_SLEEP_SCALE", expected["sleep_scale"].dump().c_str(), 1);
+  } else {
+    unsetenv("ATOMFLOW_SLEEP_SCALE");
+  }
   Value argument = FromJson(expected.value("argument", json(nullptr)));
   store::ExecutionRecord record = RunToEnd(std::move(workflow).value(), std::move(argument));
   json error = ParseOrNull(record.error);

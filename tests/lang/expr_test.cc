@@ -173,6 +173,14 @@ TEST(ExprTest, Arithmetic) {
   EXPECT_EQ(ErrorMessage("null * 2"), "unsupported operand types for *: null and integer");
 }
 
+TEST(ExprTest, DoubleOverflowIsValueError) {
+  for (const char* text : {"1e308 * 10", "1.7976931348623157e308 + 1.7976931348623157e308",
+                           "-1e308 - 1e308", "1e308 / 1e-10"}) {
+    EXPECT_EQ(ErrorTag(text), "ValueError") << text;
+  }
+  ExpectValues({{"1e308 * 1", 1e308}, {"1e-320 / 1e10", 0.0}});
+}
+
 TEST(ExprTest, Comparisons) {
   ExpectValues({
       {"1 < 2", true},

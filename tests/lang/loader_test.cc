@@ -327,7 +327,7 @@ TEST(LoaderTest, ForStepWithInAndRange) {
       value: r
       range: [1, 9]
       steps:
-        - add: {assign: [{sum: "${sum + r}"}]}
+        - add_r: {assign: [{sum: "${sum + r}"}]}
 )");
   ASSERT_NE(workflow, nullptr);
   const Step& loop = MainStep(*workflow, "loop");
@@ -361,7 +361,7 @@ TEST(LoaderTest, ParallelBranchesAndParallelFor) {
               - s: {assign: [{total: 1}]}
         - b2:
             steps:
-              - s: {assign: [{total: 2}]}
+              - s2: {assign: [{total: 2}]}
 - each:
     parallel:
       shared: [total]
@@ -381,7 +381,7 @@ TEST(LoaderTest, ParallelBranchesAndParallelFor) {
   ASSERT_EQ(parallel.branches.size(), 2u);
   EXPECT_EQ(parallel.branches[0].first, "b1");
   EXPECT_EQ(parallel.branches[1].first, "b2");
-  EXPECT_EQ(parallel.branches[1].second.index.at("s"), 0u);
+  EXPECT_EQ(parallel.branches[1].second.index.at("s2"), 0u);
   EXPECT_FALSE(parallel.for_loop);
 
   const ParallelSpec& each = *MainStep(*workflow, "each").parallel;
@@ -604,7 +604,8 @@ TEST(LoaderErrorTest, KeysThatNeedAnotherKey) {
 
 TEST(LoaderErrorTest, DuplicateStepNames) {
   EXPECT_EQ(LoadError("- a: {assign: [{x: 1}]}\n- b: {return: 1}\n- a: {return: 2}\n"),
-            "w.yaml:3:3: duplicate step name 'a' (first at line 1)");
+            "w.yaml:3:3: duplicate step name 'a' (first at line 1); step names are unique within a "
+            "workflow");
 }
 
 TEST(LoaderErrorTest, StepShape) {
@@ -678,19 +679,20 @@ TEST(LoaderErrorTest, LiteralRangeIsTwoNumbers) {
 
 TEST(LoaderErrorTest, ParallelShape) {
   EXPECT_EQ(LoadError("- p:\n    parallel:\n      exception_policy: stopAll\n"
-                      "      branches: [{b: {steps: [{s: {next: end}}]}}]\n"),
+                      "      branches: [{b: {steps: [{s: {next: end}}]}},"
+                      " {c: {steps: [{t: {next: end}}]}}]\n"),
             "w.yaml:3:25: unknown exception_policy 'stopAll' in step 'p' (the only policy is "
             "'continueAll')");
-  EXPECT_EQ(LoadError("- p:\n    parallel:\n      shared: [x]\n"),
-            "w.yaml:3:7: 'parallel' of step 'p' needs exactly one of 'branches' and 'for'");
+  EXPECT_EQ(LoadError("- i:\n    assign: [{x: 1}]\n- p:\n    parallel:\n      shared: [x]\n"),
+            "w.yaml:5:7: 'parallel' of step 'p' needs exactly one of 'branches' and 'for'");
 }
 
 TEST(LoaderErrorTest, TransactionAndTccShape) {
   EXPECT_EQ(LoadError("- t:\n    transaction:\n      timeout: 5\n"),
             "w.yaml:3:7: 'transaction' of step 't' needs 'steps'");
   EXPECT_EQ(LoadError("- t:\n    transaction:\n      steps:\n        - r:\n            tcc:\n"
-                      "              try: {call: http.post}\n"
-                      "              cancel: {call: http.post}\n"),
+                      "              try: {call: http.post, args: {url: u}}\n"
+                      "              cancel: {call: http.post, args: {url: u}}\n"),
             "w.yaml:6:15: 'tcc' of step 'r' needs 'confirm'");
 }
 

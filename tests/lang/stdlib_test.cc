@@ -200,6 +200,17 @@ TEST(StdlibTest, Text) {
       {"text.encode(\"h\xc3\xa9\") == bytes", true},
       {"text.decode(bytes)", "h\xc3\xa9"},
       {"text.decode(text.encode(\"x\", \"utf-8\"), \"UTF-8\")", "x"},
+      {"len(text.encode(\"h\xc3\xa9\", \"ISO-8859-1\"))", 2},
+      {"text.decode(text.encode(\"h\xc3\xa9\", \"latin1\"), \"ISO-8859-1\")", "h\xc3\xa9"},
+      // \x escapes end at a literal split, so the ASCII letter after them stays a letter.
+      {"text.to_upper(\"\xc3\xa9"
+       "a\")",
+       "\xc3\x89"
+       "A"},
+      {"text.to_lower(\"\xc3\x89"
+       "A\")",
+       "\xc3\xa9"
+       "a"},
   });
   ExpectErrors({
       {"text.split(1, \",\")", "TypeError"},
@@ -213,6 +224,8 @@ TEST(StdlibTest, Text) {
       {"text.decode(\"not bytes\")", "TypeError"},
       {"text.encode(\"x\", \"latin-9\")", "ValueError"},
       {"text.to_upper(null)", "TypeError"},
+      {"text.encode(\"\xc3\xa9\", \"US-ASCII\")", "ValueError"},
+      {"text.decode(text.encode(\"\xc3\xa9\", \"latin1\"), \"ascii\")", "ValueError"},
   });
 }
 
@@ -227,7 +240,10 @@ TEST(StdlibTest, Base64AndJson) {
       {"json.decode(text.encode(\"[1]\"))", List{1}},
       {"json.encode_to_string({\"a\": [true, null], \"b\": 1})", "{\"a\":[true,null],\"b\":1}"},
       {"json.encode({\"a\": \"x\"}) == text.encode(\"{\\\"a\\\":\\\"x\\\"}\")", true},
-      {"json.encode_to_string([1], true)", "[\n  1\n]"},
+      {"json.encode_to_string([1], true)", "[\n    1\n]"},
+      {"json.encode_to_string({\"a\": [1]}, {\"prefix\": \"#\", \"indent\": \" \"})",
+       "{\n# \"a\": [\n#  1\n# ]\n#}"},
+      {"json.encode_to_string([], true)", "[]"},
       {"json.decode(json.encode_to_string(m)) == m", true},
   });
   ExpectErrors({
@@ -235,7 +251,10 @@ TEST(StdlibTest, Base64AndJson) {
       {"base64.encode(1)", "TypeError"},
       {"json.decode(\"{oops\")", "ValueError"},
       {"json.decode(1)", "TypeError"},
-      {"json.encode_to_string(bytes)", "TypeError"},
+      {"json.encode_to_string(bytes)", "ValueError"},
+      {"json.encode_to_string(1, 2)", "TypeError"},
+      {"json.encode_to_string(1, {\"tab\": \" \"})", "ValueError"},
+      {"json.encode_to_string(1, {\"indent\": 2})", "TypeError"},
   });
 }
 

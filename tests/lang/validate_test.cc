@@ -1,10 +1,13 @@
 // Tests of the deploy-time checks: undefined names, call targets and args, jump targets,
 // transaction nesting. Each check is asserted with its exact message and position.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "lang/ast.h"
+#include "lang/error.h"
+#include "lang/limits.h"
 
 namespace atomflow::lang {
 namespace {
@@ -120,7 +123,8 @@ TEST(ValidateTest, NextTargets) {
             "w.yaml:2:11: undefined next target 'nowhere' in step 'a'");
   // Into a nested block is not a jump target: only the current and enclosing blocks are.
   EXPECT_EQ(CheckError("- a:\n    next: inner\n- b:\n    steps:\n      - inner: {return: 1}\n"),
-            "w.yaml:2:11: undefined next target 'inner' in step 'a'");
+            "w.yaml:2:11: a jump to 'inner' cannot enter the nested steps of step 'b' (a next "
+            "reaches steps of its own or an enclosing block) in step 'a'");
   // Out of a nested block, from a switch arm and from an except block, to an enclosing one.
   ExpectValid(R"(- outer:
     steps:
@@ -163,7 +167,7 @@ TEST(ValidateTest, JumpsCannotLeaveAParallelBranchOrTransaction) {
     parallel:
       branches:
         - b1: {steps: [{s: {next: after}}]}
-        - b2: {steps: [{s: {next: end}}]}
+        - b2: {steps: [{s2: {next: end}}]}
 - after:
     return: 1
 )"),
@@ -219,6 +223,108 @@ TEST(ValidateTest, ReportsEveryProblemInFileOrder) {
   EXPECT_EQ(CheckError("- a:\n    next: nowhere\n- b:\n    return: ${ghost}\n"),
             "w.yaml:2:11: undefined next target 'nowhere' in step 'a'\n"
             "w.yaml:4:13: undefined variable 'ghost' in step 'b'");
+}
+
+TEST(ValidateTest, ValidParallelStepsAndCompensationsLoad) {
+  ExpectValid(R"(- init:
+    assign:
+      - results: {}
+      - limit: 3
+- fan:
+    parallel:
+      shared: [results]
+      concurrency_limit: ${limit}
+      exception_policy: continueAll
+      branches:
+        - a: {steps: [{fetch_a: {call: http.get, args: {url: "https://a"}, result: r}},
+                      {keep_a: {assign: [{results.a: "${r.code}"}]}}]}
+        - b: {steps: [{fetch_b: {call: http.get, args: {url: "https://b"}, result: r}},
+                      {keep_b: {assign: [{results.b: "${r.code}"}]}}]}
+- publish:
+    transaction:
+      steps:
+        - train:
+            call: atomflow.jobs.run
+            args: {command: [train]}
+            compensate: {call: atomflow.jobs.run, args: {command: [untrain]}}
+        - deploy:
+            call: http.post
+            args: {url: "https://serve/deploy"}
+            compensate: {call: http.post, args: {url: "https://serve/undeploy"}}
+- done:
+    return: ${results}
+)");
+}
+
+TEST(ValidateTest, SourceSizeLimit) {
+  std::string text = "- done:\n    return: 1\n#" + std::string(kMaxSourceBytes, 'x') + "\n";
+  EXPECT_EQ(CheckError(text), "w.yaml:1:1: the source is " + std::to_string(text.size()) +
+                                  " bytes; the limit is 131072 (128 KB)");
+}
+
+TEST(ValidateTest, StepNestingLimit) {
+  // 101 groups inside one another, in flow style to stay small.
+  std::string text;
+  for (int i = 0; i <= kMaxStepNesting; ++i) text += "[{g" + std::to_string(i) + ": {steps: ";
+  text += "[{leaf: {return: 1}}]";
+  for (int i = 0; i <= kMaxStepNesting; ++i) text += "}}]";
+  EXPECT_THAT(CheckError(text), ::testing::HasSubstr("nest more than 100 levels deep"));
+}
+
+// Runs a limit check and returns the tag and message it raised, or "" when none.
+template <typename Check>
+std::string RaisedBy(Check check) {
+  try {
+    check();
+  } catch (const RaisedError& error) {
+    const Map& payload = error.payload().AsMap();
+    return payload.Find("tags")->AsList()[0].AsString() + ": " +
+           payload.Find("message")->AsString();
+  }
+  return "";
+}
+
+TEST(LimitsTest, StepsPerExecution) {
+  EXPECT_EQ(RaisedBy([] { CheckStepCount(kMaxStepsPerExecution); }), "");
+  EXPECT_EQ(RaisedBy([] { CheckStepCount(kMaxStepsPerExecution + 1); }),
+            "ResourceLimitError: the execution exceeded the limit of 100000 steps");
+}
+
+TEST(LimitsTest, CallDepth) {
+  EXPECT_EQ(RaisedBy([] { CheckCallDepth(kMaxCallDepth - 1, "f"); }), "");
+  EXPECT_EQ(RaisedBy([] { CheckCallDepth(kMaxCallDepth, "f"); }),
+            "RecursionError: maximum call depth of 20 exceeded calling 'f'");
+}
+
+TEST(LimitsTest, ExecutionArgumentSize) {
+  EXPECT_TRUE(CheckExecutionArgument(kMaxArgumentBytes).ok());
+  EXPECT_EQ(CheckExecutionArgument(kMaxArgumentBytes + 1).message(),
+            "the execution argument is 32769 bytes of JSON; the limit is 32768");
+}
+
+TEST(LimitsTest, ValueBytesCountsTextKeysAndScalars) {
+  EXPECT_EQ(ValueBytes(Value("abc")), 3u);
+  EXPECT_EQ(ValueBytes(Value(List{Value(1), Value("ab")})), 8u + 8u + 2u);
+  EXPECT_EQ(ValueBytes(Value(Map{{"key", Value(true)}})), 8u + 3u + 8u);
+  // Counting stops once past the limit.
+  EXPECT_LT(ValueBytes(Value(List(1000, Value("xxxx"))), 100), 200u);
+}
+
+TEST(LimitsTest, VariableMemoryIsCheckedAfterAssignAndCallSteps) {
+  Step assign;
+  assign.kind = Step::Kind::kAssign;
+  assign.name = "grow";
+  Map vars;
+  vars.Set("a", Value(std::string(kMaxVariableBytes / 2, 'x')));
+  EXPECT_EQ(RaisedBy([&] { CheckVariableMemory(assign, vars); }), "");
+  vars.Set("b", Value(std::string(kMaxVariableBytes / 2, 'x')));
+  EXPECT_EQ(RaisedBy([&] { CheckVariableMemory(assign, vars); }),
+            "ResourceLimitError: the variables of the workflow take more than 524288 bytes, "
+            "the memory limit after step 'grow'");
+
+  Step jump;
+  jump.kind = Step::Kind::kNext;
+  EXPECT_EQ(RaisedBy([&] { CheckVariableMemory(jump, vars); }), "");
 }
 
 }  // namespace

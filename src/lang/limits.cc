@@ -1,0 +1,111 @@
+// Measuring values against the runtime limits of limits.h.
+#include "lang/limits.h"
+
+#include <string>
+
+#include "lang/error.h"
+
+namespace atomflow::lang {
+namespace {
+
+// Scalars (null, booleans, numbers) count as one machine word.
+constexpr size_t kScalarBytes = 8;
+
+// Sums the bytes of values until the total passes a limit, noting the first string longer
+// than kMaxStringBytes on the way.
+class Meter {
+ public:
+  explicit Meter(size_t limit) : limit_(limit) {}
+
+  void Add(size_t bytes) { total_ += bytes; }
+
+  void Add(const Value& value) {
+    if (total_ > limit_) return;
+    switch (value.type()) {
+      case Value::Type::kString:
+        AddText(value.AsString());
+        return;
+      case Value::Type::kBytes:
+        total_ += value.AsBytes().size();
+        return;
+      case Value::Type::kList:
+        total_ += kScalarBytes;
+        for (const Value& item : value.AsList()) Add(item);
+        return;
+      case Value::Type::kMap:
+        total_ += kScalarBytes;
+        for (const auto& [key, item] : value.AsMap()) {
+          total_ += key.size();
+          Add(item);
+        }
+        return;
+      default:
+        total_ += kScalarBytes;
+        return;
+    }
+  }
+
+  size_t total() const { return total_; }
+  size_t long_string() const { return long_string_; }
+
+ private:
+  void AddText(const std::string& text) {
+    total_ += text.size();
+    if (long_string_ == 0 && text.size() > kMaxStringBytes) long_string_ = text.size();
+  }
+
+  size_t limit_;
+  size_t total_ = 0;
+  size_t long_string_ = 0;  // the size of the first string over kMaxStringBytes; 0 when none
+};
+
+}  // namespace
+
+void CheckStepCount(int64_t steps) {
+  if (steps <= kMaxStepsPerExecution) return;
+  Raise("ResourceLimitError",
+        "the execution exceeded the limit of " + std::to_string(kMaxStepsPerExecution) + " steps");
+}
+
+void CheckCallDepth(int depth, const std::string& routine) {
+  if (depth < kMaxCallDepth) return;
+  Raise("RecursionError", "maximum call depth of " + std::to_string(kMaxCallDepth) +
+                              " exceeded calling '" + routine + "'");
+}
+
+size_t ValueBytes(const Value& value, size_t limit) {
+  Meter meter(limit);
+  meter.Add(value);
+  return meter.total();
+}
+
+void CheckVariableMemory(const Step& step, const Map& vars) {
+  if (step.kind != Step::Kind::kAssign && step.kind != Step::Kind::kCall) return;
+
+  std::string after = step.name.empty() ? "" : " after step '" + step.name + "'";
+  Meter meter(kMaxVariableBytes);
+  for (const auto& [name, value] : vars) {
+    meter.Add(name.size());
+    meter.Add(value);
+    // A string over its own limit is named first: it is the cause even when the total is
+    // passed too.
+    if (meter.long_string() != 0) {
+      Raise("ResourceLimitError",
+            "variable '" + name + "' holds a string of " + std::to_string(meter.long_string()) +
+                " bytes; the limit is " + std::to_string(kMaxStringBytes) + after);
+    }
+    if (meter.total() > kMaxVariableBytes) {
+      Raise("ResourceLimitError", "the variables of the workflow take more than " +
+                                      std::to_string(kMaxVariableBytes) +
+                                      " bytes, the memory limit" + after);
+    }
+  }
+}
+
+Status CheckExecutionArgument(size_t json_bytes) {
+  if (json_bytes <= kMaxArgumentBytes) return Status::Ok();
+  return Status::Error("the execution argument is " + std::to_string(json_bytes) +
+                       " bytes of JSON; the limit is " + std::to_string(kMaxArgumentBytes));
+}
+
+}  // namespace atomflow::lang
