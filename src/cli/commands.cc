@@ -93,6 +93,9 @@ void HandleSignals(engine::Engine* engine) {
     sigwait(&signals, &received);
     fprintf(stderr, "atomflow: cancelling (signal %d); send it again to quit at once\n", received);
     engine->CancelAll();
+    // The cancellation is journaled: once it is durable, quitting leaves it to `resume`.
+    Status flushed = engine->store()->Flush();
+    (void)flushed;  // a failed journal write aborts the process by itself
     sigwait(&signals, &received);
     _exit(130);
   }).detach();

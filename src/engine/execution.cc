@@ -58,6 +58,10 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
       results_[entry.key] = std::move(entry);
     } else if (entry.kind == "intent") {
       intents_[entry.key] = std::move(entry);
+    } else if (entry.kind == "cancel") {
+      cancel_requested_ = true;
+    } else if (entry.kind == "cancelled") {
+      cancelled_at_[entry.payload.value("key", "")] = entry.payload.value("phase", "");
     } else if (entry.key.rfind("r", 0) == 0) {
       journaled_records_.insert(entry.key);
     }
@@ -83,7 +87,7 @@ bool Execution::EffectAwaiter::await_ready() {
   }
   auto intent = execution_->intents_.find(request_.key);
   if (intent != execution_->intents_.end()) execution_->CheckReplayed(request_, intent->second);
-  if (execution_->cancel_requested_ && !execution_->current_->shielded) throw CancelledSignal{};
+  execution_->CancelPoint(request_.key, "before", execution_->current_->shielded);
   return false;
 }
 
@@ -99,7 +103,7 @@ void Execution::EffectAwaiter::await_suspend(std::coroutine_handle<> handle) {
 EffectOutcome Execution::EffectAwaiter::await_resume() {
   EffectOutcome outcome = std::move(*outcome_);
   outcome_.reset();
-  if (execution_->cancel_requested_ && !strand_->shielded) throw CancelledSignal{};
+  execution_->CancelPoint(request_.key, "after", strand_->shielded);
   return outcome;
 }
 
@@ -149,7 +153,24 @@ void Execution::RecordBranch(Json payload, const std::string& step) {
                    [engine = engine_, step] { engine->CrashPoint("branch:" + step); });
 }
 
-void Execution::RequestCancel() { cancel_requested_ = true; }
+void Execution::RequestCancel() {
+  if (cancel_requested_.exchange(true)) return;
+  engine_->Journal(*this, "cancel", "cancel", Json::object(), nullptr);
+}
+
+// While the replay runs, only the journal decides: throwing at a live cancel then would make
+// the strands ask for other effects than the ones whose outcomes are still to be handed back.
+void Execution::CancelPoint(const std::string& key, const char* phase, bool shielded) {
+  auto recorded = cancelled_at_.find(key);
+  if (recorded != cancelled_at_.end()) {
+    if (recorded->second == phase) throw CancelledSignal{};
+    return;
+  }
+  if (!cancel_requested_ || shielded || replaying()) return;
+  cancelled_at_[key] = phase;
+  engine_->Journal(*this, "cancelled", "c" + key, Json{{"key", key}, {"phase", phase}}, nullptr);
+  throw CancelledSignal{};
+}
 
 void Execution::Schedule(std::coroutine_handle<> handle, Strand* strand) {
   ready_.emplace_back(handle, strand);
@@ -174,6 +195,9 @@ Task<int> Execution::RunRoot() {
     final_state_ = "CANCELLED";
   } catch (const JournalMismatch& mismatch) {
     final_value_ = lang::MakeError("SystemError", "cannot resume: " + mismatch.message);
+    final_state_ = "FAILED";
+  } catch (const std::bad_alloc&) {
+    final_value_ = lang::MakeError("ResourceLimitError", "the execution ran out of memory");
     final_state_ = "FAILED";
   }
   co_return 0;

@@ -117,7 +117,9 @@ class Execution {
   bool replaying() const;
 
   // Cancellation: makes the next effect await throw CancelledSignal, unless the interpreter
-  // is undoing a transaction (compensation must run even for a cancelled execution).
+  // is undoing a transaction (compensation must run even for a cancelled execution). The
+  // request is journaled, so a process that dies before the cancellation took effect leaves
+  // it to the resumed one.
   void RequestCancel();
   bool cancel_requested() const { return cancel_requested_; }
   void set_shielded(bool shielded) { current_->shielded = shielded; }
@@ -162,6 +164,10 @@ class Execution {
   bool DeliverLive();
   void Wake(const std::string& key, EffectOutcome outcome);
   void FailStuckReplay();
+  // Throws CancelledSignal at effect `key` when the execution is cancelled there: live, when
+  // a cancel is pending and the replay is over (the point is journaled first, so a replay
+  // stops at the same effect), or replayed, when the journal says it did.
+  void CancelPoint(const std::string& key, const char* phase, bool shielded);
 
   Engine* engine_;
   store::ExecutionRecord record_;
@@ -176,6 +182,9 @@ class Execution {
   std::vector<std::string> replay_order_;
   size_t replay_cursor_ = 0;
   std::unordered_set<std::string> journaled_records_;
+  // Effects at which the earlier process threw CancelledSignal: key -> "before" (the effect
+  // was never issued) or "after" (its outcome was delivered, then discarded).
+  std::unordered_map<std::string, std::string> cancelled_at_;
 
   int64_t steps_executed_ = 0;
 

@@ -118,12 +118,14 @@ Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
 Task<Flow> Interpreter::RunStep(const lang::Step& step, Frame& frame) {
   lang::CheckStepCount(execution_->CountStep());
   int64_t start_ms = NowMs();
+  int nesting = nesting_;
   std::exception_ptr error;
   Flow flow;
   try {
     flow = co_await RunStepBody(step, frame);
     lang::CheckVariableMemory(step, frame.vars());
   } catch (...) {
+    nesting_ = nesting;  // the body's own bookkeeping was skipped by the throw
     error = std::current_exception();
     if (error_step_.empty()) error_step_ = step.name;
     NoteErrorStep(step, frame);

@@ -1,0 +1,187 @@
+"""Cancels a running execution (SIGINT) and kills the process (SIGKILL) while the transaction
+is being undone, then resumes it: the cancellation must survive the crash. A resumed run must
+finish the abort (compensate once, never commit) rather than carry on as if nobody had
+cancelled, or fail because its journal no longer matches."""
+
+import collections
+import http.server
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from pipeline_harness import BINARY, RUN_TIMEOUT, Outcome
+
+# deploy is compensated by undeploy; the sleep is where the cancel arrives; after the block,
+# /after must never be called for a cancelled execution.
+WORKFLOW = """
+main:
+  params: [args]
+  steps:
+    - init:
+        assign:
+          - base: ${args.url}
+    - release:
+        transaction:
+          steps:
+            - deploy:
+                call: http.post
+                args:
+                  url: ${base + "/deploy"}
+                compensate:
+                  call: http.post
+                  args:
+                    url: ${base + "/undeploy"}
+            - wait:
+                call: sys.sleep
+                args:
+                  seconds: 30
+    - after:
+        call: http.post
+        args:
+          url: ${base + "/after"}
+    - done:
+        return: committed
+"""
+
+
+class HoldingServer:
+    """Counts POSTs by path and idempotency key. The first /undeploy is held until release(),
+    so the compensation is in flight when the test kills atomflow."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        self.released = threading.Event()
+        self.undeploy_arrived = threading.Event()
+        self.deploy_arrived = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with server.lock:
+                    server.requests.append((self.path, self.headers.get("Idempotency-Key")))
+                    calls = sum(1 for path, _ in server.requests if path == self.path)
+                if self.path == "/deploy":
+                    server.deploy_arrived.set()
+                if self.path == "/undeploy" and calls == 1:
+                    server.undeploy_arrived.set()
+                    server.released.wait(timeout=RUN_TIMEOUT)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:  # atomflow died while the request was held
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.released.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def paths(self):
+        with self.lock:
+            return collections.Counter(path for path, _ in self.requests)
+
+    def keys(self, path):
+        with self.lock:
+            return {key for p, key in self.requests if p == path}
+
+
+class CancelResumeTest(unittest.TestCase):
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="atomflow-cancel-")
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        self.store = os.path.join(self.root, "atomflow.db")
+        self.workflow = os.path.join(self.root, "release.yaml")
+        with open(self.workflow, "w", encoding="utf-8") as file:
+            file.write(WORKFLOW)
+        self.server = HoldingServer()
+        self.addCleanup(self.server.stop)
+
+    def start_run(self):
+        return subprocess.Popen(
+            [BINARY, "run", self.workflow, "--json", "--store", self.store,
+             "--data", json.dumps({"url": self.server.url})],
+            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def execution_id(self):
+        with sqlite3.connect(self.store) as db:
+            return db.execute("SELECT id FROM executions").fetchone()[0]
+
+    def journal_kinds(self, execution_id):
+        with sqlite3.connect(self.store) as db:
+            rows = db.execute("SELECT kind FROM journal WHERE execution_id = ?", (execution_id,))
+            return [kind for (kind,) in rows]
+
+    def test_cancel_then_kill_during_compensation_finishes_the_abort(self):
+        run = self.start_run()
+        self.addCleanup(run.kill)
+        self.assertTrue(self.server.deploy_arrived.wait(timeout=RUN_TIMEOUT))
+        time.sleep(0.5)  # let the sleep begin; where exactly does not change the outcome
+        run.send_signal(signal.SIGINT)
+        self.assertTrue(self.server.undeploy_arrived.wait(timeout=RUN_TIMEOUT),
+                        "the cancelled run never compensated")
+        run.kill()
+        run.communicate(timeout=RUN_TIMEOUT)
+        execution_id = self.execution_id()
+        self.assertIn("cancel", self.journal_kinds(execution_id))
+
+        self.server.released.set()
+        resumed = Outcome(subprocess.run(
+            [BINARY, "executions", "resume", execution_id, "--json", "--store", self.store],
+            cwd=self.root, capture_output=True, text=True, timeout=RUN_TIMEOUT))
+
+        self.assertEqual(resumed.state, "CANCELLED", resumed.describe())
+        paths = self.server.paths()
+        self.assertEqual(paths["/deploy"], 1)
+        self.assertEqual(paths["/after"], 0, "a cancelled execution went on past its block")
+        # The compensation in flight at the kill is sent again, with the same key.
+        self.assertGreaterEqual(paths["/undeploy"], 1)
+        self.assertEqual(len(self.server.keys("/undeploy")), 1)
+
+    def test_cancel_that_reached_the_journal_is_carried_out_by_resume(self):
+        run = self.start_run()
+        self.addCleanup(run.kill)
+        self.assertTrue(self.server.deploy_arrived.wait(timeout=RUN_TIMEOUT))
+        time.sleep(0.5)
+        run.send_signal(signal.SIGINT)
+        execution_id = self.execution_id()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while "cancel" not in self.journal_kinds(execution_id):
+            self.assertLess(time.monotonic(), deadline, "the cancel was never journaled")
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)  # the second signal quits at once
+        run.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(run.returncode, 130)
+
+        self.server.released.set()
+        resumed = Outcome(subprocess.run(
+            [BINARY, "executions", "resume", execution_id, "--json", "--store", self.store],
+            cwd=self.root, capture_output=True, text=True, timeout=RUN_TIMEOUT))
+
+        self.assertEqual(resumed.state, "CANCELLED", resumed.describe())
+        self.assertEqual(self.server.paths()["/after"], 0)
+        self.assertEqual(len(self.server.keys("/undeploy")), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
