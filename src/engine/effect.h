@@ -37,6 +37,9 @@ struct EffectRequest {
   std::string gid;
   std::string branch;
   std::string op;
+  // The enclosing transaction's deadline (epoch seconds, 0 for none): an effect still running
+  // then is cut off with a TimeoutError, so the transaction aborts on time.
+  double txn_deadline = 0;
 };
 
 // Where an effect is carried out, for handlers.

@@ -250,6 +250,7 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest
     Decide(execution, request);
     return;
   }
+  if (request.txn_deadline > 0) WatchDeadline(execution, request);
   bool resumed = execution->IntentJournaled(request.key);
   if (request.function == "sys.sleep") {
     SleepEffect(execution, request);
@@ -320,6 +321,32 @@ void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectReq
   Journal(*execution, "decision", "d" + request.key, record, [this, execution, request, decision] {
     CrashPoint("decision");
     Complete(execution, request, EffectOutcome::Success(Value(decision)));
+  });
+}
+
+// Cuts the effect off when its transaction's deadline passes first: a sleep's timer is
+// cancelled, a job is cancelled, an HTTP call's late answer is ignored (Deliver keeps the
+// first outcome). The TimeoutError is journaled like any outcome, so a replay sees it too.
+void Engine::WatchDeadline(const std::shared_ptr<Execution>& execution,
+                           const EffectRequest& request) {
+  auto delay = std::chrono::milliseconds(
+      std::max<int64_t>(0, static_cast<int64_t>((request.txn_deadline - NowSeconds()) * 1000)));
+  loop_.Post([this, execution, request, delay] {
+    loop_.AddTimer(delay, [this, execution, request] {
+      if (!execution->IsRunning(request.key)) return;
+      auto timer = sleeping_.find({execution->id(), request.key});
+      if (timer != sleeping_.end()) {
+        loop_.CancelTimer(timer->second);
+        sleeping_.erase(timer);
+      } else {
+        handler_->Cancel(execution->id(), request);
+      }
+      Complete(execution, request,
+               EffectOutcome::Failure(
+                   lang::MakeError("TimeoutError", "step '" + request.step +
+                                                       "' was cut off: its transaction "
+                                                       "passed its timeout")));
+    });
   });
 }
 

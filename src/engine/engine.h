@@ -98,6 +98,7 @@ class Engine {
   void Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request);
   void Issue(const std::shared_ptr<Execution>& execution, EffectRequest request, bool resumed);
   void SleepEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
+  void WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
                 EffectOutcome outcome);

@@ -295,6 +295,9 @@ std::vector<EffectRequest> Execution::TakePendingEffects() {
 
 bool Execution::Deliver(const EffectRequest& request, EffectOutcome outcome) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // An effect cut off at its transaction's deadline completes a second time, later: the
+  // first outcome stands and is the only one journaled.
+  if (running_.count(request.key) == 0) return false;
   // Journaled under the same lock as it is queued: journal order is consumption order.
   engine_->JournalResult(*this, request, outcome);
   inbox_.emplace_back(request.key, std::move(outcome));
@@ -307,6 +310,11 @@ bool Execution::EndSlice() {
   if (!inbox_.empty()) return false;
   scheduled_ = false;
   return true;
+}
+
+bool Execution::IsRunning(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return running_.count(key) > 0;
 }
 
 std::vector<EffectRequest> Execution::RunningEffects() const {

@@ -146,6 +146,7 @@ class Execution {
   bool IntentJournaled(const std::string& key) const { return intents_.count(key) > 0; }
   const Json& IntentPayload(const std::string& key) const { return intents_.at(key).payload; }
   std::vector<EffectRequest> RunningEffects() const;  // issued and not yet delivered
+  bool IsRunning(const std::string& key) const;
 
   // Final outcome, valid once finished(): state and JSON result or error.
   std::string final_state() const { return final_state_; }

@@ -175,6 +175,7 @@ Task<Value> Interpreter::CallEffect(const std::string& function, Map args,
   if (!transactions_.empty()) {
     request.gid = transactions_.back()->gid();
     request.op = "action";
+    request.txn_deadline = transaction_deadline_;
   }
   EffectOutcome outcome = co_await execution_->Perform(std::move(request));
   if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
@@ -187,6 +188,7 @@ Task<Value> Interpreter::Sleep(double seconds, const std::string& step) {
   request.function = "sys.sleep";
   request.args = Value(Map{{"seconds", seconds * SleepScale()}});
   request.needs_intent = true;
+  if (!transactions_.empty()) request.txn_deadline = transaction_deadline_;
   EffectOutcome outcome = co_await execution_->Perform(std::move(request));
   if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
   co_return Value();

@@ -42,6 +42,9 @@ class Expr {
   // kUnary: {operand}; kBinary: {left, right}.
   std::vector<std::shared_ptr<const Expr>> operands;
   std::vector<std::string> keys;  // kMap: the keys, parallel to operands
+  // Nodes on the longest path down from this one, itself included. The parser bounds it, so
+  // the recursive evaluator and destructor cannot exhaust a thread's stack.
+  int height = 1;
 };
 
 // The language's operators on values. Each throws RaisedError (TypeError, ValueError,

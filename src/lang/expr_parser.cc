@@ -2,6 +2,7 @@
 // (high to low: () . [] not unary- * / // % + - comparisons and or), and assignment targets.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "lang/eval.h"
@@ -10,6 +11,10 @@
 
 namespace atomflow::lang {
 namespace {
+
+// How deeply an expression may nest (operators, parentheses, lists, maps, calls). Far beyond
+// what a person writes; low enough that evaluating the tree cannot overflow a worker's stack.
+constexpr int kMaxExpressionDepth = 200;
 
 using ExprPtr = std::shared_ptr<const Expr>;
 
@@ -93,11 +98,25 @@ class Parser {
     Next();
   }
 
+  // Sets a finished node's height and refuses one that nests too deeply (see Expr::height).
+  static ExprPtr Sealed(std::shared_ptr<Expr> node) {
+    for (const ExprPtr& operand : node->operands) {
+      node->height = std::max(node->height, operand->height + 1);
+    }
+    if (node->height > kMaxExpressionDepth) TooDeep(node->column);
+    return node;
+  }
+
+  [[noreturn]] static void TooDeep(int column) {
+    throw ParseError{fmt::format("the expression nests more than {} levels deep at column {}",
+                                 kMaxExpressionDepth, column)};
+  }
+
   static ExprPtr Binary(ExprOp op, ExprPtr left, ExprPtr right) {
     auto node = NewNode(Expr::Kind::kBinary, left->column);
     node->op = op;
     node->operands = {std::move(left), std::move(right)};
-    return node;
+    return Sealed(std::move(node));
   }
 
   ExprPtr ParseOr() {
@@ -168,6 +187,16 @@ class Parser {
   // costs nothing at run time.
   ExprPtr ParseUnary() {
     int column = Peek().column;
+    // Every nested expression (parentheses, lists, maps, arguments, indexes, unary operators)
+    // recurses through here: bound the recursion before it can exhaust the stack.
+    if (depth_ >= kMaxExpressionDepth) TooDeep(column);
+    ++depth_;
+    ExprPtr parsed = ParseUnaryBody(column);
+    --depth_;
+    return parsed;
+  }
+
+  ExprPtr ParseUnaryBody(int column) {
     ExprOp op;
     if (IsWord(Peek(), "not", "NOT")) {
       op = ExprOp::kNot;
@@ -186,7 +215,7 @@ class Parser {
     auto node = NewNode(Expr::Kind::kUnary, column);
     node->op = op;
     node->operands = {std::move(operand)};
-    return node;
+    return Sealed(std::move(node));
   }
 
   ExprPtr ParsePostfix() {
@@ -199,7 +228,7 @@ class Parser {
         auto node = NewNode(Expr::Kind::kIndex, column);
         node->operands = {std::move(expr), ParseOr()};
         Expect("]");
-        expr = std::move(node);
+        expr = Sealed(std::move(node));
       } else if (PeekSymbol("(")) {
         expr = ParseCall(std::move(expr));
       } else {
@@ -219,7 +248,7 @@ class Parser {
     node->name = field.text;
     if (!base->dotted.empty()) node->dotted = base->dotted + "." + field.text;
     node->operands = {std::move(base)};
-    return node;
+    return Sealed(std::move(node));
   }
 
   // Only a name or a dotted name can be called: `len(x)`, `text.split(a, b)`, `sub(1)`.
@@ -233,7 +262,7 @@ class Parser {
     auto node = NewNode(Expr::Kind::kCall, callee->column);
     node->name = callee->dotted;
     node->operands = ParseSequence(")");
-    return node;
+    return Sealed(std::move(node));
   }
 
   // Comma-separated expressions up to the closing symbol, which is consumed.
@@ -295,7 +324,7 @@ class Parser {
   ExprPtr ParseList(int column) {
     auto node = NewNode(Expr::Kind::kList, column);
     node->operands = ParseSequence("]");
-    if (!AllLiteral(node->operands)) return node;
+    if (!AllLiteral(node->operands)) return Sealed(std::move(node));
 
     List items;
     items.reserve(node->operands.size());
@@ -322,7 +351,8 @@ class Parser {
       Next();
     }
     Expect("}");
-    return AllLiteral(node->operands) ? FoldMap(*node) : node;
+    if (AllLiteral(node->operands)) return FoldMap(*node);
+    return Sealed(std::move(node));
   }
 
   static ExprPtr FoldMap(const Expr& node) {
@@ -333,6 +363,7 @@ class Parser {
 
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int depth_ = 0;  // ParseUnary calls in progress
 };
 
 Result<ExprPtr> Parse(std::string_view text) {

@@ -153,8 +153,12 @@ Template WorkflowLoader::LoadExpression(const YAML::Node& node, std::string_view
 
   Result<std::shared_ptr<const Expr>> parsed = ParseExpression(expression.expression_text);
   if (!parsed.ok()) {
-    Error(node, "bad expression '${" + expression.expression_text + "}'" + InStep() + ": " +
-                    parsed.message());
+    // A long expression is cut in the message; the column in parsed.message() locates it.
+    constexpr size_t kQuoted = 60;
+    std::string quoted = expression.expression_text.size() <= kQuoted
+                             ? expression.expression_text
+                             : expression.expression_text.substr(0, kQuoted) + "...";
+    Error(node, "bad expression '${" + quoted + "}'" + InStep() + ": " + parsed.message());
     return expression;
   }
   expression.expression = std::move(parsed.value());
