@@ -17,7 +17,8 @@ PYTHON := /usr/bin/python3
 PACKAGES := build-essential cmake ninja-build pkg-config \
   libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev libcurl4-openssl-dev \
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev \
-  libbenchmark-dev libre2-dev libcpp-httplib-dev libpq-dev postgresql python3 python3-sklearn python3-pandas sqlite3
+  libbenchmark-dev libre2-dev libcpp-httplib-dev libssl-dev libpq-dev postgresql \
+  libhowardhinnant-date-dev tzdata python3 python3-sklearn python3-pandas sqlite3
 
 .PHONY: all build setup demo test bench format lint clean
 

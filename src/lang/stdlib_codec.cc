@@ -1,4 +1,5 @@
 // The standard library's encodings: json.*, hash.* (OpenSSL) and time.* (RFC 3339).
+#include <date/tz.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -165,18 +166,29 @@ Value ComputeHmac(Args& args) {
   return Value::Bytes(std::string(reinterpret_cast<char*>(out), size));
 }
 
-// A timezone as a fixed offset in seconds: "UTC", "Z", "Etc/UTC", "GMT" or "+HH:MM"/"-HH:MM".
-int64_t TimezoneOffset(Args& args, size_t i) {
+// The UTC offset in seconds of a timezone at an instant: "UTC", "Z", "GMT", a fixed offset
+// "+HH:MM"/"-HH:MM", or an IANA name ("Europe/Paris"), looked up in the system's tz database
+// so that daylight saving time applies as it did at that instant.
+int64_t TimezoneOffset(Args& args, size_t i, int64_t at_seconds) {
   if (!args.Has(i)) return 0;
   const std::string& zone = args.String(i);
-  if (zone == "UTC" || zone == "Z" || zone == "Etc/UTC" || zone == "GMT") return 0;
+  if (zone == "UTC" || zone == "Z" || zone == "GMT") return 0;
   int hours = 0, minutes = 0;
   char sign = 0, end = 0;
   if (std::sscanf(zone.c_str(), "%c%2d:%2d%c", &sign, &hours, &minutes, &end) == 3 &&
       (sign == '+' || sign == '-') && zone.size() == 6 && hours < 24 && minutes < 60) {
     return (sign == '-' ? -1 : 1) * (hours * 3600 + minutes * 60);
   }
-  args.BadValue(fmt::format("unsupported timezone '{}' (UTC or a fixed offset like +02:00)", zone));
+  try {
+    const date::time_zone* found = date::locate_zone(zone);
+    auto instant = date::sys_seconds(std::chrono::seconds(at_seconds));
+    return found->get_info(instant).offset.count();
+  } catch (const std::runtime_error&) {
+    args.BadValue(
+        fmt::format("unknown timezone '{}' (an IANA name such as Europe/Paris, UTC, "
+                    "or a fixed offset like +02:00)",
+                    zone));
+  }
 }
 
 std::string OffsetSuffix(int64_t offset) {
@@ -196,10 +208,10 @@ std::string Fraction(int64_t nanos) {
 
 Value TimeFormat(Args& args) {
   double seconds = args.Number(0);
-  int64_t offset = TimezoneOffset(args, 1);
   if (!std::isfinite(seconds) || std::fabs(seconds) > 253402300799.0) {
     args.BadValue(fmt::format("{} seconds is outside the years 0001-9999", seconds));
   }
+  int64_t offset = TimezoneOffset(args, 1, static_cast<int64_t>(std::floor(seconds)));
   double whole = std::floor(seconds);
   auto nanos = static_cast<int64_t>(std::llround((seconds - whole) * 1e9));
   auto local = static_cast<time_t>(whole) + offset;
