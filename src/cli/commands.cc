@@ -9,8 +9,11 @@
 #include <iostream>
 #include <thread>
 
+#include "cli/output.h"
 #include "cli/progress.h"
 #include "connectors/connectors.h"
+#include "connectors/databases.h"
+#include "connectors/sql_recovery.h"
 #include "engine/engine.h"
 #include "lang/ast.h"
 #include "lang/error.h"
@@ -18,38 +21,6 @@
 namespace atomflow::cli {
 
 namespace {
-
-constexpr int kExitSucceeded = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitInvalid = 2;
-
-std::string Rfc3339(int64_t ms) {
-  if (ms == 0) return "";
-  time_t seconds = ms / 1000;
-  struct tm utc;
-  gmtime_r(&seconds, &utc);
-  char text[40];
-  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &utc);
-  char full[48];
-  snprintf(full, sizeof(full), "%s.%03dZ", text, static_cast<int>(ms % 1000));
-  return full;
-}
-
-Json ParseOrNull(const std::string& text) {
-  if (text.empty()) return nullptr;
-  return Json::parse(text, nullptr, false);
-}
-
-// Rejects the run before it starts: a message on stderr, and the INVALID object with --json.
-int Invalid(const CommonOptions& options, const std::string& message) {
-  fprintf(stderr, "atomflow: %s\n", message.c_str());
-  if (options.json) {
-    Json out = {{"state", "INVALID"},
-                {"error", {{"message", message}, {"tags", {"ValidationError"}}}}};
-    std::cout << out.dump() << std::endl;
-  }
-  return kExitInvalid;
-}
 
 Json Outcome(const store::ExecutionRecord& record) {
   Json out = {{"id", record.id}, {"name", record.workflow_name}, {"state", record.state}};
@@ -109,18 +80,21 @@ void BlockSignals() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
+}  // namespace
+
 Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
                                                    engine::ProgressSink* progress) {
   BlockSignals();  // before any thread starts, so every thread inherits the mask
+  Result<connectors::DatabaseCatalog> databases =
+      connectors::DatabaseCatalog::Load(options.config, options.config_required);
+  if (!databases.ok()) return databases.status();
   engine::EngineOptions engine_options;
   engine_options.store_path = options.store;
   Result<std::unique_ptr<engine::Engine>> engine =
-      engine::Engine::Open(engine_options, connectors::MakeConnectors, progress);
+      engine::Engine::Open(engine_options, connectors::ConnectorsFactory(*databases), progress);
   if (engine.ok()) HandleSignals(engine->get());
   return engine;
 }
-
-}  // namespace
 
 int ValidateCommand(const CommonOptions& options, const std::string& file) {
   Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
@@ -149,6 +123,10 @@ Result<Json> ParseData(const std::string& data) {
     Json parsed = Json::parse(data, check_depth);
     if (too_deep) {
       return Status::Error("--data nests deeper than " + std::to_string(kMaxDepth) + " levels");
+    }
+    size_t bad = 0;
+    if (!IsValidUtf8(data, &bad)) {
+      return Status::Error("--data is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
     }
     return parsed;
   } catch (const Json::parse_error& error) {
@@ -190,6 +168,35 @@ int ResumeCommand(const CommonOptions& options, const std::string& execution_id)
   return PrintOutcome(options, (*engine)->Wait(*id));
 }
 
+namespace {
+
+// Finishes the prepared SQL branches of executions that no longer run (after the resumed ones
+// finished their own), as the journal decided; a failure makes the exit status 1.
+Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* status) {
+  Result<connectors::DatabaseCatalog> databases =
+      connectors::DatabaseCatalog::Load(options.config, options.config_required);
+  Json out = Json::array();
+  if (!databases.ok()) {
+    fprintf(stderr, "atomflow: %s\n", databases.message().c_str());
+    *status = kExitFailed;
+    return out;
+  }
+  for (const connectors::PreparedResolution& resolution :
+       connectors::ResolvePreparedTransactions(*engine.store(), *databases)) {
+    out.push_back({{"database", resolution.database},
+                   {"xid", resolution.xid},
+                   {"outcome", resolution.outcome}});
+    if (resolution.outcome.rfind("failed", 0) == 0) *status = kExitFailed;
+    if (!options.json) {
+      fprintf(stderr, "prepared transaction %s on %s: %s\n", resolution.xid.c_str(),
+              resolution.database.c_str(), resolution.outcome.c_str());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 int RecoverCommand(const CommonOptions& options) {
   StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
@@ -206,7 +213,9 @@ int RecoverCommand(const CommonOptions& options) {
     outcomes.push_back(Outcome(record));
     if (!options.json) fprintf(stderr, "execution %s %s\n", id.c_str(), record.state.c_str());
   }
-  if (options.json) std::cout << outcomes.dump() << std::endl;
+  Json prepared = ResolvePrepared(options, **engine, &status);
+  if (options.json)
+    std::cout << Json{{"executions", outcomes}, {"prepared", prepared}}.dump() << std::endl;
   if (!options.json) {
     fprintf(stderr, "recovered %zu execution%s\n", ids->size(), ids->size() == 1 ? "" : "s");
   }

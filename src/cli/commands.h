@@ -1,7 +1,11 @@
 // The atomflow command's subcommands.
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include "common/status.h"
+#include "engine/engine.h"
 
 namespace atomflow::cli {
 
@@ -10,6 +14,9 @@ struct CommonOptions {
   std::string store = "atomflow.db";
   bool json = false;
   std::string log_level = "warn";
+  // atomflow.yaml: the named databases. An explicit --config must exist.
+  std::string config = "atomflow.yaml";
+  bool config_required = false;
 };
 
 // Exit statuses: 0 SUCCEEDED (or the command worked), 1 FAILED or CANCELLED, 2 rejected
@@ -20,5 +27,16 @@ int ResumeCommand(const CommonOptions& options, const std::string& execution_id)
 int RecoverCommand(const CommonOptions& options);
 int ListCommand(const CommonOptions& options, const std::string& state);
 int DescribeCommand(const CommonOptions& options, const std::string& execution_id);
+
+// txn_commands.cc: global transactions across the store's executions.
+int TxnListCommand(const CommonOptions& options, const std::string& state);
+int TxnDescribeCommand(const CommonOptions& options, const std::string& gid);
+int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool retry,
+                      bool mark_compensated);
+
+// The engine over options.store with the configured connectors; SIGINT/SIGTERM cancel its
+// executions. progress receives the executions' progress.
+Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
+                                                   engine::ProgressSink* progress);
 
 }  // namespace atomflow::cli

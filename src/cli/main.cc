@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   CommonOptions options;
   app.add_option("--store", options.store, "the SQLite store file")->capture_default_str();
   app.add_option("--log-level", options.log_level, "operator log level")->capture_default_str();
+  CLI::Option* config =
+      app.add_option("--config", options.config, "configuration file (named databases)")
+          ->capture_default_str();
 
   std::string file;
   std::string data;
@@ -42,10 +45,39 @@ int main(int argc, char** argv) {
   recover->add_option("--store", options.store, "the SQLite store file");
   recover->add_flag("--json", options.json, "print JSON");
 
+  std::string gid;
+  bool retry = false;
+  bool mark_compensated = false;
+  CLI::App* txn = app.add_subcommand("txn", "inspect and resolve global transactions");
+  txn->require_subcommand(1);
+  CLI::App* txn_list = txn->add_subcommand("list", "list transactions");
+  txn_list->add_option("--state", state,
+                       "only transactions in this state (e.g. COMPENSATION_FAILED)");
+  CLI::App* txn_describe = txn->add_subcommand("describe", "show one transaction");
+  txn_describe->add_option("gid", gid, "transaction id")->required();
+  CLI::App* txn_resolve = txn->add_subcommand("resolve", "end a COMPENSATION_FAILED transaction");
+  txn_resolve->add_option("gid", gid, "transaction id")->required();
+  txn_resolve->add_flag("--retry", retry, "run the compensations that did not land again");
+  txn_resolve->add_flag("--mark-compensated", mark_compensated,
+                        "record that an operator undid them by hand");
+  for (CLI::App* sub : {txn_list, txn_describe, txn_resolve}) {
+    sub->add_flag("--json", options.json, "print JSON");
+    sub->add_option("--store", options.store, "the SQLite store file");
+  }
+
+  std::vector<CLI::Option*> sub_configs;
+  for (CLI::App* sub : {run, resume, recover, txn_resolve}) {
+    sub_configs.push_back(sub->add_option("--config", options.config, "configuration file"));
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? 0 : 2;
+  }
+  options.config_required = config->count() > 0;
+  for (CLI::Option* sub_config : sub_configs) {
+    options.config_required = options.config_required || sub_config->count() > 0;
   }
   atomflow::log::Init(options.log_level);
 
@@ -55,5 +87,10 @@ int main(int argc, char** argv) {
   if (describe->parsed()) return atomflow::cli::DescribeCommand(options, execution_id);
   if (resume->parsed()) return atomflow::cli::ResumeCommand(options, execution_id);
   if (recover->parsed()) return atomflow::cli::RecoverCommand(options);
+  if (txn_list->parsed()) return atomflow::cli::TxnListCommand(options, state);
+  if (txn_describe->parsed()) return atomflow::cli::TxnDescribeCommand(options, gid);
+  if (txn_resolve->parsed()) {
+    return atomflow::cli::TxnResolveCommand(options, gid, retry, mark_compensated);
+  }
   return 2;
 }

@@ -1,4 +1,4 @@
-// Connectors: turns effect requests into HTTP calls, jobs and staged-file operations.
+// Connectors: turns effect requests into HTTP calls, jobs, staged-file and SQL operations.
 #include "connectors/connectors.h"
 
 #include <cstdio>
@@ -50,8 +50,8 @@ Result<std::string> FileContent(const Value& args) {
 
 }  // namespace
 
-Connectors::Connectors(engine::IoLoop* loop, HttpHostMap host_map)
-    : http_(loop, std::move(host_map)), jobs_(loop) {}
+Connectors::Connectors(engine::IoLoop* loop, HttpHostMap host_map, DatabaseCatalog databases)
+    : http_(loop, std::move(host_map)), jobs_(loop), sql_(std::move(databases)) {}
 
 std::string Connectors::JobId(const std::string& execution_id,
                               const engine::EffectRequest& request) {
@@ -66,6 +66,8 @@ void Connectors::Perform(const engine::EffectRequest& request, engine::EffectCon
     PerformJob(request, std::move(context), std::move(done));
   } else if (request.function.rfind("atomflow.files.", 0) == 0) {
     done(PerformFile(request, context));
+  } else if (request.function.rfind("atomflow.sql.", 0) == 0) {
+    PerformSql(request, context, std::move(done));
   } else {
     done(SystemErrorOutcome(request.function +
                             " cannot be used here: compensations and branch operations must "
@@ -114,6 +116,32 @@ void Connectors::PerformJob(const engine::EffectRequest& request, engine::Effect
     jobs_.Start(std::move(spec).value(), std::move(callbacks));
   }
   if (context.on_started) context.on_started();
+}
+
+// SQL blocks in libpq, so it runs on the SQL executor's threads. atomflow.sql.exec commits at
+// once (op "exec") or prepares the branch's gid (op "prepare"); phase two finishes it.
+void Connectors::PerformSql(const engine::EffectRequest& request,
+                            const engine::EffectContext& context,
+                            std::function<void(EffectOutcome)> done) {
+  Result<SqlTask> task = Status::Error("unknown SQL function " + request.function);
+  if (request.function == "atomflow.sql.exec") {
+    task = SqlExecutor::ParseExecArgs(request.args);
+    if (task.ok() && request.op == "prepare") task->kind = SqlTask::Kind::kPrepare;
+  } else if (request.function == "atomflow.sql.commit_prepared" ||
+             request.function == "atomflow.sql.rollback_prepared") {
+    task = SqlTask{};
+    task->database = StringArg(request.args, "database");
+    task->kind = request.function == "atomflow.sql.commit_prepared"
+                     ? SqlTask::Kind::kCommitPrepared
+                     : SqlTask::Kind::kRollbackPrepared;
+  }
+  if (!task.ok()) {
+    done(EffectOutcome::Failure(lang::MakeError("TypeError", task.message())));
+    return;
+  }
+  task->xid = StringArg(request.args, "xid");
+  task->resumed = context.resumed;
+  sql_.Submit(std::move(task).value(), std::move(done));
 }
 
 void Connectors::Cancel(const std::string& execution_id, const engine::EffectRequest& request) {
@@ -170,6 +198,18 @@ std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
     return std::make_unique<Connectors>(loop);
   }
   return std::make_unique<Connectors>(loop, std::move(host_map).value());
+}
+
+engine::Engine::HandlerFactory ConnectorsFactory(DatabaseCatalog databases) {
+  return [databases = std::move(databases)](engine::IoLoop* loop, const engine::EngineOptions&) {
+    const char* text = std::getenv(kHttpHostMapVariable);
+    Result<HttpHostMap> host_map = ParseHttpHostMap(text ? text : "");
+    if (!host_map.ok()) {
+      fprintf(stderr, "atomflow: %s: %s\n", kHttpHostMapVariable, host_map.message().c_str());
+      return std::make_unique<Connectors>(loop, HttpHostMap{}, databases);
+    }
+    return std::make_unique<Connectors>(loop, std::move(host_map).value(), databases);
+  };
 }
 
 }  // namespace atomflow::connectors

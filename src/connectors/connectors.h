@@ -1,11 +1,13 @@
-// The effect handler that routes an execution's effects to the connectors: HTTP, jobs and
-// staged files.
+// The effect handler that routes an execution's effects to the connectors: HTTP, jobs, staged
+// files and SQL.
 #pragma once
 
 #include <memory>
 
+#include "connectors/databases.h"
 #include "connectors/http_client.h"
 #include "connectors/job_runner.h"
+#include "connectors/sql_executor.h"
 #include "engine/effect.h"
 #include "engine/engine.h"
 #include "engine/io_loop.h"
@@ -17,7 +19,9 @@ namespace atomflow::connectors {
 class Connectors : public engine::EffectHandler {
  public:
   // host_map routes HTTP requests to test servers (see HttpHostMap); empty in production.
-  explicit Connectors(engine::IoLoop* loop, HttpHostMap host_map = {});
+  // databases names the databases atomflow.sql.* may use.
+  explicit Connectors(engine::IoLoop* loop, HttpHostMap host_map = {},
+                      DatabaseCatalog databases = {});
 
   void Perform(const engine::EffectRequest& request, engine::EffectContext context,
                std::function<void(engine::EffectOutcome)> done) override;
@@ -31,16 +35,22 @@ class Connectors : public engine::EffectHandler {
                    std::function<void(engine::EffectOutcome)> done);
   void PerformJob(const engine::EffectRequest& request, engine::EffectContext context,
                   std::function<void(engine::EffectOutcome)> done);
+  void PerformSql(const engine::EffectRequest& request, const engine::EffectContext& context,
+                  std::function<void(engine::EffectOutcome)> done);
   engine::EffectOutcome PerformFile(const engine::EffectRequest& request,
                                     const engine::EffectContext& context);
 
   HttpClient http_;
   JobRunner jobs_;
+  SqlExecutor sql_;
 };
 
 // The factory the engine takes. It reads the testing host map from ATOMFLOW_HTTP_HOST_MAP
 // (see HttpHostMap); a malformed map is reported on stderr and ignored.
 std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
                                                       const engine::EngineOptions& options);
+
+// The same, with the named databases of atomflow.yaml (see DatabaseCatalog).
+engine::Engine::HandlerFactory ConnectorsFactory(DatabaseCatalog databases);
 
 }  // namespace atomflow::connectors

@@ -169,7 +169,9 @@ SqlOutcome SqlConnection::ExecStatements(const std::vector<SqlStatement>& statem
                                   nullptr, values.data(), nullptr, nullptr, 0));
     ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-      return Failure(result.get(), "statement " + std::to_string(i + 1));
+      SqlOutcome failed = Failure(result.get(), "statement " + std::to_string(i + 1));
+      failed.statement = static_cast<int>(i + 1);
+      return failed;
     }
     outcome.results.push_back(ResultValue(result.get()));
   }

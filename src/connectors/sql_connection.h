@@ -30,6 +30,7 @@ struct SqlOutcome {
   Kind kind = Kind::kOk;
   std::string message;   // empty when ok
   std::string sqlstate;  // the server's SQLSTATE for a definite failure
+  int statement = 0;     // 1-based number of the statement that failed; 0 for none
   // For each statement: {"rows": [maps], "row_count": int}.
   List results;
 

@@ -40,6 +40,9 @@ struct EffectRequest {
   // The enclosing transaction's deadline (epoch seconds, 0 for none): an effect still running
   // then is cut off with a TimeoutError, so the transaction aborts on time.
   double txn_deadline = 0;
+  // Issued while the strand finishes a transaction (phase two): cancelling the execution
+  // must not cut it off.
+  bool shielded = false;
 };
 
 // Where an effect is carried out, for handlers.

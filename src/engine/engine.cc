@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <random>
 
 #include "common/log.h"
@@ -36,9 +37,8 @@ std::string NewExecutionId() {
   return text;
 }
 
-std::string ErrorJson(const Value& error) {
-  return ToJournalJson(error).dump(-1, ' ', false, Json::error_handler_t::replace);
-}
+// An execution's error as people read it: bytes as {"$bytes": ...}, text as text.
+std::string ErrorJson(const Value& error) { return DebugString(error); }
 
 }  // namespace
 
@@ -93,7 +93,7 @@ double Engine::NowSeconds() const {
 Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument) {
   Result<Json> argument_json = ToJson(argument);
   if (!argument_json.ok()) return Status::Error("argument: " + argument_json.message());
-  std::string argument_text = argument_json->dump();
+  std::string argument_text = argument_json->dump(-1, ' ', false, Json::error_handler_t::replace);
   if (Status size = lang::CheckExecutionArgument(argument_text.size()); !size.ok()) return size;
 
   store::ExecutionRecord record;
@@ -178,16 +178,24 @@ void Engine::Cancel(const std::string& execution_id) {
   execution->RequestCancel();
   loop_.Post([this, execution] {
     for (const EffectRequest& running : execution->RunningEffects()) {
-      auto timer = sleeping_.find({execution->id(), running.key});
-      if (timer == sleeping_.end()) {
-        handler_->Cancel(execution->id(), running);
-        continue;
-      }
-      loop_.CancelTimer(timer->second);
-      sleeping_.erase(timer);
-      Complete(execution, running, EffectOutcome::Success(Value()));
+      CancelEffect(execution, running);
     }
   });
+}
+
+// On the loop thread. Phase two of a transaction is never cut off; a sleep ends at once; a
+// job is cancelled (it ends, and its outcome comes back as usual); an HTTP call finishes.
+void Engine::CancelEffect(const std::shared_ptr<Execution>& execution,
+                          const EffectRequest& running) {
+  if (running.shielded) return;
+  auto timer = sleeping_.find({execution->id(), running.key});
+  if (timer == sleeping_.end()) {
+    handler_->Cancel(execution->id(), running);
+    return;
+  }
+  loop_.CancelTimer(timer->second);
+  sleeping_.erase(timer);
+  Complete(execution, running, EffectOutcome::Success(Value()));
 }
 
 void Engine::CancelAll() {
@@ -254,6 +262,7 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest
   bool resumed = execution->IntentJournaled(request.key);
   if (request.function == "sys.sleep") {
     SleepEffect(execution, request);
+    if (resumed) CancelIfCancelled(execution, request);
     return;
   }
   if (!request.needs_intent || resumed) {
@@ -285,11 +294,27 @@ void Engine::Issue(const std::shared_ptr<Execution>& execution, EffectRequest re
     progress_->OnJobLog(id, step, line);
   };
   context.on_started = [this, step] { CrashPoint("job_started:" + step); };
+  // A prepared SQL branch: its record and intent are durable, PREPARE TRANSACTION not sent.
+  if (request.op == "prepare") CrashPoint("before_prepare:" + step);
   EffectRequest copy = request;
   handler_->Perform(copy, std::move(context),
                     [this, execution, request = std::move(request)](EffectOutcome outcome) {
+                      // Prepared on the server, and the result not yet in the journal.
+                      if (request.op == "prepare" && outcome.ok) {
+                        CrashPoint("after_prepare:" + request.step);
+                      }
                       Complete(execution, request, std::move(outcome));
                     });
+  if (resumed) CancelIfCancelled(execution, copy);
+}
+
+// An effect that was in flight when a cancelled execution's process died is issued again, so
+// that it can be stopped like any running effect: a job is reattached, then cancelled. Posted
+// after the issuing, which queued its own work on the loop first.
+void Engine::CancelIfCancelled(const std::shared_ptr<Execution>& execution,
+                               const EffectRequest& request) {
+  if (!execution->cancel_requested() || request.shielded) return;
+  loop_.Post([this, execution, request] { CancelEffect(execution, request); });
 }
 
 void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
@@ -348,6 +373,41 @@ void Engine::WatchDeadline(const std::shared_ptr<Execution>& execution,
                                                        "passed its timeout")));
     });
   });
+}
+
+EffectOutcome Engine::PerformNow(const std::string& execution_id, EffectRequest request) {
+  auto append = [this, &execution_id](std::string kind, const std::string& key, Json payload) {
+    store::JournalEntry entry{0, std::move(kind), key, std::move(payload), NowMs()};
+    store_->Append(execution_id, std::move(entry), nullptr);
+    return store_->Flush();
+  };
+  Status intent = append("intent", request.key,
+                         {{"function", request.function},
+                          {"step", request.step},
+                          {"args", ToJournalJson(request.args)},
+                          {"gid", request.gid},
+                          {"branch", request.branch},
+                          {"op", request.op}});
+  if (!intent.ok()) return EffectOutcome::Failure(lang::MakeError("SystemError", intent.message()));
+
+  EffectContext context;
+  context.execution_id = execution_id;
+  context.jobs_root = options_.jobs_root;
+  context.staging_root = options_.staging_root;
+  context.on_log = [](const std::string&) {};
+  std::promise<EffectOutcome> done;
+  std::future<EffectOutcome> outcome = done.get_future();
+  handler_->Perform(request, context,
+                    [&done](EffectOutcome result) { done.set_value(std::move(result)); });
+  EffectOutcome result = outcome.get();
+
+  Status journaled = append("result", request.key,
+                            {{"function", request.function},
+                             {"step", request.step},
+                             {"ok", result.ok},
+                             {"value", ToJournalJson(result.value)}});
+  (void)journaled;  // the participant saw it either way; a later retry carries the same key
+  return result;
 }
 
 void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,

@@ -80,6 +80,11 @@ class Engine {
   ProgressSink* progress() { return progress_; }
   double NowSeconds() const;
 
+  // Carries out one effect for an operator tool (`atomflow txn resolve --retry`), outside any
+  // running execution but journaled in execution_id's journal like any effect: the intent is
+  // durable before it is issued, the outcome when it returns. Blocks until it completes.
+  EffectOutcome PerformNow(const std::string& execution_id, EffectRequest request);
+
   // Used by Execution.
   void Journal(Execution& execution, const std::string& kind, std::string key, Json payload,
                std::function<void()> on_durable);
@@ -98,6 +103,8 @@ class Engine {
   void Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request);
   void Issue(const std::shared_ptr<Execution>& execution, EffectRequest request, bool resumed);
   void SleepEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
+  void CancelIfCancelled(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
+  void CancelEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& running);
   void WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,

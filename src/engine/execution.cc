@@ -74,6 +74,7 @@ bool Execution::replaying() const { return replay_cursor_ < replay_order_.size()
 
 Execution::EffectAwaiter Execution::Perform(EffectRequest request) {
   request.key = NextKey();
+  request.shielded = current_->shielded;
   return EffectAwaiter(this, std::move(request));
 }
 
@@ -85,9 +86,12 @@ bool Execution::EffectAwaiter::await_ready() {
     execution_->CheckReplayed(request_, found->second);
     return false;
   }
+  // An effect whose intent is journaled was in flight when the earlier process stopped: it
+  // is issued again (a job reattached) and cancelled like any running effect, not skipped.
   auto intent = execution_->intents_.find(request_.key);
-  if (intent != execution_->intents_.end()) execution_->CheckReplayed(request_, intent->second);
-  execution_->CancelPoint(request_.key, "before", execution_->current_->shielded);
+  bool in_flight = intent != execution_->intents_.end();
+  if (in_flight) execution_->CheckReplayed(request_, intent->second);
+  execution_->CancelPoint(request_.key, "before", !in_flight && !execution_->current_->shielded);
   return false;
 }
 
@@ -103,7 +107,9 @@ void Execution::EffectAwaiter::await_suspend(std::coroutine_handle<> handle) {
 EffectOutcome Execution::EffectAwaiter::await_resume() {
   EffectOutcome outcome = std::move(*outcome_);
   outcome_.reset();
-  execution_->CancelPoint(request_.key, "after", strand_->shielded);
+  // A replayed outcome was consumed by the earlier process before any cancellation it did
+  // not record: only the journal may cancel there.
+  execution_->CancelPoint(request_.key, "after", !replayed_ && !strand_->shielded);
   return outcome;
 }
 
@@ -160,13 +166,13 @@ void Execution::RequestCancel() {
 
 // While the replay runs, only the journal decides: throwing at a live cancel then would make
 // the strands ask for other effects than the ones whose outcomes are still to be handed back.
-void Execution::CancelPoint(const std::string& key, const char* phase, bool shielded) {
+void Execution::CancelPoint(const std::string& key, const char* phase, bool live) {
   auto recorded = cancelled_at_.find(key);
   if (recorded != cancelled_at_.end()) {
     if (recorded->second == phase) throw CancelledSignal{};
     return;
   }
-  if (!cancel_requested_ || shielded || replaying()) return;
+  if (!live || !cancel_requested_ || replaying()) return;
   cancelled_at_[key] = phase;
   engine_->Journal(*this, "cancelled", "c" + key, Json{{"key", key}, {"phase", phase}}, nullptr);
   throw CancelledSignal{};
@@ -241,7 +247,7 @@ bool Execution::DeliverReplayed() {
   const std::string& key = replay_order_[replay_cursor_];
   if (waiting_.count(key) == 0) return false;
   ++replay_cursor_;
-  Wake(key, JournaledOutcome(results_.at(key)));
+  Wake(key, JournaledOutcome(results_.at(key)), true);
   return true;
 }
 
@@ -253,11 +259,11 @@ bool Execution::DeliverLive() {
     delivered = std::move(inbox_.front());
     inbox_.pop_front();
   }
-  Wake(delivered.first, std::move(delivered.second));
+  Wake(delivered.first, std::move(delivered.second), false);
   return true;
 }
 
-void Execution::Wake(const std::string& key, EffectOutcome outcome) {
+void Execution::Wake(const std::string& key, EffectOutcome outcome, bool replayed) {
   auto found = waiting_.find(key);
   // Invariant: every outcome is for an effect a strand waits for (keys are unique).
   assert(found != waiting_.end());
@@ -265,6 +271,7 @@ void Execution::Wake(const std::string& key, EffectOutcome outcome) {
   EffectAwaiter* awaiter = found->second;
   waiting_.erase(found);
   awaiter->outcome_ = std::move(outcome);
+  awaiter->replayed_ = replayed;
   Schedule(awaiter->handle_, awaiter->strand_);
 }
 

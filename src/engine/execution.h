@@ -99,6 +99,7 @@ class Execution {
     std::coroutine_handle<> handle_;
     Strand* strand_ = nullptr;
     std::optional<EffectOutcome> outcome_;
+    bool replayed_ = false;  // the outcome came from the journal, not from the effect
   };
   // Fills in request.key; see EffectAwaiter.
   EffectAwaiter Perform(EffectRequest request);
@@ -163,12 +164,13 @@ class Execution {
   void RunReady();
   bool DeliverReplayed();
   bool DeliverLive();
-  void Wake(const std::string& key, EffectOutcome outcome);
+  void Wake(const std::string& key, EffectOutcome outcome, bool replayed);
   void FailStuckReplay();
-  // Throws CancelledSignal at effect `key` when the execution is cancelled there: live, when
-  // a cancel is pending and the replay is over (the point is journaled first, so a replay
-  // stops at the same effect), or replayed, when the journal says it did.
-  void CancelPoint(const std::string& key, const char* phase, bool shielded);
+  // Throws CancelledSignal at effect `key` when the execution is cancelled there: replayed,
+  // when the journal says the earlier process did; live, when `live` (the caller knows the
+  // earlier process did not get this far), a cancel is pending and the replay is over. A live
+  // point is journaled before the throw, so a replay stops at the same effect.
+  void CancelPoint(const std::string& key, const char* phase, bool live);
 
   Engine* engine_;
   store::ExecutionRecord record_;

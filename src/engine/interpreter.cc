@@ -221,9 +221,8 @@ Task<Flow> Interpreter::RunStepBody(const lang::Step& step, Frame& frame) {
       flow = co_await RunParallel(step, frame);
       break;
     case Kind::kTcc:
-      --nesting_;
-      // TODO(#4): try-confirm-cancel branches.
-      lang::Raise("SystemError", "step '" + step.name + "': this step kind is not supported yet");
+      flow = co_await RunTcc(step, frame);
+      break;
   }
   --nesting_;
   if (flow.kind == Flow::Kind::kNormal && !step.next.empty()) flow = JumpTo(step.next);

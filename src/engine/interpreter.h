@@ -136,6 +136,31 @@ class Interpreter {
   Task<EffectOutcome> FileOp(const std::string& function, const txn::Branch& branch,
                              const txn::Transaction& txn);
 
+  // interpreter_tcc.cc
+  Task<Flow> RunTcc(const lang::Step& step, Frame& frame);
+  Task<Value> SendTry(const std::string& function, Map args, const std::string& branch,
+                      const std::string& step);
+  Task<Flow> RunCompensableCall(const lang::Step& step, Frame& frame);
+  std::string RegisterPendingCompensable(const lang::Step& step);
+  Task<Value> SendAction(const std::string& function, Map args, const std::string& branch,
+                         const std::string& step);
+  Task<bool> CompleteCompensable(const lang::Step& step, Frame& frame, const std::string& branch_id,
+                                 bool definite, bool unknown);
+  Task<bool> ConfirmTcc(const txn::Branch& branch, const txn::Transaction& txn);
+  Task<bool> CancelTcc(const txn::Branch& branch, const txn::Transaction& txn);
+  Task<bool> RunBranchOp(const txn::Branch& branch, const txn::Transaction& txn, const Value& call,
+                         const std::string& op, int attempts);
+  void WarnRetry(const std::string& step, const std::string& op, int attempt, const Value& error);
+  void CheckTransactionDeadline(const std::string& step);
+
+  // interpreter_sql.cc
+  Task<Value> SqlExec(Map args, const std::string& step);
+  Task<Value> PrepareSql(Map args, const std::string& step);
+  Task<bool> CommitPrepared(const txn::Branch& branch, const txn::Transaction& txn);
+  Task<bool> RollbackPrepared(const txn::Branch& branch, const txn::Transaction& txn);
+  Task<EffectOutcome> FinishPrepared(const std::string& function, const txn::Branch& branch,
+                                     const txn::Transaction& txn);
+
   // Expressions: TryEval answers without suspending unless the expression calls a
   // subworkflow or an effect function; EvalSlow handles those.
   Task<Value> Eval(const lang::Template& tmpl, Frame& frame);

@@ -72,19 +72,13 @@ std::string RandomUuid() {
 }  // namespace
 
 Task<Flow> Interpreter::RunCallStep(const lang::Step& step, Frame& frame) {
+  // Inside a transaction a compensable step registers its branch even when the action's
+  // outcome is unknown (see interpreter_tcc.cc).
+  if (step.compensate && !transactions_.empty()) co_return co_await RunCompensableCall(step, frame);
   const lang::CallSpec& call = *step.call;
   Map args = co_await EvalArgs(call.args, frame);
   Value result = co_await Call(call.function, std::move(args), frame, step.name);
   if (!call.result.empty()) frame.vars().Set(call.result, result);
-
-  if (step.compensate && !transactions_.empty()) {
-    Map undo_args = co_await EvalArgs(step.compensate->args, frame);
-    Value undo(Map{{"function", step.compensate->function}, {"args", Value(std::move(undo_args))}});
-    txn::Transaction& txn = *transactions_.back();
-    const txn::Branch& branch =
-        txn.AddBranch(txn::BranchKind::kCompensable, step.name, std::move(undo), Value());
-    execution_->RecordBranch(txn.BranchRecord(branch), step.name);
-  }
   co_return Flow::Normal();
 }
 
@@ -124,6 +118,7 @@ Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& fram
   if (StartsWith(function, "atomflow.files.")) {
     co_return co_await StageFile(function, args, step);
   }
+  if (function == "atomflow.sql.exec") co_return co_await SqlExec(std::move(args), step);
   if (IsOutsideEffect(function)) co_return co_await CallEffect(function, std::move(args), step);
   co_return co_await CallPositional(function, ToPositional(*signature, std::move(args)), frame,
                                     step);

@@ -69,6 +69,7 @@ Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
     failure = lang::MakeError("CancelledError", "the execution was cancelled");
   }
   transactions_.pop_back();
+  if (!failure && txn.rollback_cause()) failure = *txn.rollback_cause();  // a failed prepare
   std::string failed_step = failure ? error_step_ : "";
   error_step_.clear();
 
@@ -77,8 +78,9 @@ Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
   txn::Decision decision = co_await Decide(
       txn, failure ? txn::Decision::kAbort : txn::Decision::kCommit, failure.value_or(Value()));
   if (decision == txn::Decision::kCommit) {
-    co_await Publish(txn);
-    txn.set_state(txn::TxnState::kCommitted);
+    // A confirm that ran out of attempts cannot turn the commit back: an operator finishes it.
+    bool published = co_await Publish(txn);
+    txn.set_state(published ? txn::TxnState::kCommitted : txn::TxnState::kCompensationFailed);
   } else {
     bool undone = co_await Undo(txn);
     txn.set_state(undone ? txn::TxnState::kAborted : txn::TxnState::kCompensationFailed);
@@ -134,7 +136,18 @@ Task<Value> Interpreter::StageFile(const std::string& function, const Map& args,
 }
 
 Task<bool> Interpreter::Publish(txn::Transaction& txn) {
+  bool all_confirmed = true;
   for (const txn::Branch& branch : txn.branches()) {
+    if (branch.kind == txn::BranchKind::kTcc) {
+      bool confirmed = co_await ConfirmTcc(branch, txn);
+      all_confirmed = all_confirmed && confirmed;
+      continue;
+    }
+    if (branch.kind == txn::BranchKind::kPrepared) {
+      bool committed = co_await CommitPrepared(branch, txn);
+      all_confirmed = all_confirmed && committed;
+      continue;
+    }
     if (branch.kind != txn::BranchKind::kStagedFile) continue;
     // Phase two never turns back: publishing retries until it succeeds.
     for (int attempt = 0;; ++attempt) {
@@ -143,7 +156,7 @@ Task<bool> Interpreter::Publish(txn::Transaction& txn) {
       co_await Sleep(std::min(30.0, kFirstRetryDelay * (1 << std::min(attempt, 8))), txn.step());
     }
   }
-  co_return true;
+  co_return all_confirmed;
 }
 
 Task<bool> Interpreter::Undo(txn::Transaction& txn) {
@@ -153,6 +166,16 @@ Task<bool> Interpreter::Undo(txn::Transaction& txn) {
     if (it->kind == txn::BranchKind::kStagedFile) {
       EffectOutcome outcome = co_await FileOp(kDiscardFunction, *it, txn);
       all_undone = all_undone && outcome.ok;
+      continue;
+    }
+    if (it->kind == txn::BranchKind::kTcc) {
+      bool cancelled = co_await CancelTcc(*it, txn);
+      all_undone = all_undone && cancelled;
+      continue;
+    }
+    if (it->kind == txn::BranchKind::kPrepared) {
+      bool rolled_back = co_await RollbackPrepared(*it, txn);
+      all_undone = all_undone && rolled_back;
       continue;
     }
     all_undone = co_await RunCompensation(*it, txn) && all_undone;
@@ -177,6 +200,15 @@ Task<EffectOutcome> Interpreter::FileOp(const std::string& function, const txn::
 Task<bool> Interpreter::RunCompensation(const txn::Branch& branch, const txn::Transaction& txn) {
   const Map& undo = branch.undo.AsMap();
   std::string function = undo.Find("function")->AsString();
+  if (branch.failed) co_return true;  // the action definitely did not run: nothing to undo
+  if (const Value* render_error = undo.Find("render_error"); render_error != nullptr) {
+    // The action's outcome was unknown and its compensation needed the result it never got.
+    execution_->engine()->progress()->OnLog(
+        execution_->id(), branch.step, "ERROR",
+        "step '" + branch.step +
+            "' may have run but cannot be compensated: " + render_error->AsString());
+    co_return false;
+  }
   for (int attempt = 0; attempt < kCompensationAttempts; ++attempt) {
     if (attempt > 0) co_await Sleep(kFirstRetryDelay * (1 << (attempt - 1)), branch.step);
     EffectRequest request;

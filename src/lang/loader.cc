@@ -2,6 +2,7 @@
 // params; then the deploy-time checks of validate.h.
 #include "lang/loader.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -152,6 +153,17 @@ Result<std::shared_ptr<const Workflow>> LoadWorkflow(const std::string& file,
     diagnostics.Error(SourcePos{1, 1}, "the source is " + std::to_string(text.size()) +
                                            " bytes; the limit is " +
                                            std::to_string(kMaxSourceBytes) + " (128 KB)");
+    return diagnostics.ToStatus();
+  }
+
+  size_t bad = 0;
+  if (!IsValidUtf8(text, &bad)) {
+    std::string_view before(text.data(), bad);
+    int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+    size_t line_start = before.rfind('\n');
+    int column =
+        static_cast<int>(bad - (line_start == std::string_view::npos ? 0 : line_start + 1));
+    diagnostics.Error(SourcePos{line, column + 1}, "the file is not valid UTF-8 here");
     return diagnostics.ToStatus();
   }
 

@@ -37,6 +37,7 @@ std::vector<LibraryFunction> HostFunctions() {
                1),
       Blocking("atomflow.files.write", {"path", "content"}, 2),
       Blocking("atomflow.files.publish", {"source", "path"}, 2),
+      Blocking("atomflow.sql.exec", {"database", "statements"}, 2),
   };
   for (const char* method : {"get", "post", "put", "patch", "delete"}) {
     table.push_back(Blocking(fmt::format("http.{}", method),
@@ -222,28 +223,6 @@ size_t Utf8Offset(std::string_view text, size_t index) {
     }
   }
   return text.size();
-}
-
-// The number of bytes after a lead byte, or -1 when c cannot start a sequence.
-static int Utf8Trailing(unsigned char c) {
-  if (c < 0x80) return 0;
-  if ((c >> 5) == 0x6) return 1;
-  if ((c >> 4) == 0xE) return 2;
-  if ((c >> 3) == 0x1E) return 3;
-  return -1;
-}
-
-bool IsValidUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    int trailing = Utf8Trailing(static_cast<unsigned char>(text[i]));
-    if (trailing < 0 || i + trailing >= text.size()) return false;
-    for (int k = 1; k <= trailing; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += trailing + 1;
-  }
-  return true;
 }
 
 }  // namespace atomflow::lang

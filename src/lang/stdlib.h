@@ -73,6 +73,5 @@ std::string FormatDouble(double value);
 size_t Utf8Length(std::string_view text);
 // The byte offset of code point index (clamped to the text's end).
 size_t Utf8Offset(std::string_view text, size_t index);
-bool IsValidUtf8(std::string_view text);
 
 }  // namespace atomflow::lang

@@ -11,7 +11,9 @@
 #include <mutex>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
+#include "lang/limits.h"
 #include "lang/stdlib.h"
 
 namespace atomflow::lang {
@@ -203,27 +205,67 @@ Value MatchRegex(Args& args) {
   return RE2::PartialMatch(args.String(0), *regex);
 }
 
+// Replacements can grow a string without bound in one call (every character replaced by a
+// 256 KiB string): the result is built piece by piece and refused past the string limit.
+void AppendBounded(Args& args, std::string& out, std::string_view piece) {
+  if (out.size() + piece.size() > kMaxStringBytes) {
+    Raise("ResourceLimitError",
+          fmt::format("{}: the result would exceed the limit of {} bytes for a string",
+                      args.function(), kMaxStringBytes));
+  }
+  out.append(piece);
+}
+
 Value ReplaceAll(Args& args) {
-  std::string text = args.String(0);
+  const std::string& text = args.String(0);
   const std::string& needle = args.String(1);
   const std::string& replacement = args.String(2);
   if (needle.empty()) return text;
-  for (size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + replacement.size())) {
-    text.replace(at, needle.size(), replacement);
+  std::string out;
+  size_t from = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, from)) {
+    AppendBounded(args, out, std::string_view(text).substr(from, at - from));
+    AppendBounded(args, out, replacement);
+    from = at + needle.size();
   }
-  return text;
+  AppendBounded(args, out, std::string_view(text).substr(from));
+  return out;
 }
 
 Value ReplaceAllRegex(Args& args) {
-  std::string text = args.String(0);
+  const std::string& text = args.String(0);
   std::shared_ptr<const RE2> regex = Compile(args, 1);
+  const std::string& rewrite = args.String(2);
   std::string error;
-  if (!regex->CheckRewriteString(args.String(2), &error)) {
-    args.BadValue(fmt::format("invalid replacement '{}': {}", args.String(2), error));
+  if (!regex->CheckRewriteString(rewrite, &error)) {
+    args.BadValue(fmt::format("invalid replacement '{}': {}", rewrite, error));
   }
-  RE2::GlobalReplace(&text, *regex, args.String(2));
-  return text;
+
+  int groups = regex->NumberOfCapturingGroups() + 1;
+  std::vector<re2::StringPiece> match(groups);
+  std::string out;
+  size_t from = 0;
+  size_t search = 0;
+  while (search <= text.size() &&
+         regex->Match(text, search, text.size(), RE2::UNANCHORED, match.data(), groups)) {
+    size_t begin = match[0].data() - text.data();
+    size_t end = begin + match[0].size();
+    AppendBounded(args, out, std::string_view(text).substr(from, begin - from));
+    std::string expanded;
+    regex->Rewrite(&expanded, rewrite, match.data(), groups);
+    AppendBounded(args, out, expanded);
+    from = end;
+    // An empty match moves on by one character, so the loop ends and keeps the text whole.
+    search = end;
+    if (match[0].empty()) {
+      if (end >= text.size()) break;
+      size_t step = Utf8Offset(std::string_view(text).substr(end), 1);
+      AppendBounded(args, out, std::string_view(text).substr(end, step));
+      from = search = end + step;
+    }
+  }
+  if (from < text.size()) AppendBounded(args, out, std::string_view(text).substr(from));
+  return out;
 }
 
 Value Split(Args& args) {

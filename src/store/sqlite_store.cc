@@ -375,7 +375,10 @@ Status SqliteStore::ApplyAppend(const std::string& execution_id, const JournalEn
   Statement& insert = writer_statements_.insert_journal;
   ScopedReset reset(insert);
   insert.Bind(1, execution_id).Bind(2, *seq).Bind(3, entry.kind).Bind(4, entry.key);
-  insert.Bind(5, entry.payload.dump()).Bind(6, entry.time_ms);
+  // Values are encoded losslessly before they get here (ToJournalJson); what else a payload
+  // holds (a log line, a message) is text for people, where a replaced byte costs nothing.
+  insert.Bind(5, entry.payload.dump(-1, ' ', false, Json::error_handler_t::replace))
+      .Bind(6, entry.time_ms);
   Result<int> inserted = insert.Run();
   if (!inserted.ok()) return inserted.status();
 

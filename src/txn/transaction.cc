@@ -6,7 +6,17 @@
 namespace atomflow::txn {
 
 const char* BranchKindName(BranchKind kind) {
-  return kind == BranchKind::kCompensable ? "compensable" : "staged_file";
+  switch (kind) {
+    case BranchKind::kCompensable:
+      return "compensable";
+    case BranchKind::kStagedFile:
+      return "staged_file";
+    case BranchKind::kTcc:
+      return "tcc";
+    case BranchKind::kPrepared:
+      return "prepared";
+  }
+  return "unknown";
 }
 
 const char* DecisionName(Decision decision) {
@@ -28,23 +38,46 @@ const char* TxnStateName(TxnState state) {
 }
 
 const Branch& Transaction::AddBranch(BranchKind kind, std::string step, Value undo, Value staged) {
+  Branch branch;
+  branch.kind = kind;
+  branch.step = std::move(step);
+  branch.undo = std::move(undo);
+  branch.staged = std::move(staged);
+  return AddBranch(std::move(branch));
+}
+
+const Branch& Transaction::AddBranch(Branch branch) {
   assert(state_ == TxnState::kActive);
-  std::string id = gid_ + "#" + std::to_string(branches_.size() + 1);
-  branches_.push_back(
-      Branch{std::move(id), kind, std::move(step), std::move(undo), std::move(staged)});
+  branch.id = gid_ + "#" + std::to_string(branches_.size() + 1);
+  branches_.push_back(std::move(branch));
   CheckInvariants();
   return branches_.back();
+}
+
+void Transaction::MarkRollbackOnly(Value cause) {
+  if (!rollback_cause_) rollback_cause_ = std::move(cause);  // the first cause is the cause
+}
+
+Branch* Transaction::FindBranch(const std::string& id) {
+  for (Branch& branch : branches_) {
+    if (branch.id == id) return &branch;
+  }
+  return nullptr;
 }
 
 Json Transaction::BeginRecord() const { return {{"gid", gid_}, {"step", step_}}; }
 
 Json Transaction::BranchRecord(const Branch& branch) const {
-  return {{"gid", gid_},
-          {"branch", branch.id},
-          {"kind", BranchKindName(branch.kind)},
-          {"step", branch.step},
-          {"undo", ToJournalJson(branch.undo)},
-          {"staged", ToJournalJson(branch.staged)}};
+  Json record = {{"gid", gid_},
+                 {"branch", branch.id},
+                 {"kind", BranchKindName(branch.kind)},
+                 {"step", branch.step},
+                 {"undo", ToJournalJson(branch.undo)},
+                 {"staged", ToJournalJson(branch.staged)}};
+  if (branch.kind == BranchKind::kTcc) record["confirm"] = ToJournalJson(branch.confirm);
+  if (branch.outcome_unknown) record["outcome"] = "unknown";
+  if (branch.failed) record["outcome"] = "failed";
+  return record;
 }
 
 Json Transaction::DecisionRecord(Decision decision, const Value& cause) const {
@@ -64,6 +97,9 @@ void Transaction::CheckInvariants() const {
   for (size_t i = 0; i < branches_.size(); ++i) {
     assert(branches_[i].id == gid_ + "#" + std::to_string(i + 1));
     assert(branches_[i].kind != BranchKind::kCompensable || branches_[i].undo.is_map());
+    // A tcc branch is registered before its try with both phase-two calls already rendered.
+    assert(branches_[i].kind != BranchKind::kTcc ||
+           (branches_[i].undo.is_map() && branches_[i].confirm.is_map()));
   }
 #endif
 }

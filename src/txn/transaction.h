@@ -3,6 +3,8 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -11,8 +13,11 @@
 namespace atomflow::txn {
 
 // The kinds of participant. Compensable branches are undone by a compensating call (saga);
-// staged files are prepared (written, fsynced) and published only at commit.
-enum class BranchKind { kCompensable, kStagedFile };
+// staged files are prepared (written, fsynced) and published only at commit; tcc branches are
+// reserved by a try, then confirmed at commit or cancelled at abort; prepared branches are
+// PostgreSQL transactions prepared under their own gid (PREPARE TRANSACTION) and finished by
+// COMMIT PREPARED or ROLLBACK PREPARED.
+enum class BranchKind { kCompensable, kStagedFile, kTcc, kPrepared };
 
 enum class Decision { kCommit, kAbort };
 
@@ -24,13 +29,23 @@ const char* TxnStateName(TxnState state);
 
 // A participant: what to do in phase two. For a compensable branch `undo` holds the rendered
 // compensating call {function, args}; for a staged file `staged` holds {staged_path,
-// target_path, size}.
+// target_path, size}; for a tcc branch `confirm` and `undo` hold the rendered confirm and
+// cancel calls; for a prepared branch `staged` holds {database, xid}: a database name, never a
+// connection string, and the PostgreSQL gid.
 struct Branch {
-  std::string id;  // "<gid>#<n>", n counting from 1 in order of completion
-  BranchKind kind;
+  std::string id;  // "<gid>#<n>", n counting from 1 in order of registration
+  BranchKind kind = BranchKind::kCompensable;
   std::string step;  // the step that created it
   Value undo;
   Value staged;
+  Value confirm;
+  // A compensable branch whose action's outcome is unknown (a timeout, a 5xx): it may have run,
+  // so it is compensated on abort like one that succeeded.
+  bool outcome_unknown = false;
+  // A compensable branch whose action definitely did not run (the participant refused it):
+  // nothing to compensate. A tcc branch whose try failed or got no definite answer: it is
+  // cancelled even when the transaction commits.
+  bool failed = false;
 };
 
 // The coordinator's state for one `transaction:` block of one execution. Not thread safe: the
@@ -46,7 +61,21 @@ class Transaction {
 
   // Adds a branch in order of completion and returns it.
   const Branch& AddBranch(BranchKind kind, std::string step, Value undo, Value staged);
+  // Adds a fully described branch (its id is assigned here) and returns it.
+  const Branch& AddBranch(Branch branch);
+  // The branch with this id, to complete it once its action's outcome is known; null if none.
+  Branch* FindBranch(const std::string& id);
   void set_state(TxnState state) { state_ = state; }
+
+  // A branch whose action failed where it cannot be retried in place (a prepare that failed
+  // definitely) dooms the transaction: it aborts at the end of the block even if the error was
+  // caught inside it.
+  void MarkRollbackOnly(Value cause);
+  const std::optional<Value>& rollback_cause() const { return rollback_cause_; }
+  // A prepared branch whose prepare failed or was cut off: whatever the decision, phase two
+  // rolls it back, since its work may or may not sit prepared on the server.
+  void Abandon(const std::string& branch_id) { abandoned_.insert(branch_id); }
+  bool abandoned(const std::string& branch_id) const { return abandoned_.count(branch_id) > 0; }
 
   // Journal payloads.
   Json BeginRecord() const;
@@ -62,6 +91,8 @@ class Transaction {
   std::string step_;
   std::vector<Branch> branches_;
   TxnState state_ = TxnState::kActive;
+  std::optional<Value> rollback_cause_;
+  std::set<std::string> abandoned_;
 };
 
 }  // namespace atomflow::txn

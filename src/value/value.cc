@@ -149,9 +149,50 @@ bool Map::operator==(const Map& other) const {
 namespace {
 
 constexpr const char* kBytesKey = "$bytes";
+// A string whose bytes are not UTF-8 (a job's output, a file's content): JSON cannot hold it,
+// so the journal keeps its bytes in base64 to give the same string back.
+constexpr const char* kRawTextKey = "$text";
 
-// Shared by ToJson and ToJournalJson; `journal` selects the lossless bytes encoding.
-Result<Json> Encode(const Value& value, bool journal) {
+bool Invalid(size_t offset, size_t* bad_offset) {
+  if (bad_offset != nullptr) *bad_offset = offset;
+  return false;
+}
+
+}  // namespace
+
+bool IsValidUtf8(std::string_view text, size_t* bad_offset) {
+  size_t i = 0;
+  while (i < text.size()) {
+    auto byte = static_cast<unsigned char>(text[i]);
+    size_t length = byte < 0x80           ? 1
+                    : (byte >> 5) == 0x6  ? 2
+                    : (byte >> 4) == 0xE  ? 3
+                    : (byte >> 3) == 0x1E ? 4
+                                          : 0;
+    if (length == 0 || i + length > text.size()) return Invalid(i, bad_offset);
+    uint32_t code = length == 1 ? byte : byte & (0x7F >> length);
+    for (size_t k = 1; k < length; ++k) {
+      auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return Invalid(i, bad_offset);
+      code = (code << 6) | (next & 0x3F);
+    }
+    static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < kSmallest[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return Invalid(i, bad_offset);
+    }
+    i += length;
+  }
+  return true;
+}
+
+namespace {
+
+// How Encode treats what plain JSON cannot hold: refuse it (ToJson), keep it losslessly
+// (the journal), or show it to people (a non-UTF-8 string dumped with replacement bytes).
+enum class Encoding { kStrict, kJournal, kDisplay };
+
+Result<Json> Encode(const Value& value, Encoding encoding) {
+  bool journal = encoding != Encoding::kStrict;
   switch (value.type()) {
     case Value::Type::kNull:
       return Json(nullptr);
@@ -163,14 +204,18 @@ Result<Json> Encode(const Value& value, bool journal) {
       if (!std::isfinite(value.AsDouble())) return Status::Error("cannot encode NaN/inf as JSON");
       return Json(value.AsDouble());
     case Value::Type::kString:
-      return Json(value.AsString());
+      if (encoding == Encoding::kDisplay || IsValidUtf8(value.AsString())) {
+        return Json(value.AsString());
+      }
+      if (!journal) return Status::Error("a string that is not valid UTF-8 cannot be JSON");
+      return Json{{kRawTextKey, Base64Encode(value.AsString())}};
     case Value::Type::kBytes:
       if (!journal) return Status::Error("bytes cannot be encoded as JSON");
       return Json{{kBytesKey, Base64Encode(value.AsBytes())}};
     case Value::Type::kList: {
       Json array = Json::array();
       for (const Value& item : value.AsList()) {
-        Result<Json> encoded = Encode(item, journal);
+        Result<Json> encoded = Encode(item, encoding);
         if (!encoded.ok()) return encoded.status();
         array.push_back(std::move(encoded).value());
       }
@@ -179,7 +224,7 @@ Result<Json> Encode(const Value& value, bool journal) {
     case Value::Type::kMap: {
       Json object = Json::object();
       for (const auto& [key, item] : value.AsMap()) {
-        Result<Json> encoded = Encode(item, journal);
+        Result<Json> encoded = Encode(item, encoding);
         if (!encoded.ok()) return encoded.status();
         // A user map that happens to use "$bytes" as a key is escaped by doubling the '$'.
         std::string stored = journal && key.rfind("$", 0) == 0 ? "$" + key : key;
@@ -219,6 +264,10 @@ Value Decode(const Json& json, bool journal) {
         Result<std::string> bytes = Base64Decode(json[kBytesKey].get<std::string>());
         return Value::Bytes(bytes.ok() ? std::move(bytes).value() : std::string());
       }
+      if (journal && json.size() == 1 && json.contains(kRawTextKey)) {
+        Result<std::string> text = Base64Decode(json[kRawTextKey].get<std::string>());
+        return Value(text.ok() ? std::move(text).value() : std::string());
+      }
       Map map;
       for (const auto& [key, item] : json.items()) {
         std::string stored = journal && key.rfind("$$", 0) == 0 ? key.substr(1) : key;
@@ -233,19 +282,19 @@ Value Decode(const Json& json, bool journal) {
 
 }  // namespace
 
-Result<Json> ToJson(const Value& value) { return Encode(value, false); }
+Result<Json> ToJson(const Value& value) { return Encode(value, Encoding::kStrict); }
 
 Value FromJson(const Json& json) { return Decode(json, false); }
 
 Json ToJournalJson(const Value& value) {
-  Result<Json> encoded = Encode(value, true);
+  Result<Json> encoded = Encode(value, Encoding::kJournal);
   return encoded.ok() ? std::move(encoded).value() : Json(nullptr);
 }
 
 Value FromJournalJson(const Json& json) { return Decode(json, true); }
 
 std::string DebugString(const Value& value) {
-  Result<Json> encoded = Encode(value, true);
+  Result<Json> encoded = Encode(value, Encoding::kDisplay);
   if (!encoded.ok()) return "<" + encoded.message() + ">";
   return encoded->dump(-1, ' ', false, Json::error_handler_t::replace);
 }

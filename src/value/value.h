@@ -133,10 +133,15 @@ class Map {
 Result<Json> ToJson(const Value& value);
 Value FromJson(const Json& json);
 
-// A lossless encoding for the journal: like ToJson, but bytes become {"$bytes": base64} and a
-// map with a "$bytes" key is escaped, so FromJournalJson(ToJournalJson(v)) == v for every v.
+// A lossless encoding for the journal: like ToJson, but bytes become {"$bytes": base64}, a
+// string that is not UTF-8 {"$text": base64}, and a map key starting with '$' is escaped, so
+// FromJournalJson(ToJournalJson(v)) == v for every v.
 Json ToJournalJson(const Value& value);
 Value FromJournalJson(const Json& json);
+
+// Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. When it is not,
+// *bad_offset (if given) is the byte offset of the first sequence that is wrong.
+bool IsValidUtf8(std::string_view text, size_t* bad_offset = nullptr);
 
 // Compact JSON text of a value; bytes appear as base64 strings. For logs and messages.
 std::string DebugString(const Value& value);

@@ -51,6 +51,35 @@ main:
 """
 
 
+# The job takes a moment to stop when cancelled, so the test can kill atomflow after the
+# cancel is journaled and before the job's outcome comes back.
+JOB_WORKFLOW = """
+main:
+  params: [args]
+  steps:
+    - release:
+        transaction:
+          steps:
+            - deploy:
+                call: http.post
+                args:
+                  url: ${args.url + "/deploy"}
+                compensate:
+                  call: http.post
+                  args:
+                    url: ${args.url + "/undeploy"}
+            - job:
+                call: atomflow.jobs.run
+                args:
+                  command: ["/bin/sh", "-c", "trap 'sleep 1; exit 143' TERM; sleep 30 & wait"]
+                  temp_location: ${args.temp}
+    - after:
+        call: http.post
+        args:
+          url: ${args.url + "/after"}
+"""
+
+
 class HoldingServer:
     """Counts POSTs by path and idempotency key. The first /undeploy is held until release(),
     so the compensation is in flight when the test kills atomflow."""
@@ -181,6 +210,44 @@ class CancelResumeTest(unittest.TestCase):
         self.assertEqual(resumed.state, "CANCELLED", resumed.describe())
         self.assertEqual(self.server.paths()["/after"], 0)
         self.assertEqual(len(self.server.keys("/undeploy")), 1)
+
+    def test_cancel_then_kill_while_a_job_stops_resumes_into_the_abort(self):
+        """Regression: the resume threw its cancellation at the last replayed effect (the step
+        before the job), so it asked for other effects than the journal held and failed with
+        'cannot resume', leaving the deploy in place."""
+        with open(self.workflow, "w", encoding="utf-8") as file:
+            file.write(JOB_WORKFLOW)
+        temp = os.path.join(self.root, "temp")
+        run = subprocess.Popen(
+            [BINARY, "run", self.workflow, "--json", "--store", self.store,
+             "--data", json.dumps({"url": self.server.url, "temp": temp})],
+            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(run.kill)
+        self.assertTrue(self.server.deploy_arrived.wait(timeout=RUN_TIMEOUT))
+        execution_id = self.execution_id()
+        self.wait_for_journal(execution_id, "intent", min_count=2)  # the job's intent
+        time.sleep(0.3)  # the job is running
+        run.send_signal(signal.SIGINT)
+        self.wait_for_journal(execution_id, "cancel")
+        run.kill()
+        run.communicate(timeout=RUN_TIMEOUT)
+        self.server.released.set()
+
+        resumed = Outcome(subprocess.run(
+            [BINARY, "executions", "resume", execution_id, "--json", "--store", self.store],
+            cwd=self.root, capture_output=True, text=True, timeout=RUN_TIMEOUT))
+
+        self.assertEqual(resumed.state, "CANCELLED", resumed.describe())
+        paths = self.server.paths()
+        self.assertEqual(paths["/after"], 0)
+        self.assertEqual(paths["/deploy"], 1)
+        self.assertEqual(len(self.server.keys("/undeploy")), 1)
+
+    def wait_for_journal(self, execution_id, kind, min_count=1):
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while self.journal_kinds(execution_id).count(kind) < min_count:
+            self.assertLess(time.monotonic(), deadline, f"no {kind} record in the journal")
+            time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -61,3 +61,29 @@ TEST(ValueTest, Base64RoundTrip) {
 
 }  // namespace
 }  // namespace atomflow
+
+namespace atomflow {
+namespace {
+
+// Regression: a job's output with a byte that is not UTF-8 aborted the process when the
+// journal tried to write it, leaving the execution ACTIVE for good.
+TEST(JournalJsonTest, StringThatIsNotUtf8RoundTripsAndPlainJsonRefusesIt) {
+  Value text(std::string("caf\xe9 \xff"));
+  Value decoded = FromJournalJson(ToJournalJson(Value(Map{{"k", text}})));
+  EXPECT_EQ(decoded.AsMap().Find("k")->AsString(), text.AsString());
+  EXPECT_FALSE(ToJson(text).ok());
+  EXPECT_EQ(ToJournalJson(Value(Map{{"$text", Value("x")}})).dump(), R"({"$$text":"x"})");
+}
+
+TEST(Utf8Test, FindsTheFirstBadSequence) {
+  size_t bad = 0;
+  EXPECT_TRUE(IsValidUtf8("h\xc3\xa9llo \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(IsValidUtf8("ab\xc0\xaf", &bad));  // an overlong '/'
+  EXPECT_EQ(bad, 2u);
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80", &bad));  // a surrogate
+  EXPECT_FALSE(IsValidUtf8("ok\xe2\x82", &bad));    // cut short
+  EXPECT_EQ(bad, 2u);
+}
+
+}  // namespace
+}  // namespace atomflow

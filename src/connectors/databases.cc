@@ -1,0 +1,128 @@
+// DatabaseCatalog: atomflow.yaml's `databases:` and the ATOMFLOW_DATABASE_* overrides.
+#include "connectors/databases.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+extern char** environ;
+
+namespace atomflow::connectors {
+
+namespace {
+
+constexpr char kOverridePrefix[] = "ATOMFLOW_DATABASE_";
+
+// One `databases:` entry: a string, or a map with `secret_env`.
+Result<DatabaseSource> ParseSource(const std::string& name, const YAML::Node& node,
+                                   const std::string& config_path) {
+  DatabaseSource source;
+  if (node.IsScalar()) {
+    source.conninfo = node.as<std::string>();
+    return source;
+  }
+  if (node.IsMap() && node["secret_env"] && node["secret_env"].IsScalar()) {
+    source.secret_env = node["secret_env"].as<std::string>();
+    return source;
+  }
+  return Status::Error(config_path + ": database '" + name +
+                       "' must be a connection string or {secret_env: VARIABLE}");
+}
+
+}  // namespace
+
+std::string DatabaseCatalog::OverrideVariable(const std::string& name) {
+  std::string variable = kOverridePrefix;
+  for (char c : name) {
+    unsigned char byte = static_cast<unsigned char>(c);
+    variable.push_back(std::isalnum(byte) ? static_cast<char>(std::toupper(byte)) : '_');
+  }
+  return variable;
+}
+
+Result<DatabaseCatalog> DatabaseCatalog::Load(const std::string& config_path, bool required) {
+  std::ifstream in(config_path);
+  if (!in) {
+    if (required) return Status::Error("cannot read the configuration file " + config_path);
+    DatabaseCatalog empty;
+    empty.config_path_ = std::filesystem::absolute(config_path).string();
+    return empty;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return Parse(text.str(), std::filesystem::absolute(config_path).string());
+}
+
+Result<DatabaseCatalog> DatabaseCatalog::Parse(const std::string& text,
+                                               const std::string& config_path) {
+  DatabaseCatalog catalog;
+  catalog.config_path_ = config_path;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& error) {
+    // The parser's message quotes no values, only positions.
+    return Status::Error(config_path + ": not valid YAML: " + error.msg);
+  }
+  if (!root.IsDefined() || root.IsNull()) return catalog;
+  if (!root.IsMap()) return Status::Error(config_path + ": expected a map at the top");
+  YAML::Node databases = root["databases"];
+  if (!databases || databases.IsNull()) return catalog;
+  if (!databases.IsMap()) return Status::Error(config_path + ": 'databases' must be a map");
+  for (const auto& entry : databases) {
+    std::string name = entry.first.as<std::string>();
+    Result<DatabaseSource> source = ParseSource(name, entry.second, config_path);
+    if (!source.ok()) return source.status();
+    catalog.sources_[name] = std::move(source).value();
+  }
+  return catalog;
+}
+
+Result<std::string> DatabaseCatalog::ConnectionString(const std::string& name) const {
+  std::string variable = OverrideVariable(name);
+  const char* overridden = std::getenv(variable.c_str());
+  if (overridden != nullptr && *overridden != '\0') return std::string(overridden);
+
+  auto found = sources_.find(name);
+  if (found == sources_.end()) {
+    std::string file = config_path_.empty() ? "atomflow.yaml" : config_path_;
+    return Status::Error("unknown database '" + name + "': it is not under 'databases:' in " +
+                         file + " and " + variable + " is not set");
+  }
+  const DatabaseSource& source = found->second;
+  if (source.secret_env.empty()) return source.conninfo;
+  const char* secret = std::getenv(source.secret_env.c_str());
+  if (secret == nullptr || *secret == '\0') {
+    return Status::Error("database '" + name + "': the environment variable " + source.secret_env +
+                         " (its secret_env in " + config_path_ + ") is not set");
+  }
+  return std::string(secret);
+}
+
+std::vector<std::string> DatabaseCatalog::Names() const {
+  std::set<std::string> names;
+  std::set<std::string> covered;  // override variables of the file's names
+  for (const auto& [name, source] : sources_) {
+    names.insert(name);
+    covered.insert(OverrideVariable(name));
+  }
+  const size_t prefix_size = sizeof(kOverridePrefix) - 1;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string text = *entry;
+    size_t equals = text.find('=');
+    if (text.rfind(kOverridePrefix, 0) != 0 || equals == std::string::npos) continue;
+    std::string variable = text.substr(0, equals);
+    if (covered.count(variable) || equals == prefix_size) continue;
+    std::string name = variable.substr(prefix_size);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    names.insert(name);
+  }
+  return {names.begin(), names.end()};
+}
+
+}  // namespace atomflow::connectors

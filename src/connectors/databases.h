@@ -1,0 +1,51 @@
+// The catalog of named databases: workflows say `database: registry`, and the connection
+// string comes from atomflow.yaml or an ATOMFLOW_DATABASE_<NAME> environment variable.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace atomflow::connectors {
+
+// Where one configured database's connection string comes from: written in the file, or held
+// by an environment variable the file names (`{secret_env: VAR}`), so that the secret stays
+// out of the file.
+struct DatabaseSource {
+  std::string conninfo;    // set when the file holds the connection string
+  std::string secret_env;  // set when an environment variable holds it
+};
+
+// Resolves database names to libpq connection strings. An environment variable
+// ATOMFLOW_DATABASE_<NAME> (the name upper-cased, other characters as '_') overrides the
+// file. Connection strings are secrets: no message of this class repeats one. Immutable after
+// Load, so thread safe.
+class DatabaseCatalog {
+ public:
+  DatabaseCatalog() = default;
+
+  // Reads `databases:` from config_path. A missing file is an empty catalog unless required
+  // (the user named it with --config); a malformed one is an error.
+  static Result<DatabaseCatalog> Load(const std::string& config_path, bool required);
+  // Parses the text of an atomflow.yaml; config_path only names it in messages.
+  static Result<DatabaseCatalog> Parse(const std::string& text, const std::string& config_path);
+
+  // The connection string of database `name`, or an error that names the database and every
+  // place that was looked in.
+  Result<std::string> ConnectionString(const std::string& name) const;
+
+  // Every database name known: the file's, and those only the environment defines (in lower
+  // case). Recovery visits each of them.
+  std::vector<std::string> Names() const;
+
+  // The environment variable that overrides database `name`.
+  static std::string OverrideVariable(const std::string& name);
+
+ private:
+  std::string config_path_;  // for messages; empty when no file was read
+  std::map<std::string, DatabaseSource> sources_;
+};
+
+}  // namespace atomflow::connectors

@@ -1,0 +1,203 @@
+// SqlExecutor: the pool threads, the idle connections, and SQL outcomes as workflow values.
+#include "connectors/sql_executor.h"
+
+#include "lang/error.h"
+
+namespace atomflow::connectors {
+
+namespace {
+
+using engine::EffectOutcome;
+
+EffectOutcome ArgsError(const std::string& message) {
+  return EffectOutcome::Failure(lang::MakeError("TypeError", "atomflow.sql.exec: " + message));
+}
+
+Result<SqlStatement> ParseStatement(const Value& value, size_t number) {
+  std::string where = "statement " + std::to_string(number);
+  if (value.is_string()) return SqlStatement{value.AsString(), {}};
+  if (!value.is_map()) return Status::Error(where + " must be a string or {sql, params}");
+  const Value* sql = value.AsMap().Find("sql");
+  if (sql == nullptr || !sql->is_string()) return Status::Error(where + ": 'sql' must be text");
+  SqlStatement statement{sql->AsString(), {}};
+  const Value* params = value.AsMap().Find("params");
+  if (params != nullptr && !params->is_null()) {
+    if (!params->is_list()) return Status::Error(where + ": 'params' must be a list");
+    statement.params = params->AsList();
+  }
+  return statement;
+}
+
+// {missing} of COMMIT/ROLLBACK PREPARED.
+EffectOutcome FinishOutcome(const SqlOutcome& outcome, bool missing, const std::string& database) {
+  if (!outcome.ok()) return SqlEffectOutcome(outcome, database);
+  return EffectOutcome::Success(Value(Map{{"missing", Value(missing)}}));
+}
+
+}  // namespace
+
+EffectOutcome SqlEffectOutcome(const SqlOutcome& outcome, const std::string& database) {
+  if (outcome.kind == SqlOutcome::Kind::kUnknown) {
+    Map error =
+        lang::MakeError("ConnectionError", "database '" + database + "': " + outcome.message)
+            .AsMap();
+    error.Set("database", Value(database));
+    return EffectOutcome::Failure(Value(std::move(error)));
+  }
+  if (outcome.kind == SqlOutcome::Kind::kDefinite) {
+    Map error =
+        lang::MakeError("SqlError", "database '" + database + "': " + outcome.message).AsMap();
+    error.Set("database", Value(database));
+    error.Set("sqlstate", Value(outcome.sqlstate));
+    error.Set("statement", Value(static_cast<int64_t>(outcome.statement)));
+    return EffectOutcome::Failure(Value(std::move(error)));
+  }
+  Value last = outcome.results.empty()
+                   ? Value(Map{{"rows", Value(List{})}, {"row_count", Value(int64_t{0})}})
+                   : outcome.results.back();
+  return EffectOutcome::Success(Value(Map{{"results", Value(outcome.results)},
+                                          {"rows", *last.AsMap().Find("rows")},
+                                          {"row_count", *last.AsMap().Find("row_count")}}));
+}
+
+Result<SqlTask> SqlExecutor::ParseExecArgs(const Value& args) {
+  SqlTask task;
+  const Value* database = args.is_map() ? args.AsMap().Find("database") : nullptr;
+  if (database == nullptr || !database->is_string() || database->AsString().empty()) {
+    return Status::Error("'database' must name a configured database");
+  }
+  task.database = database->AsString();
+  const Value* statements = args.AsMap().Find("statements");
+  if (statements == nullptr || !statements->is_list() || statements->AsList().empty()) {
+    return Status::Error("'statements' must be a non-empty list");
+  }
+  for (const Value& value : statements->AsList()) {
+    Result<SqlStatement> statement = ParseStatement(value, task.statements.size() + 1);
+    if (!statement.ok()) return statement.status();
+    task.statements.push_back(std::move(statement).value());
+  }
+  return task;
+}
+
+SqlExecutor::SqlExecutor(DatabaseCatalog catalog) : catalog_(std::move(catalog)) {
+  for (int i = 0; i < kThreads; ++i) threads_.emplace_back([this] { ThreadLoop(); });
+}
+
+SqlExecutor::~SqlExecutor() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+void SqlExecutor::Submit(SqlTask task, std::function<void(EffectOutcome)> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!task.xid.empty()) {
+      auto [busy, first] = busy_.try_emplace(task.xid);
+      if (!first) {
+        busy->second.push_back(Queued{std::move(task), std::move(done)});
+        return;
+      }
+    }
+    queue_.push_back(Queued{std::move(task), std::move(done)});
+  }
+  ready_.notify_one();
+}
+
+// The task on xid ended: the next one waiting on the same gid may run.
+void SqlExecutor::Finished(const std::string& xid) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto busy = busy_.find(xid);
+    if (busy == busy_.end()) return;
+    if (busy->second.empty()) {
+      busy_.erase(busy);
+      return;
+    }
+    queue_.push_back(std::move(busy->second.front()));
+    busy->second.pop_front();
+  }
+  ready_.notify_one();
+}
+
+void SqlExecutor::ThreadLoop() {
+  for (;;) {
+    Queued queued;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to run
+      queued = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    EffectOutcome outcome = Run(queued.task);
+    if (!queued.task.xid.empty()) Finished(queued.task.xid);
+    queued.done(std::move(outcome));
+  }
+}
+
+EffectOutcome SqlExecutor::Run(const SqlTask& task) {
+  // An unknown name is a mistake in the workflow or the configuration: a definite failure.
+  Result<std::string> conninfo = catalog_.ConnectionString(task.database);
+  if (!conninfo.ok()) {
+    return EffectOutcome::Failure(lang::MakeError("ValueError", conninfo.message()));
+  }
+  Result<std::unique_ptr<SqlConnection>> connection = Acquire(task.database, *conninfo);
+  if (!connection.ok()) {
+    return SqlEffectOutcome(SqlOutcome::Unknown(connection.message()), task.database);
+  }
+  EffectOutcome outcome = RunOn(**connection, task);
+  Release(task.database, std::move(connection).value());
+  return outcome;
+}
+
+EffectOutcome SqlExecutor::RunOn(SqlConnection& connection, const SqlTask& task) {
+  bool missing = false;
+  switch (task.kind) {
+    case SqlTask::Kind::kExec:
+      return SqlEffectOutcome(connection.Run(task.statements), task.database);
+    case SqlTask::Kind::kPrepare: {
+      if (task.resumed) {
+        // The earlier process may have prepared this gid before it died; its result never
+        // reached the journal and nothing was decided, so it is rolled back and done again.
+        SqlOutcome rolled = connection.RollbackPrepared(task.xid, &missing);
+        if (!rolled.ok()) return SqlEffectOutcome(rolled, task.database);
+      }
+      return SqlEffectOutcome(connection.RunPrepared(task.statements, task.xid), task.database);
+    }
+    case SqlTask::Kind::kCommitPrepared: {
+      SqlOutcome outcome = connection.CommitPrepared(task.xid, &missing);
+      return FinishOutcome(outcome, missing, task.database);
+    }
+    case SqlTask::Kind::kRollbackPrepared: {
+      SqlOutcome outcome = connection.RollbackPrepared(task.xid, &missing);
+      return FinishOutcome(outcome, missing, task.database);
+    }
+  }
+  return ArgsError("unknown SQL operation");
+}
+
+Result<std::unique_ptr<SqlConnection>> SqlExecutor::Acquire(const std::string& database,
+                                                            const std::string& conninfo) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::unique_ptr<SqlConnection>>& idle = idle_[database];
+    while (!idle.empty()) {
+      std::unique_ptr<SqlConnection> connection = std::move(idle.back());
+      idle.pop_back();
+      if (connection->healthy()) return connection;
+    }
+  }
+  return SqlConnection::Open(conninfo);
+}
+
+void SqlExecutor::Release(const std::string& database, std::unique_ptr<SqlConnection> connection) {
+  if (!connection->healthy()) return;  // a broken connection is closed, never reused
+  std::lock_guard<std::mutex> lock(mutex_);
+  idle_[database].push_back(std::move(connection));
+}
+
+}  // namespace atomflow::connectors

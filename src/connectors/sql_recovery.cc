@@ -1,0 +1,118 @@
+// ResolvePreparedTransactions: pg_prepared_xacts against the journal.
+#include "connectors/sql_recovery.h"
+
+#include "common/log.h"
+#include "connectors/sql_connection.h"
+
+namespace atomflow::connectors {
+
+namespace {
+
+constexpr char kXidPrefix[] = "atomflow:";
+
+// The execution id in "atomflow:<execution id>:<block>#<n>:<branch n>".
+std::string ExecutionOf(const std::string& xid) {
+  size_t start = sizeof(kXidPrefix) - 1;
+  size_t colon = xid.find(':', start);
+  return colon == std::string::npos ? "" : xid.substr(start, colon - start);
+}
+
+std::string Finish(SqlConnection& connection, const std::string& xid, bool commit) {
+  bool missing = false;
+  SqlOutcome outcome = commit ? connection.CommitPrepared(xid, &missing)
+                              : connection.RollbackPrepared(xid, &missing);
+  if (!outcome.ok()) return "failed: " + outcome.message;
+  if (missing) return "gone (finished meanwhile)";
+  return commit ? "committed" : "rolled back";
+}
+
+// Resolves the prepared transactions of one database.
+void ResolveDatabase(store::Store& store, const std::string& name, const std::string& conninfo,
+                     std::vector<PreparedResolution>* resolutions) {
+  Result<std::unique_ptr<SqlConnection>> connection = SqlConnection::Open(conninfo);
+  if (!connection.ok()) {
+    log::Warn("recovery: database {}: {}", name, connection.message());
+    resolutions->push_back({name, "", "failed: " + connection.message()});
+    return;
+  }
+  Result<std::vector<std::string>> xids = (*connection)->ListPrepared(kXidPrefix);
+  if (!xids.ok()) {
+    log::Warn("recovery: database {}: {}", name, xids.message());
+    resolutions->push_back({name, "", "failed: " + xids.message()});
+    return;
+  }
+  for (const std::string& xid : *xids) {
+    std::string execution_id = ExecutionOf(xid);
+    Result<store::ExecutionRecord> record = store.GetExecution(execution_id);
+    if (record.ok() && record->state == "ACTIVE") {
+      log::Info(
+          "recovery: prepared transaction {} on database {}: skipped, execution {} is "
+          "ACTIVE",
+          xid, name, execution_id);
+      resolutions->push_back({name, xid, "skipped"});
+      continue;
+    }
+    // A missing execution has no journal: nothing decided COMMIT, so the branch aborts.
+    std::vector<store::JournalEntry> journal;
+    if (record.ok()) {
+      Result<std::vector<store::JournalEntry>> read = store.ReadJournal(execution_id);
+      if (read.ok()) journal = std::move(read).value();
+    }
+    std::string outcome = Finish(**connection, xid, JournalCommits(journal, xid));
+    log::Info("recovery: prepared transaction {} on database {} (execution {}, {}): {}", xid, name,
+              execution_id, record.ok() ? record->state : "unknown to the store", outcome);
+    resolutions->push_back({name, xid, outcome});
+  }
+}
+
+}  // namespace
+
+bool JournalCommits(const std::vector<store::JournalEntry>& journal, const std::string& xid) {
+  std::string branch;
+  std::string gid;
+  for (const store::JournalEntry& entry : journal) {
+    if (entry.kind != "branch" || !entry.payload.is_object()) continue;
+    const Json& staged = entry.payload.value("staged", Json::object());
+    if (staged.is_object() && staged.value("xid", "") == xid) {
+      branch = entry.payload.value("branch", "");
+      gid = entry.payload.value("gid", "");
+    }
+  }
+  if (branch.empty()) return false;
+
+  std::string prepare_key;
+  bool prepared = false;
+  bool committed = false;
+  for (const store::JournalEntry& entry : journal) {
+    const Json& payload = entry.payload;
+    if (!payload.is_object()) continue;
+    if (entry.kind == "intent" && payload.value("branch", "") == branch &&
+        payload.value("op", "") == "prepare") {
+      prepare_key = entry.key;
+    } else if (entry.kind == "result" && !prepare_key.empty() && entry.key == prepare_key) {
+      prepared = payload.value("ok", false);
+    } else if (entry.kind == "decision" && payload.value("gid", "") == gid) {
+      committed = payload.value("decision", "") == "COMMIT";
+    }
+  }
+  return prepared && committed;
+}
+
+std::vector<PreparedResolution> ResolvePreparedTransactions(store::Store& store,
+                                                            const DatabaseCatalog& catalog) {
+  std::vector<PreparedResolution> resolutions;
+  for (const std::string& name : catalog.Names()) {
+    Result<std::string> conninfo = catalog.ConnectionString(name);
+    if (!conninfo.ok()) {
+      log::Warn("recovery: {}", conninfo.message());
+      resolutions.push_back({name, "", "failed: " + conninfo.message()});
+      continue;
+    }
+    ResolveDatabase(store, name, *conninfo, &resolutions);
+  }
+  log::Info("recovery: {} prepared transaction entries on {} databases", resolutions.size(),
+            catalog.Names().size());
+  return resolutions;
+}
+
+}  // namespace atomflow::connectors

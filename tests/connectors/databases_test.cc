@@ -1,0 +1,78 @@
+// DatabaseCatalog: atomflow.yaml's named databases, secret_env, the ATOMFLOW_DATABASE_*
+// overrides, and messages that say where they looked without repeating a connection string.
+#include "connectors/databases.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+
+namespace atomflow::connectors {
+namespace {
+
+const char kConfig[] = R"(
+databases:
+  registry: "postgresql://app:file-pw@db.example/registry"
+  audit: {secret_env: AUDIT_DB_SECRET}
+)";
+
+TEST(DatabasesTest, ResolvesNamesFromTheFileTheSecretAndTheOverride) {
+  Result<DatabaseCatalog> catalog = DatabaseCatalog::Parse(kConfig, "/etc/af/atomflow.yaml");
+  ASSERT_TRUE(catalog.ok()) << catalog.message();
+
+  unsetenv("ATOMFLOW_DATABASE_REGISTRY");
+  Result<std::string> registry = catalog->ConnectionString("registry");
+  ASSERT_TRUE(registry.ok()) << registry.message();
+  EXPECT_EQ(*registry, "postgresql://app:file-pw@db.example/registry");
+
+  setenv("ATOMFLOW_DATABASE_REGISTRY", "postgresql://override/registry", 1);
+  EXPECT_EQ(*catalog->ConnectionString("registry"), "postgresql://override/registry");
+  unsetenv("ATOMFLOW_DATABASE_REGISTRY");
+
+  unsetenv("AUDIT_DB_SECRET");
+  Result<std::string> audit = catalog->ConnectionString("audit");
+  ASSERT_FALSE(audit.ok());
+  EXPECT_NE(audit.message().find("AUDIT_DB_SECRET"), std::string::npos) << audit.message();
+  setenv("AUDIT_DB_SECRET", "postgresql://audit-secret/audit", 1);
+  EXPECT_EQ(*catalog->ConnectionString("audit"), "postgresql://audit-secret/audit");
+  unsetenv("AUDIT_DB_SECRET");
+}
+
+TEST(DatabasesTest, UnknownNameSaysWhichAndWhereWithoutSecrets) {
+  Result<DatabaseCatalog> catalog = DatabaseCatalog::Parse(kConfig, "/etc/af/atomflow.yaml");
+  ASSERT_TRUE(catalog.ok());
+  Result<std::string> unknown = catalog->ConnectionString("ml-features");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.message().find("'ml-features'"), std::string::npos) << unknown.message();
+  EXPECT_NE(unknown.message().find("/etc/af/atomflow.yaml"), std::string::npos);
+  EXPECT_NE(unknown.message().find("ATOMFLOW_DATABASE_ML_FEATURES"), std::string::npos);
+  EXPECT_EQ(unknown.message().find("file-pw"), std::string::npos);
+}
+
+TEST(DatabasesTest, NamesIncludeDatabasesOnlyTheEnvironmentDefines) {
+  Result<DatabaseCatalog> catalog = DatabaseCatalog::Parse(kConfig, "atomflow.yaml");
+  ASSERT_TRUE(catalog.ok());
+  setenv("ATOMFLOW_DATABASE_WAREHOUSE", "postgresql://warehouse/w", 1);
+  setenv("ATOMFLOW_DATABASE_REGISTRY", "postgresql://override/registry", 1);
+  std::vector<std::string> names = catalog->Names();
+  unsetenv("ATOMFLOW_DATABASE_WAREHOUSE");
+  unsetenv("ATOMFLOW_DATABASE_REGISTRY");
+  EXPECT_EQ(names, (std::vector<std::string>{"audit", "registry", "warehouse"}));
+}
+
+TEST(DatabasesTest, MissingFileIsEmptyUnlessRequiredAndBadShapesAreErrors) {
+  Result<DatabaseCatalog> absent = DatabaseCatalog::Load("/nonexistent/atomflow.yaml", false);
+  ASSERT_TRUE(absent.ok());
+  Result<DatabaseCatalog> required = DatabaseCatalog::Load("/nonexistent/atomflow.yaml", true);
+  ASSERT_FALSE(required.ok());
+  EXPECT_NE(required.message().find("/nonexistent/atomflow.yaml"), std::string::npos);
+
+  Result<DatabaseCatalog> bad = DatabaseCatalog::Parse("databases: {x: [1, 2]}", "a.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("'x'"), std::string::npos) << bad.message();
+  EXPECT_FALSE(DatabaseCatalog::Parse("databases: [1]", "a.yaml").ok());
+  EXPECT_FALSE(DatabaseCatalog::Parse("databases: {x: 'a", "a.yaml").ok());
+}
+
+}  // namespace
+}  // namespace atomflow::connectors

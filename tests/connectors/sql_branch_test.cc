@@ -1,0 +1,311 @@
+// atomflow.sql.exec against a real PostgreSQL: the executor on its own (commit, typed rows,
+// definite and unknown failures, prepare and finish by gid), and prepared branches through the
+// real engine, where two databases and a staged file commit or abort together.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <string>
+
+#include "connectors/connectors.h"
+#include "connectors/databases.h"
+#include "connectors/sql_executor.h"
+#include "connectors/sql_recovery.h"
+#include "lang/ast.h"
+#include "support/postgres_server.h"
+#include "support/workflow_check.h"
+
+namespace atomflow::connectors {
+namespace {
+
+namespace fs = std::filesystem;
+using engine::EffectOutcome;
+
+// One server per test process, started on first use.
+atomflow::testing::PostgresServer& Server() {
+  static atomflow::testing::PostgresServer* server = [] {
+    auto* started = new atomflow::testing::PostgresServer();
+    std::string error = started->Start();
+    EXPECT_EQ(error, "");
+    return started;
+  }();
+  return *server;
+}
+
+DatabaseCatalog Catalog(const std::string& yaml) {
+  Result<DatabaseCatalog> catalog = DatabaseCatalog::Parse(yaml, "test atomflow.yaml");
+  EXPECT_TRUE(catalog.ok()) << catalog.message();
+  return catalog.ok() ? *catalog : DatabaseCatalog();
+}
+
+EffectOutcome RunTask(SqlExecutor& executor, SqlTask task) {
+  std::promise<EffectOutcome> promise;
+  executor.Submit(std::move(task), [&](EffectOutcome outcome) { promise.set_value(outcome); });
+  return promise.get_future().get();
+}
+
+SqlTask Task(SqlTask::Kind kind, std::vector<SqlStatement> statements, std::string xid = "") {
+  SqlTask task;
+  task.kind = kind;
+  task.database = "registry";
+  task.statements = std::move(statements);
+  task.xid = std::move(xid);
+  return task;
+}
+
+std::string Tag(const EffectOutcome& outcome) {
+  const Value* tags = outcome.value.AsMap().Find("tags");
+  return tags != nullptr ? tags->AsList()[0].AsString() : "";
+}
+
+TEST(SqlExecutorTest, RunsPreparesFinishesAndClassifiesFailures) {
+  ASSERT_EQ(Server().CreateDatabase("executor"), "");
+  SqlExecutor executor(Catalog("databases:\n  registry: \"" + Server().Uri("executor") +
+                               "\"\n  down: \"postgresql://u:pw-secret@127.0.0.1:1/x"
+                               "?connect_timeout=2\"\n"));
+
+  // Committed statements, with the last one's rows at the top level.
+  EffectOutcome run = RunTask(
+      executor, Task(SqlTask::Kind::kExec, {{"CREATE TABLE t (k TEXT PRIMARY KEY, v INT)", {}},
+                                            {"INSERT INTO t VALUES ($1, $2)", {"a", 1}},
+                                            {"SELECT k, v FROM t", {}}}));
+  ASSERT_TRUE(run.ok) << DebugString(run.value);
+  const Map& result = run.value.AsMap();
+  EXPECT_EQ(result.Find("results")->AsList().size(), 3u);
+  EXPECT_EQ(result.Find("row_count")->AsInt(), 1);
+  EXPECT_EQ(result.Find("rows")->AsList()[0].AsMap().Find("v")->AsInt(), 1);
+
+  // A SQL error is definite: tagged, with the SQLSTATE and the statement's number.
+  EffectOutcome failed = RunTask(
+      executor,
+      Task(SqlTask::Kind::kExec, {{"SELECT 1", {}}, {"INSERT INTO t VALUES ('a', 2)", {}}}));
+  ASSERT_FALSE(failed.ok);
+  EXPECT_EQ(Tag(failed), "SqlError");
+  EXPECT_EQ(failed.value.AsMap().Find("sqlstate")->AsString(), "23505");
+  EXPECT_EQ(failed.value.AsMap().Find("statement")->AsInt(), 2);
+
+  // Prepared under a gid: invisible until COMMIT PREPARED; a second commit reports missing.
+  const std::string xid = "atomflow:exec-1:release#1:1";
+  SqlTask prepare = Task(SqlTask::Kind::kPrepare, {{"INSERT INTO t VALUES ('b', 2)", {}}}, xid);
+  ASSERT_TRUE(RunTask(executor, prepare).ok);
+  EXPECT_EQ(Server().Query("executor", "SELECT count(*) FROM t"), "1");
+  // A resumed prepare replaces what an earlier process may have prepared under the gid.
+  prepare.resumed = true;
+  EffectOutcome again = RunTask(executor, prepare);
+  ASSERT_TRUE(again.ok) << DebugString(again.value);
+  EffectOutcome commit = RunTask(executor, Task(SqlTask::Kind::kCommitPrepared, {}, xid));
+  ASSERT_TRUE(commit.ok);
+  EXPECT_FALSE(commit.value.AsMap().Find("missing")->AsBool());
+  EXPECT_EQ(Server().Query("executor", "SELECT count(*) FROM t"), "2");
+  commit = RunTask(executor, Task(SqlTask::Kind::kCommitPrepared, {}, xid));
+  EXPECT_TRUE(commit.value.AsMap().Find("missing")->AsBool());
+  EffectOutcome rollback = RunTask(executor, Task(SqlTask::Kind::kRollbackPrepared, {}, xid));
+  EXPECT_TRUE(rollback.ok && rollback.value.AsMap().Find("missing")->AsBool());
+
+  // A rollback sent while its gid's prepare still runs waits for it instead of overtaking it
+  // (a transaction timeout cuts a prepare off and aborts at once).
+  const std::string late = "atomflow:exec-2:release#1:1";
+  std::promise<EffectOutcome> prepared_late;
+  executor.Submit(Task(SqlTask::Kind::kPrepare,
+                       {{"SELECT pg_sleep(0.3)", {}}, {"INSERT INTO t VALUES ('c', 3)", {}}}, late),
+                  [&](EffectOutcome outcome) { prepared_late.set_value(outcome); });
+  EffectOutcome undone = RunTask(executor, Task(SqlTask::Kind::kRollbackPrepared, {}, late));
+  EXPECT_TRUE(prepared_late.get_future().get().ok);
+  ASSERT_TRUE(undone.ok);
+  EXPECT_FALSE(undone.value.AsMap().Find("missing")->AsBool());
+  EXPECT_EQ(Server().Query("postgres", "SELECT count(*) FROM pg_prepared_xacts"), "0");
+
+  // A refused connection is unknown; its message hides the password.
+  SqlTask refused = Task(SqlTask::Kind::kExec, {{"SELECT 1", {}}});
+  refused.database = "down";
+  EffectOutcome down = RunTask(executor, refused);
+  EXPECT_EQ(Tag(down), "ConnectionError");
+  EXPECT_EQ(DebugString(down.value).find("pw-secret"), std::string::npos);
+
+  // An unknown name is a definite mistake that names it.
+  SqlTask unknown = Task(SqlTask::Kind::kExec, {{"SELECT 1", {}}});
+  unknown.database = "nope";
+  EffectOutcome missing_db = RunTask(executor, unknown);
+  EXPECT_EQ(Tag(missing_db), "ValueError");
+  EXPECT_NE(DebugString(missing_db.value).find("'nope'"), std::string::npos);
+}
+
+// Two databases and a staged file in one transaction; `fail` raises after every branch is in.
+const char kReleaseWorkflow[] = R"yaml(
+main:
+  params: [args]
+  steps:
+    - release:
+        transaction:
+          steps:
+            - stage_model:
+                call: atomflow.files.write
+                args:
+                  path: ${args.path}
+                  content: "weights"
+            - register:
+                call: atomflow.sql.exec
+                args:
+                  database: registry
+                  statements:
+                    - {sql: "INSERT INTO models VALUES ($1, $2)", params: ["cancer", 3]}
+                    - "SELECT name, version FROM models"
+                result: registered
+            - audit:
+                call: atomflow.sql.exec
+                args: {database: audit, statements: ["INSERT INTO events VALUES ('released')"]}
+            - smoke_test:
+                switch:
+                  - condition: ${args.fail}
+                    raise: "smoke test failed"
+    - done:
+        return: ${registered.rows[0].version}
+)yaml";
+
+// A prepare that fails definitely aborts the transaction even when the workflow catches it.
+const char kCaughtFailureWorkflow[] = R"yaml(
+main:
+  steps:
+    - release:
+        transaction:
+          steps:
+            - register:
+                call: atomflow.sql.exec
+                args: {database: registry, statements: ["INSERT INTO models VALUES ('x', 1)"]}
+            - bad:
+                try:
+                  call: atomflow.sql.exec
+                  args: {database: audit, statements: ["INSERT INTO no_such_table VALUES (1)"]}
+                except:
+                  as: e
+                  steps:
+                    - ignore:
+                        assign:
+                          - ignored: ${e.sqlstate}
+    - done:
+        return: "not reached"
+)yaml";
+
+// Outside a transaction: committed at once; a SQL error carries its SQLSTATE.
+const char kPlainWorkflow[] = R"yaml(
+main:
+  steps:
+    - insert:
+        call: atomflow.sql.exec
+        args: {database: audit, statements: ["INSERT INTO events VALUES ('plain')"]}
+    - duplicate:
+        try:
+          call: atomflow.sql.exec
+          args: {database: audit, statements: ["SELECT 1", "SELECT * FROM missing_table"]}
+        except:
+          as: e
+          steps:
+            - report:
+                return: '${[e.tags[0], e.sqlstate, e.statement]}'
+)yaml";
+
+class SqlBranchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* name : {"registry", "audit"}) {
+      ASSERT_EQ(Server().CreateDatabase(name), "");
+    }
+    ASSERT_EQ(
+        Server().Query("registry", "CREATE TABLE models (name TEXT PRIMARY KEY, version INT)"), "");
+    ASSERT_EQ(Server().Query("audit", "CREATE TABLE events (what TEXT)"), "");
+    catalog_ = Catalog("databases:\n  registry: \"" + Server().Uri("registry") + "\"\n  audit: \"" +
+                       Server().Uri("audit") + "\"\n");
+  }
+
+  store::ExecutionRecord Run(const char* source, Value argument) {
+    Result<std::shared_ptr<const lang::Workflow>> workflow =
+        lang::LoadWorkflow("release.yaml", source);
+    EXPECT_TRUE(workflow.ok()) << workflow.message();
+    return atomflow::testing::RunToEnd(*workflow, std::move(argument), dir_.path(),
+                                       ConnectorsFactory(catalog_), &progress_);
+  }
+
+  std::string Rows(const std::string& database, const std::string& table) {
+    return Server().Query(database, "SELECT count(*) FROM " + table);
+  }
+
+  std::string Prepared() {
+    return Server().Query("postgres",
+                          "SELECT count(*) FROM "
+                          "pg_prepared_xacts");
+  }
+
+  DatabaseCatalog catalog_;
+  atomflow::testing::TempDir dir_;
+  atomflow::testing::RecordingProgress progress_;
+};
+
+TEST_F(SqlBranchTest, TwoDatabasesAndAFileCommitOrAbortTogether) {
+  std::string model = (dir_.path() / "models" / "model.bin").string();
+
+  // Aborted by a later step: no rows anywhere, no file, nothing left prepared.
+  store::ExecutionRecord aborted =
+      Run(kReleaseWorkflow, Value(Map{{"path", Value(model)}, {"fail", Value(true)}}));
+  EXPECT_EQ(aborted.state, "FAILED");
+  EXPECT_NE(aborted.error.find("TransactionAborted"), std::string::npos) << aborted.error;
+  EXPECT_EQ(Rows("registry", "models"), "0");
+  EXPECT_EQ(Rows("audit", "events"), "0");
+  EXPECT_FALSE(fs::exists(model));
+  EXPECT_EQ(Prepared(), "0");
+
+  // Committed: both rows and the file; the workflow saw the prepared statement's rows.
+  store::ExecutionRecord committed =
+      Run(kReleaseWorkflow, Value(Map{{"path", Value(model)}, {"fail", Value(false)}}));
+  ASSERT_EQ(committed.state, "SUCCEEDED") << committed.error;
+  EXPECT_EQ(committed.result, "3");
+  EXPECT_EQ(Rows("registry", "models"), "1");
+  EXPECT_EQ(Rows("audit", "events"), "1");
+  EXPECT_TRUE(fs::exists(model));
+  EXPECT_EQ(Prepared(), "0");
+
+  // A definite prepare failure, caught inside the block, still aborts it.
+  Server().Query("registry", "DELETE FROM models");
+  store::ExecutionRecord caught = Run(kCaughtFailureWorkflow, Value());
+  EXPECT_EQ(caught.state, "FAILED");
+  EXPECT_NE(caught.error.find("TransactionAborted"), std::string::npos) << caught.error;
+  EXPECT_NE(caught.error.find("42P01"), std::string::npos) << caught.error;
+  EXPECT_EQ(Rows("registry", "models"), "0");
+  EXPECT_EQ(Prepared(), "0");
+
+  // Outside a transaction.
+  store::ExecutionRecord plain = Run(kPlainWorkflow, Value());
+  ASSERT_EQ(plain.state, "SUCCEEDED") << plain.error;
+  EXPECT_EQ(plain.result, R"(["SqlError","42P01",2])");
+  EXPECT_EQ(Rows("audit", "events"), "2");
+
+  // The journal names databases, never their connection strings.
+  Result<std::unique_ptr<store::Store>> store =
+      store::OpenSqliteStore((dir_.path() / "atomflow.db").string());
+  ASSERT_TRUE(store.ok());
+  Result<std::vector<store::JournalEntry>> journal = (*store)->ReadJournal(committed.id);
+  ASSERT_TRUE(journal.ok());
+  for (const store::JournalEntry& entry : *journal) {
+    EXPECT_EQ(entry.payload.dump().find("postgresql://"), std::string::npos) << entry.payload;
+  }
+  EXPECT_TRUE(JournalCommits(*journal, "atomflow:" + committed.id + ":release#1:2"));
+  EXPECT_FALSE(JournalCommits(*journal, "atomflow:" + committed.id + ":release#1:9"));
+
+  // Recovery of a prepared transaction nobody drives: an unknown execution's gid rolls back.
+  SqlConnection* raw = nullptr;
+  Result<std::unique_ptr<SqlConnection>> conn = SqlConnection::Open(Server().Uri("registry"));
+  ASSERT_TRUE(conn.ok());
+  raw = conn->get();
+  ASSERT_TRUE(raw->RunPrepared({{"INSERT INTO models VALUES ('orphan', 1)", {}}},
+                               "atomflow:no-such-execution:release#1:1")
+                  .ok());
+  std::vector<PreparedResolution> resolved = ResolvePreparedTransactions(**store, catalog_);
+  ASSERT_EQ(resolved.size(), 1u);
+  EXPECT_EQ(resolved[0].outcome, "rolled back");
+  EXPECT_EQ(Prepared(), "0");
+  EXPECT_EQ(Rows("registry", "models"), "0");
+}
+
+}  // namespace
+}  // namespace atomflow::connectors
