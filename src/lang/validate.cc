@@ -149,7 +149,7 @@ void Validator::CollectSteps(const Block& block, const std::string& parent) {
       if (!inserted) {
         diagnostics_.Error(step->pos, "duplicate step name '" + step->name + "' (first at line " +
                                           std::to_string(it->second.pos.line) +
-                                          "); step names are unique within a workflow");
+                                          "); step names are unique within a routine");
       }
     }
     const std::string& holder = step->name.empty() ? parent : step->name;

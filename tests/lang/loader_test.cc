@@ -605,7 +605,7 @@ TEST(LoaderErrorTest, KeysThatNeedAnotherKey) {
 TEST(LoaderErrorTest, DuplicateStepNames) {
   EXPECT_EQ(LoadError("- a: {assign: [{x: 1}]}\n- b: {return: 1}\n- a: {return: 2}\n"),
             "w.yaml:3:3: duplicate step name 'a' (first at line 1); step names are unique within a "
-            "workflow");
+            "routine");
 }
 
 TEST(LoaderErrorTest, StepShape) {
