@@ -29,6 +29,9 @@ def parse_args():
     parser.add_argument("--data", help="the CSV to train on (default: scikit-learn's copy)")
     parser.add_argument("--min-accuracy", type=float, help="the release gate (default 0.9)")
     parser.add_argument("--fail-at", choices=["smoke_test"], help="make a step fail")
+    parser.add_argument("--registry-database", metavar="NAME",
+                        help="keep the registry in this PostgreSQL database (configured in "
+                             "atomflow.yaml or ATOMFLOW_DATABASE_<NAME>), registered by 2PC")
     return parser.parse_args()
 
 
@@ -58,7 +61,8 @@ class ModelServer:
 
 def pipeline_argument(args, work_dir, server_url):
     argument = {"work_dir": work_dir, "server_url": server_url}
-    optional = {"data": args.data, "min_accuracy": args.min_accuracy, "fail_at": args.fail_at}
+    optional = {"data": args.data, "min_accuracy": args.min_accuracy, "fail_at": args.fail_at,
+                "registry_database": args.registry_database}
     argument.update({key: value for key, value in optional.items() if value is not None})
     return argument
 
@@ -132,7 +136,7 @@ def transaction_outcome(description, run):
     return "not reached"
 
 
-def print_summary(run, description, work_dir, served):
+def print_summary(run, description, work_dir, served, registry_database=None):
     run_id = run.get("id", "?")
     print(f"\n=== execution {run_id}: {run.get('state')} ===")
     print_steps(description)
@@ -143,9 +147,14 @@ def print_summary(run, description, work_dir, served):
     metrics = result.get("metrics")
     if metrics:
         print(f"metrics      accuracy {metrics['accuracy']}, roc_auc {metrics['roc_auc']}")
-    version = registry_version(work_dir, run_id)
+    if registry_database:
+        version = result.get("version")
+        where = f"PostgreSQL database '{registry_database}', two-phase commit"
+    else:
+        version = registry_version(work_dir, run_id)
+        where = os.path.join(work_dir, "registry.db")
     print(f"registry     {f'version {version}' if version else 'no version for this run'}"
-          f"  ({os.path.join(work_dir, 'registry.db')})")
+          f"  ({where})")
     print(f"transaction  {transaction_outcome(description, run)}")
     published = os.path.join(work_dir, "lake", "models", run_id, "model.pkl")
     print(f"model file   {published if os.path.exists(published) else 'not published'}")
@@ -171,7 +180,8 @@ def main():
         if run.get("id"):
             _, description = atomflow(args.atomflow, "executions", "describe", run["id"],
                                       "--json", store=store)
-        print_summary(run, description, work_dir, server.current_model())
+        print_summary(run, description, work_dir, server.current_model(),
+                      args.registry_database)
     finally:
         server.stop()
     sys.exit(status)

@@ -10,7 +10,7 @@ from pipeline_harness import PipelineTestCase
 
 # Where atomflow kills itself: while a job runs, with a transaction branch recorded but its
 # effect not started, right after the commit decision, right after an effect's result is stored.
-COMMIT_CRASH_POINTS = ["job_started:train", "branch:register", "decision", "effect:deploy"]
+COMMIT_CRASH_POINTS = ["job_started:train", "branch:register_job", "decision", "effect:deploy"]
 
 
 class CrashResumeTest(PipelineTestCase):
