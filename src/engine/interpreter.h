@@ -34,6 +34,10 @@ struct Flow {
   static Flow Return(Value value) { return {Kind::kReturn, "", std::move(value)}; }
 };
 
+// The loop values of `range: [a, b]`: inclusive, step 1, integers when both ends are (else
+// doubles); TypeError for anything but two numbers. Shared by `for` and parallel `for`.
+List RangeValues(const Value& range);
+
 // The variables of one routine call. Also the expression evaluator's view of them: calls to
 // subworkflows and effect functions inside expressions are answered from `memo`, filled by
 // the interpreter one call at a time (see Interpreter::EvalSlow).

@@ -52,23 +52,6 @@ int ParallelDepthOf(const lang::Block& block) {
   return depth;
 }
 
-// The loop values of `range: [a, b]`: inclusive, step 1, ints or doubles (as a plain for).
-List RangeValues(const Value& range) {
-  if (!range.is_list() || range.AsList().size() != 2 || !range.AsList()[0].is_number() ||
-      !range.AsList()[1].is_number()) {
-    lang::Raise("TypeError", "range must be a list of two numbers, got " + DebugString(range));
-  }
-  const Value& from = range.AsList()[0];
-  const Value& to = range.AsList()[1];
-  List values;
-  if (from.is_int() && to.is_int()) {
-    for (int64_t v = from.AsInt(); v <= to.AsInt(); ++v) values.emplace_back(v);
-  } else {
-    for (double v = from.AsNumber(); v <= to.AsNumber(); v += 1.0) values.emplace_back(v);
-  }
-  return values;
-}
-
 std::string MessageOf(const Value& error) {
   if (error.is_string()) return error.AsString();
   if (error.is_map()) {

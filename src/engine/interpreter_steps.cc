@@ -6,6 +6,7 @@
 #include "engine/engine.h"
 #include "engine/execution.h"
 #include "engine/interpreter.h"
+#include "lang/limits.h"
 
 namespace atomflow::engine {
 
@@ -65,7 +66,10 @@ void AssignPath(Value& container, const lang::AssignTarget& target, size_t i, Va
   AssignPath(list[index], target, i + 1, std::move(value), frame);
 }
 
-// The loop values of `range: [a, b]`: inclusive, step 1, ints or doubles.
+}  // namespace
+
+// Every iteration runs at least one step, so a loop can never get past the step limit: the
+// values stop there, and `range: [1, 1e12]` costs no more memory than `[1, 100001]`.
 List RangeValues(const Value& range) {
   if (!range.is_list() || range.AsList().size() != 2 || !range.AsList()[0].is_number() ||
       !range.AsList()[1].is_number()) {
@@ -73,14 +77,21 @@ List RangeValues(const Value& range) {
   }
   const Value& from = range.AsList()[0];
   const Value& to = range.AsList()[1];
+  constexpr size_t kMaxValues = lang::kMaxStepsPerExecution + 1;
   List values;
   if (from.is_int() && to.is_int()) {
-    for (int64_t v = from.AsInt(); v <= to.AsInt(); ++v) values.emplace_back(v);
+    for (int64_t v = from.AsInt(); v <= to.AsInt() && values.size() < kMaxValues; ++v) {
+      values.emplace_back(v);
+    }
   } else {
-    for (double v = from.AsNumber(); v <= to.AsNumber(); v += 1.0) values.emplace_back(v);
+    for (double v = from.AsNumber(); v <= to.AsNumber() && values.size() < kMaxValues; v += 1.0) {
+      values.emplace_back(v);
+    }
   }
   return values;
 }
+
+namespace {
 
 // The flow after a step that ended normally: its `next` (a step, end, break or continue).
 Flow StepNext(const lang::Step& step) {
