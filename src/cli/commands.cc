@@ -255,7 +255,6 @@ Json Describe(const store::ExecutionRecord& record,
   out["duration_ms"] = record.end_time_ms ? record.end_time_ms - record.start_time_ms : 0;
   out["argument"] = ParseOrNull(record.argument);
   Json steps = Json::array();
-  std::map<std::string, Json> transactions;
   for (const store::JournalEntry& entry : journal) {
     const Json& p = entry.payload;
     if (entry.kind == "step") {
@@ -267,23 +266,10 @@ Json Describe(const store::ExecutionRecord& record,
                        {"start_time", Rfc3339(start)},
                        {"end_time", Rfc3339(end)},
                        {"duration_ms", end - start}});
-      continue;
     }
-    // Effect intents carry a gid too, empty outside a transaction: only named ones count.
-    if (!p.is_object() || p.value("gid", "").empty()) continue;
-    Json& txn = transactions[p.value("gid", "")];
-    txn["gid"] = p.value("gid", "");
-    if (entry.kind == "txn_begin") txn["step"] = p.value("step", "");
-    if (entry.kind == "branch") txn["branches"].push_back(p);
-    if (entry.kind == "decision") txn["decision"] = p.value("decision", "");
-    if (entry.kind == "txn_end") txn["state"] = p.value("state", "");
   }
   out["steps"] = steps;
-  out["transactions"] = Json::array();
-  for (auto& [gid, txn] : transactions) {
-    if (!txn.contains("state")) txn["state"] = txn.contains("decision") ? "DECIDED" : "ACTIVE";
-    out["transactions"].push_back(txn);
-  }
+  out["transactions"] = TransactionsJson(record, journal);  // as `atomflow txn` sees them
   return out;
 }
 

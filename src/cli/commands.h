@@ -6,6 +6,7 @@
 
 #include "common/status.h"
 #include "engine/engine.h"
+#include "store/store.h"
 
 namespace atomflow::cli {
 
@@ -29,6 +30,9 @@ int ListCommand(const CommonOptions& options, const std::string& state);
 int DescribeCommand(const CommonOptions& options, const std::string& execution_id);
 
 // txn_commands.cc: global transactions across the store's executions.
+// The transactions of one execution as its journal records them, resolutions included.
+Json TransactionsJson(const store::ExecutionRecord& record,
+                      const std::vector<store::JournalEntry>& journal);
 int TxnListCommand(const CommonOptions& options, const std::string& state);
 int TxnDescribeCommand(const CommonOptions& options, const std::string& gid);
 int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool retry,

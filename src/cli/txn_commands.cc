@@ -1,5 +1,6 @@
 // `atomflow txn list|describe|resolve`: global transactions as the journals record them, and
 // the operator's way out of COMPENSATION_FAILED.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -42,7 +43,7 @@ void ApplyEntry(const store::JournalEntry& entry, TxnView& txn) {
     // A branch may be recorded again as it progresses (registered, then its action's
     // outcome): the latest record describes it.
     Json branch = p;
-    branch["compensated"] = false;
+    if (branch.value("kind", "") == "compensable") branch["compensated"] = false;
     for (Json& known : txn.branches) {
       if (known.value("branch", "") == branch.value("branch", "")) {
         known = branch;
@@ -74,7 +75,7 @@ std::vector<TxnView> TransactionsOf(const store::ExecutionRecord& record,
   for (const store::JournalEntry& entry : journal) {
     const Json& p = entry.payload;
     std::string gid = p.is_object() ? p.value("gid", "") : "";
-    if (entry.kind == "result") {
+    if (entry.kind == "result" || entry.kind == "operator_result") {
       auto found = compensations.find(entry.key);
       if (found != compensations.end() && p.value("ok", false)) {
         MarkCompensated(views[by_gid[found->second.first]], found->second.second);
@@ -82,7 +83,8 @@ std::vector<TxnView> TransactionsOf(const store::ExecutionRecord& record,
       continue;
     }
     if (gid.empty()) continue;
-    if (entry.kind == "intent" && p.value("op", "") == "compensate") {
+    bool intent = entry.kind == "intent" || entry.kind == "operator_intent";
+    if (intent && p.value("op", "") == "compensate") {
       compensations[entry.key] = {gid, p.value("branch", "")};
       continue;
     }
@@ -137,15 +139,19 @@ Result<TxnView> FindTransaction(store::Store& store, const std::string& gid) {
   return Status::Error("no transaction '" + gid + "' in the store (atomflow txn list)");
 }
 
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 Status AppendDurably(store::Store& store, const std::string& execution_id, std::string kind,
                      std::string key, Json payload) {
   store::JournalEntry entry;
   entry.kind = std::move(kind);
   entry.key = std::move(key);
   entry.payload = std::move(payload);
-  entry.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+  entry.time_ms = NowMs();
   Status appended;
   store.Append(execution_id, std::move(entry), [&appended](Status status) { appended = status; });
   Status flushed = store.Flush();
@@ -163,7 +169,9 @@ bool RetryCompensations(engine::Engine& engine, const TxnView& txn) {
     const Json& undo = branch["undo"];
 
     engine::EffectRequest request;
-    request.key = "operator/" + branch_id;
+    // A key of its own per attempt: a participant that remembers answers by key must not
+    // hand back the failure of an earlier attempt.
+    request.key = "operator/" + branch_id + "/" + std::to_string(NowMs());
     request.step = branch.value("step", "");
     request.function = undo.value("function", "");
     request.args = FromJournalJson(undo.value("args", Json::object()));
@@ -189,7 +197,21 @@ void PrintTable(const std::vector<TxnView>& views) {
 
 }  // namespace
 
+Json TransactionsJson(const store::ExecutionRecord& record,
+                      const std::vector<store::JournalEntry>& journal) {
+  Json out = Json::array();
+  for (const TxnView& view : TransactionsOf(record, journal)) out.push_back(ToJson(view));
+  return out;
+}
+
 int TxnListCommand(const CommonOptions& options, const std::string& state) {
+  static const char* const kStates[] = {"ACTIVE", "DECIDED", "COMMITTED", "ABORTED",
+                                        "COMPENSATION_FAILED"};
+  if (!state.empty() &&
+      std::find(std::begin(kStates), std::end(kStates), state) == std::end(kStates)) {
+    return Invalid(options, "unknown transaction state '" + state +
+                                "' (ACTIVE, DECIDED, COMMITTED, ABORTED, COMPENSATION_FAILED)");
+  }
   Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
   if (!store.ok()) return Invalid(options, store.message());
   Result<std::vector<TxnView>> all = AllTransactions(**store);
@@ -233,8 +255,17 @@ int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool
     return Invalid(options, "transaction '" + gid + "' is " + txn->state +
                                 "; only a COMPENSATION_FAILED transaction can be resolved");
   }
+  // A commit never turns back: what is left of it is finishing, never undoing.
+  bool committed = txn->decision == "COMMIT";
+  if (committed && retry) {
+    return Invalid(options, "transaction '" + gid +
+                                "' was decided COMMIT: --retry runs undo "
+                                "steps and would undo committed work; finish the branches that "
+                                "did not land by hand, then record it with --mark-compensated");
+  }
 
-  std::string resolution = "marked compensated by an operator";
+  std::string resolution =
+      committed ? "finished by an operator" : "marked compensated by an operator";
   if (retry) {
     fprintf(stderr, "retrying the compensations of %s\n", gid.c_str());
     if (!RetryCompensations(**engine, *txn)) {
@@ -244,10 +275,11 @@ int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool
     }
     resolution = "compensations retried by an operator";
   }
+  std::string state = committed ? "COMMITTED" : "ABORTED";
   Status written = AppendDurably(store, txn->execution_id, "txn_resolved", "operator/" + gid,
-                                 {{"gid", gid}, {"state", "ABORTED"}, {"resolution", resolution}});
+                                 {{"gid", gid}, {"state", state}, {"resolution", resolution}});
   if (!written.ok()) return Invalid(options, written.message());
-  fprintf(stderr, "%s: ABORTED (%s)\n", gid.c_str(), resolution.c_str());
+  fprintf(stderr, "%s: %s (%s)\n", gid.c_str(), state.c_str(), resolution.c_str());
   return kExitSucceeded;
 }
 

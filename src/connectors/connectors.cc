@@ -144,6 +144,16 @@ void Connectors::PerformSql(const engine::EffectRequest& request,
   sql_.Submit(std::move(task).value(), std::move(done));
 }
 
+void Connectors::Forget(const std::string& execution_id) {
+  if (staging_root_.empty()) return;
+  std::string prefix = Sanitize(execution_id + "-");
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(staging_root_, error)) {
+    if (entry.path().filename().string().rfind(prefix, 0) != 0) continue;
+    std::filesystem::remove_all(entry.path(), error);  // best effort: it is garbage either way
+  }
+}
+
 void Connectors::Cancel(const std::string& execution_id, const engine::EffectRequest& request) {
   if (request.function == "atomflow.jobs.run") {
     jobs_.Cancel(JobId(execution_id, request), kJobCancelGrace);
@@ -190,25 +200,22 @@ EffectOutcome Connectors::PerformFile(const engine::EffectRequest& request,
 }
 
 std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
-                                                      const engine::EngineOptions&) {
-  const char* text = std::getenv(kHttpHostMapVariable);
-  Result<HttpHostMap> host_map = ParseHttpHostMap(text ? text : "");
-  if (!host_map.ok()) {
-    fprintf(stderr, "atomflow: %s: %s\n", kHttpHostMapVariable, host_map.message().c_str());
-    return std::make_unique<Connectors>(loop);
-  }
-  return std::make_unique<Connectors>(loop, std::move(host_map).value());
+                                                      const engine::EngineOptions& options) {
+  return ConnectorsFactory(DatabaseCatalog())(loop, options);
 }
 
 engine::Engine::HandlerFactory ConnectorsFactory(DatabaseCatalog databases) {
-  return [databases = std::move(databases)](engine::IoLoop* loop, const engine::EngineOptions&) {
+  return [databases = std::move(databases)](engine::IoLoop* loop,
+                                            const engine::EngineOptions& options) {
     const char* text = std::getenv(kHttpHostMapVariable);
     Result<HttpHostMap> host_map = ParseHttpHostMap(text ? text : "");
     if (!host_map.ok()) {
       fprintf(stderr, "atomflow: %s: %s\n", kHttpHostMapVariable, host_map.message().c_str());
-      return std::make_unique<Connectors>(loop, HttpHostMap{}, databases);
     }
-    return std::make_unique<Connectors>(loop, std::move(host_map).value(), databases);
+    auto connectors = std::make_unique<Connectors>(
+        loop, host_map.ok() ? std::move(host_map).value() : HttpHostMap{}, databases);
+    connectors->set_staging_root(options.staging_root);
+    return connectors;
   };
 }
 

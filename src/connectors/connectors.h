@@ -26,6 +26,10 @@ class Connectors : public engine::EffectHandler {
   void Perform(const engine::EffectRequest& request, engine::EffectContext context,
                std::function<void(engine::EffectOutcome)> done) override;
   void Cancel(const std::string& execution_id, const engine::EffectRequest& request) override;
+  // Removes the execution's staging folders: every staged file of a finished execution was
+  // published or discarded, so what is left there is what a killed process never journaled.
+  void Forget(const std::string& execution_id) override;
+  void set_staging_root(std::string root) { staging_root_ = std::move(root); }
 
   // The job id of a job effect: stable across replays, readable in folder listings.
   static std::string JobId(const std::string& execution_id, const engine::EffectRequest& request);
@@ -43,6 +47,7 @@ class Connectors : public engine::EffectHandler {
   HttpClient http_;
   JobRunner jobs_;
   SqlExecutor sql_;
+  std::string staging_root_;  // where staged files wait (EngineOptions::staging_root)
 };
 
 // The factory the engine takes. It reads the testing host map from ATOMFLOW_HTTP_HOST_MAP

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <optional>
+#include <string_view>
 
 namespace atomflow::connectors {
 
@@ -120,13 +121,48 @@ std::string QuoteLiteral(const std::string& text) {
   return quoted;
 }
 
+namespace {
+
+// The password of a connection string, "" when it has none. False when libpq cannot parse
+// the string: its parse error quotes the bad part, which may be the password itself.
+bool PasswordOf(const std::string& conninfo, std::string* password) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  if (options == nullptr) return false;
+  for (PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+    if (std::string_view(option->keyword) == "password" && option->val != nullptr) {
+      *password = option->val;
+    }
+  }
+  PQconninfoFree(options);
+  return true;
+}
+
+// A connection error as libpq words it, with the password cut out wherever it appears.
+std::string Redacted(std::string message, const std::string& password) {
+  while (!message.empty() && message.back() == '\n') message.pop_back();
+  if (password.empty()) return message;
+  for (size_t at = message.find(password); at != std::string::npos;
+       at = message.find(password, at)) {
+    message.replace(at, password.size(), "***");
+  }
+  return message;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<SqlConnection>> SqlConnection::Open(const std::string& conninfo) {
+  std::string password;
+  if (!PasswordOf(conninfo, &password)) {
+    return Status::Error(
+        "cannot connect to PostgreSQL: the connection string is malformed "
+        "(libpq cannot parse it; check its percent-encoding and quoting)");
+  }
   PGconn* conn = PQconnectdb(conninfo.c_str());
   if (conn == nullptr) return Status::Error("cannot allocate a PostgreSQL connection");
   if (PQstatus(conn) != CONNECTION_OK) {
-    // libpq's message names host, port and user, never the password.
-    std::string message = PQerrorMessage(conn);
-    while (!message.empty() && message.back() == '\n') message.pop_back();
+    std::string message = Redacted(PQerrorMessage(conn), password);
     PQfinish(conn);
     return Status::Error("cannot connect to PostgreSQL: " + message);
   }

@@ -67,6 +67,10 @@ class EffectHandler {
 
   // Asks a running effect to stop early (a job is cancelled); done still runs.
   virtual void Cancel(const std::string& execution_id, const EffectRequest& request) = 0;
+
+  // The execution has ended and its end is durable: whatever the handler kept for it on the
+  // side (staged files a killed process wrote and never journaled) can go.
+  virtual void Forget(const std::string& execution_id) { (void)execution_id; }
 };
 
 }  // namespace atomflow::engine

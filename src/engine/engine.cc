@@ -381,7 +381,9 @@ EffectOutcome Engine::PerformNow(const std::string& execution_id, EffectRequest 
     store_->Append(execution_id, std::move(entry), nullptr);
     return store_->Flush();
   };
-  Status intent = append("intent", request.key,
+  // Kinds of their own: a replay of the execution (it may still be ACTIVE) must not take these
+  // for effects of its own.
+  Status intent = append("operator_intent", request.key,
                          {{"function", request.function},
                           {"step", request.step},
                           {"args", ToJournalJson(request.args)},
@@ -401,7 +403,7 @@ EffectOutcome Engine::PerformNow(const std::string& execution_id, EffectRequest 
                     [&done](EffectOutcome result) { done.set_value(std::move(result)); });
   EffectOutcome result = outcome.get();
 
-  Status journaled = append("result", request.key,
+  Status journaled = append("operator_result", request.key,
                             {{"function", request.function},
                              {"step", request.step},
                              {"ok", result.ok},
@@ -479,6 +481,7 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
   store_->Finish(execution->id(), state, result, error, [this, record](Status status) {
     // Finish also clears the owner. This runs on the store's writer thread: no store calls.
     if (!status.ok()) log::Error("finishing {} failed: {}", record.id, status.message());
+    if (status.ok()) handler_->Forget(record.id);
     std::lock_guard<std::mutex> lock(mutex_);
     done_[record.id] = record;
     active_.erase(record.id);

@@ -23,15 +23,11 @@ namespace {
 namespace fs = std::filesystem;
 using engine::EffectOutcome;
 
-// One server per test process, started on first use.
+// One server per test process, started on first use and stopped at exit.
 atomflow::testing::PostgresServer& Server() {
-  static atomflow::testing::PostgresServer* server = [] {
-    auto* started = new atomflow::testing::PostgresServer();
-    std::string error = started->Start();
-    EXPECT_EQ(error, "");
-    return started;
-  }();
-  return *server;
+  atomflow::testing::PostgresServer& server = atomflow::testing::SharedPostgresServer();
+  EXPECT_EQ(server.start_error(), "");
+  return server;
 }
 
 DatabaseCatalog Catalog(const std::string& yaml) {

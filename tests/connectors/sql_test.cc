@@ -16,20 +16,10 @@ namespace {
 // One server for the whole binary; each test gets a fresh database.
 class SqlTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new atomflow::testing::PostgresServer();
-    start_error_ = new std::string(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete start_error_;
-  }
-
   void SetUp() override {
-    ASSERT_EQ(*start_error_, "");
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    database_ = "t_" + name;
-    for (char& c : database_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    server_ = &atomflow::testing::SharedPostgresServer();
+    ASSERT_EQ(server_->start_error(), "");
+    database_ = atomflow::testing::TestDatabaseName();
     ASSERT_EQ(server_->CreateDatabase(database_), "");
     Result<std::unique_ptr<SqlConnection>> opened = SqlConnection::Open(server_->Uri(database_));
     ASSERT_TRUE(opened.ok()) << opened.message();
@@ -43,14 +33,10 @@ class SqlTest : public ::testing::Test {
 
   std::string Count() const { return server_->Query(database_, "SELECT count(*) FROM models"); }
 
-  static atomflow::testing::PostgresServer* server_;
-  static std::string* start_error_;
+  atomflow::testing::PostgresServer* server_ = nullptr;
   std::string database_;
   std::unique_ptr<SqlConnection> conn_;
 };
-
-atomflow::testing::PostgresServer* SqlTest::server_ = nullptr;
-std::string* SqlTest::start_error_ = nullptr;
 
 const char kInsert[] = "INSERT INTO models VALUES ($1, $2, $3, $4, $5)";
 
@@ -162,6 +148,16 @@ TEST(SqlConnectTest, RefusedConnectionSaysWhereAndHidesThePassword) {
   ASSERT_FALSE(opened.ok());
   EXPECT_NE(opened.message().find("127.0.0.1"), std::string::npos) << opened.message();
   EXPECT_EQ(opened.message().find("s3cret-pw"), std::string::npos) << opened.message();
+}
+
+// Regression: libpq's parse error quoted the malformed part of the string, which was the
+// password, and it went into the execution's error and the journal.
+TEST(SqlConnectTest, MalformedConnectionStringNeverQuotesThePassword) {
+  Result<std::unique_ptr<SqlConnection>> opened =
+      SqlConnection::Open("postgresql://app:S3cret%ZZpassword@127.0.0.1:1/registry");
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.message().find("malformed"), std::string::npos) << opened.message();
+  EXPECT_EQ(opened.message().find("S3cret"), std::string::npos) << opened.message();
 }
 
 TEST(SqlQuoteTest, DoublesQuotes) { EXPECT_EQ(QuoteLiteral("a'b"), "'a''b'"); }

@@ -32,6 +32,30 @@ main:
                 raise: "smoke test failed"
 """
 
+# A commit whose confirm keeps failing: decided COMMIT, then out of retries.
+CONFIRM_WORKFLOW = """
+main:
+  params: [args]
+  steps:
+    - release:
+        transaction:
+          steps:
+            - reserve:
+                tcc:
+                  try:
+                    call: http.post
+                    args:
+                      url: ${args.url + "/try"}
+                  confirm:
+                    call: http.post
+                    args:
+                      url: ${args.url + "/confirm"}
+                  cancel:
+                    call: http.post
+                    args:
+                      url: ${args.url + "/cancel"}
+"""
+
 
 class FlakyUndeployServer:
     """/deploy succeeds; /undeploy answers 503 until healthy is set. Records every call."""
@@ -45,7 +69,7 @@ class FlakyUndeployServer:
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.calls.append((self.path, self.headers.get("Atomflow-Op")))
-                ok = self.path != "/undeploy" or server.healthy.is_set()
+                ok = self.path not in ("/undeploy", "/confirm") or server.healthy.is_set()
                 self.send_response(200 if ok else 503)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -130,6 +154,32 @@ class TxnResolveTest(unittest.TestCase):
         self.assertEqual(unknown.returncode, 2)
         self.assertIn("no transaction 'no-such-gid'", unknown.stderr)
         self.assertEqual(self.transactions()[0]["state"], "COMPENSATION_FAILED")
+
+    def test_a_commit_that_ran_out_of_retries_is_never_undone(self):
+        """Regression: --retry ran the compensations of a transaction decided COMMIT, undoing
+        committed work, and then called it ABORTED."""
+        path = os.path.join(self.root, "confirm.yaml")
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(CONFIRM_WORKFLOW)
+        self.atomflow("run", path, "--json", "--data", json.dumps({"url": self.server.url}))
+        (stuck,) = [t for t in self.transactions("--state", "COMPENSATION_FAILED")
+                    if t["decision"] == "COMMIT"]
+        self.server.healthy.set()
+
+        refused = self.atomflow("txn", "resolve", stuck["gid"], "--retry")
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("decided COMMIT", refused.stderr)
+        self.assertEqual([p for p, _ in self.server.calls if p == "/cancel"], [])
+
+        finished = self.atomflow("txn", "resolve", stuck["gid"], "--mark-compensated")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        states = {t["gid"]: t["state"] for t in self.transactions()}
+        self.assertEqual(states[stuck["gid"]], "COMMITTED")
+
+    def test_unknown_state_filter_is_refused(self):
+        listed = self.atomflow("txn", "list", "--state", "BOGUS")
+        self.assertEqual(listed.returncode, 2)
+        self.assertIn("unknown transaction state 'BOGUS'", listed.stderr)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 #include "support/postgres_server.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -76,6 +78,11 @@ std::string PostgresServer::RunAsServerUser(const std::string& command) const {
 }
 
 std::string PostgresServer::Start() {
+  start_error_ = StartServer();
+  return start_error_;
+}
+
+std::string PostgresServer::StartServer() {
   std::string bin = ServerBinDir();
   if (bin.empty()) return "no PostgreSQL server under /usr/lib/postgresql (make setup)";
   char pattern[] = "/tmp/atomflow-pg-XXXXXX";
@@ -160,6 +167,20 @@ std::string PostgresServer::Query(const std::string& name, const std::string& sq
   }
   PQfinish(conn);
   return answer;
+}
+
+PostgresServer& SharedPostgresServer() {
+  static PostgresServer server;
+  static std::once_flag once;
+  std::call_once(once, [] { server.Start(); });  // the outcome stays in start_error()
+  return server;
+}
+
+std::string TestDatabaseName() {
+  std::string name = "t_";
+  name += ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
 }
 
 }  // namespace atomflow::testing

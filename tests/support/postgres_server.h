@@ -22,6 +22,8 @@ class PostgresServer {
 
   // Runs initdb and starts the server; returns an empty string, or what went wrong.
   std::string Start();
+  // What the last Start() returned.
+  const std::string& start_error() const { return start_error_; }
 
   int port() const { return port_; }
   // A libpq URI for database `name` on this server.
@@ -33,12 +35,22 @@ class PostgresServer {
   std::string Query(const std::string& name, const std::string& sql) const;
 
  private:
+  std::string StartServer();
   std::string RunAsServerUser(const std::string& command) const;
   bool WaitReady() const;
 
+  std::string start_error_ = "not started";
   std::string root_;  // the temporary folder: data/ and the socket
   int port_ = -1;
   pid_t pid_ = -1;
 };
+
+// The test process's server, started on first use and stopped when the process exits (a
+// server left running would outlive the test). Check start_error() before using it.
+PostgresServer& SharedPostgresServer();
+
+// "t_" and the running gtest test's name, lower case: a database name of its own per test,
+// so tests also pass when several run in one process.
+std::string TestDatabaseName();
 
 }  // namespace atomflow::testing

@@ -22,20 +22,10 @@ using Connection = std::unique_ptr<PGconn, decltype(&PQfinish)>;
 // log of business writes per test.
 class BarrierTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new atomflow::testing::PostgresServer();
-    start_error_ = new std::string(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete start_error_;
-  }
-
   void SetUp() override {
-    ASSERT_EQ(*start_error_, "");
-    // A database per test, so the tests also pass when run in one process.
-    database_ = "t_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    for (char& c : database_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    server_ = &atomflow::testing::SharedPostgresServer();
+    ASSERT_EQ(server_->start_error(), "");
+    database_ = atomflow::testing::TestDatabaseName();
     ASSERT_EQ(server_->CreateDatabase(database_), "");
     conn_ = Connect();
     ASSERT_EQ(PQstatus(conn_.get()), CONNECTION_OK);
@@ -77,14 +67,10 @@ class BarrierTest : public ::testing::Test {
                                          "' AND op = '" + op + "'");
   }
 
-  static atomflow::testing::PostgresServer* server_;
-  static std::string* start_error_;
+  atomflow::testing::PostgresServer* server_ = nullptr;
   std::string database_;
   Connection conn_{nullptr, &PQfinish};
 };
-
-atomflow::testing::PostgresServer* BarrierTest::server_ = nullptr;
-std::string* BarrierTest::start_error_ = nullptr;
 
 TEST_F(BarrierTest, InOrderOperationsApplyOnceAndRepeatsAreDuplicates) {
   // try then confirm, each retried: the business writes run once.

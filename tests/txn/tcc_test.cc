@@ -219,20 +219,10 @@ class TxnProgress : public testing::RecordingProgress {
 // database and a GPU participant per test, and workflows run in-process on a real engine.
 class TccTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new atomflow::testing::PostgresServer();
-    start_error_ = new std::string(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete start_error_;
-  }
-
   void SetUp() override {
-    ASSERT_EQ(*start_error_, "");
-    // A database per test, so the tests also pass when run in one process.
-    database_ = "t_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    for (char& c : database_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    server_ = &atomflow::testing::SharedPostgresServer();
+    ASSERT_EQ(server_->start_error(), "");
+    database_ = atomflow::testing::TestDatabaseName();
     ASSERT_EQ(server_->CreateDatabase(database_), "");
     participant_ = std::make_unique<GpuParticipant>(server_->Uri(database_), kPool);
     setenv("ATOMFLOW_SLEEP_SCALE", "0", 1);  // retry backoff runs at once
@@ -267,16 +257,12 @@ class TccTest : public ::testing::Test {
     return error.is_object() && error.contains("tags") ? error["tags"][0].get<std::string>() : "";
   }
 
-  static atomflow::testing::PostgresServer* server_;
-  static std::string* start_error_;
+  atomflow::testing::PostgresServer* server_ = nullptr;
   std::string database_;
   testing::TempDir temp_;
   TxnProgress progress_;
   std::unique_ptr<GpuParticipant> participant_;
 };
-
-atomflow::testing::PostgresServer* TccTest::server_ = nullptr;
-std::string* TccTest::start_error_ = nullptr;
 
 TEST_F(TccTest, CommitConfirmsOnceWithBranchHeaders) {
   store::ExecutionRecord record = Run(kReserveWorkflow, 2, false);
