@@ -188,8 +188,13 @@ Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* 
                    {"outcome", resolution.outcome}});
     if (resolution.outcome.rfind("failed", 0) == 0) *status = kExitFailed;
     if (!options.json) {
-      fprintf(stderr, "prepared transaction %s on %s: %s\n", resolution.xid.c_str(),
-              resolution.database.c_str(), resolution.outcome.c_str());
+      if (resolution.xid.empty()) {  // the database could not be asked at all
+        fprintf(stderr, "cannot list the prepared transactions of database %s: %s\n",
+                resolution.database.c_str(), resolution.outcome.c_str());
+      } else {
+        fprintf(stderr, "prepared transaction %s on %s: %s\n", resolution.xid.c_str(),
+                resolution.database.c_str(), resolution.outcome.c_str());
+      }
     }
   }
   return out;

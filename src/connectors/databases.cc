@@ -91,8 +91,12 @@ Result<std::string> DatabaseCatalog::ConnectionString(const std::string& name) c
   auto found = sources_.find(name);
   if (found == sources_.end()) {
     std::string file = config_path_.empty() ? "atomflow.yaml" : config_path_;
-    return Status::Error("unknown database '" + name + "': it is not under 'databases:' in " +
-                         file + " and " + variable + " is not set");
+    std::error_code error;
+    std::string where = std::filesystem::exists(file, error)
+                            ? "it is not under 'databases:' in " + file
+                            : "there is no " + file + " to name it";
+    return Status::Error("unknown database '" + name + "': " + where + " and " + variable +
+                         " is not set");
   }
   const DatabaseSource& source = found->second;
   if (source.secret_env.empty()) return source.conninfo;
