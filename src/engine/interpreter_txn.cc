@@ -70,6 +70,13 @@ Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
   }
   transactions_.pop_back();
   if (!failure && txn.rollback_cause()) failure = *txn.rollback_cause();  // a failed prepare
+  // Past the deadline at the commit point (a resumed process found the transaction undecided
+  // after it, say): the timeout wins, as it would have in the middle of the block.
+  if (!failure && transaction_deadline_ > 0 && !execution_->replaying() &&
+      execution_->engine()->NowSeconds() > transaction_deadline_) {
+    failure = lang::MakeError("TimeoutError",
+                              "transaction '" + step.name + "' passed its timeout undecided");
+  }
   std::string failed_step = failure ? error_step_ : "";
   error_step_.clear();
 

@@ -80,6 +80,29 @@ main:
 """
 
 
+DEADLINE_WORKFLOW = """
+main:
+  params: [args]
+  steps:
+    - release:
+        transaction:
+          timeout: 1
+          steps:
+            - deploy:
+                call: http.post
+                args:
+                  url: ${args.url + "/deploy"}
+                compensate:
+                  call: http.post
+                  args:
+                    url: ${args.url + "/undeploy"}
+    - after:
+        call: http.post
+        args:
+          url: ${args.url + "/after"}
+"""
+
+
 class HoldingServer:
     """Counts POSTs by path and idempotency key. The first /undeploy is held until release(),
     so the compensation is in flight when the test kills atomflow."""
@@ -248,6 +271,31 @@ class CancelResumeTest(unittest.TestCase):
         while self.journal_kinds(execution_id).count(kind) < min_count:
             self.assertLess(time.monotonic(), deadline, f"no {kind} record in the journal")
             time.sleep(0.02)
+
+    def test_undecided_transaction_found_past_its_deadline_aborts(self):
+        """Guarantee: a transaction left undecided by a crash and resumed after its deadline
+        aborts (its deploy is undone) instead of committing late."""
+        with open(self.workflow, "w", encoding="utf-8") as file:
+            file.write(DEADLINE_WORKFLOW)
+        env = dict(os.environ, ATOMFLOW_CRASH_AT="effect:deploy")
+        crashed = subprocess.run(
+            [BINARY, "run", self.workflow, "--json", "--store", self.store,
+             "--data", json.dumps({"url": self.server.url})],
+            cwd=self.root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        self.assertEqual(crashed.returncode, -signal.SIGKILL, crashed.stderr)
+        self.server.released.set()
+        time.sleep(1.2)  # the transaction's one-second timeout passes while nobody drives it
+
+        resumed = Outcome(subprocess.run(
+            [BINARY, "executions", "resume", self.execution_id(), "--json",
+             "--store", self.store],
+            cwd=self.root, capture_output=True, text=True, timeout=RUN_TIMEOUT))
+
+        self.assertEqual(resumed.state, "FAILED", resumed.describe())
+        self.assertIn("TransactionAborted", resumed.error["tags"])
+        self.assertEqual(resumed.error["cause"]["tags"], ["TimeoutError"])
+        self.assertEqual(self.server.paths()["/after"], 0)
+        self.assertEqual(self.server.paths()["/undeploy"], 1)
 
 
 if __name__ == "__main__":
