@@ -518,7 +518,9 @@ void WorkflowLoader::LoadBackoff(const YAML::Node& node, RetrySpec& retry) {
     const KeyedMap::Entry* entry = keys.Find(field.key);
     if (entry == nullptr) continue;
     *field.slot = LoadTemplate(entry->value);
-    CheckNumber(**field.slot, "'" + std::string(field.key) + "'", false, field.zero_allowed);
+    std::string what = "'";  // appended piecewise: g++ 12 warns falsely about "'" + string
+    what.append(field.key).append("'");
+    CheckNumber(**field.slot, what, false, field.zero_allowed);
   }
 }
 
