@@ -3,8 +3,6 @@ is being undone, then resumes it: the cancellation must survive the crash. A res
 finish the abort (compensate once, never commit) rather than carry on as if nobody had
 cancelled, or fail because its journal no longer matches."""
 
-import collections
-import http.server
 import json
 import os
 import shutil
@@ -17,6 +15,7 @@ import time
 import unittest
 
 from pipeline_harness import BINARY, RUN_TIMEOUT, Outcome
+from recording_server import RecordingServer
 
 # deploy is compensated by undeploy; the sleep is where the cancel arrives; after the block,
 # /after must never be called for a cancelled execution.
@@ -103,58 +102,27 @@ main:
 """
 
 
-class HoldingServer:
-    """Counts POSTs by path and idempotency key. The first /undeploy is held until release(),
-    so the compensation is in flight when the test kills atomflow."""
+class HoldingServer(RecordingServer):
+    """The first /undeploy is held until released is set, so the compensation is in flight
+    when the test kills atomflow."""
 
     def __init__(self):
-        self.requests = []
-        self.lock = threading.Lock()
         self.released = threading.Event()
         self.undeploy_arrived = threading.Event()
         self.deploy_arrived = threading.Event()
-        server = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with server.lock:
-                    server.requests.append((self.path, self.headers.get("Idempotency-Key")))
-                    calls = sum(1 for path, _ in server.requests if path == self.path)
-                if self.path == "/deploy":
-                    server.deploy_arrived.set()
-                if self.path == "/undeploy" and calls == 1:
-                    server.undeploy_arrived.set()
-                    server.released.wait(timeout=RUN_TIMEOUT)
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"{}")
-                except OSError:  # atomflow died while the request was held
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def answer(self, path, nth):
+        if path == "/deploy":
+            self.deploy_arrived.set()
+        if path == "/undeploy" and nth == 1:
+            self.undeploy_arrived.set()
+            self.released.wait(timeout=RUN_TIMEOUT)
+        return 200
 
     def stop(self):
         self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def paths(self):
-        with self.lock:
-            return collections.Counter(path for path, _ in self.requests)
-
-    def keys(self, path):
-        with self.lock:
-            return {key for p, key in self.requests if p == path}
+        super().stop()
 
 
 class CancelResumeTest(unittest.TestCase):

@@ -3,19 +3,17 @@
 all lands once; aborted by a later step, none of it does. Two processes resuming the same
 crashed execution at once: one drives phase two, the other is refused."""
 
-import collections
-import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import unittest
 
 from pipeline_harness import BINARY, RUN_TIMEOUT
 from postgres_cluster import PostgresCluster
+from recording_server import RecordingServer
 
 WORKFLOW = """
 main:
@@ -63,41 +61,6 @@ main:
 """
 
 
-class TccParticipant:
-    """Counts try/confirm/cancel and keeps the transaction headers of each request."""
-
-    def __init__(self):
-        self.calls = []
-        self.lock = threading.Lock()
-        participant = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with participant.lock:
-                    participant.calls.append((self.path, self.headers.get("Atomflow-Op"),
-                                              self.headers.get("Atomflow-Gid")))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def paths(self):
-        with self.lock:
-            return collections.Counter(path for path, _, _ in self.calls)
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 class MixedTransactionTest(unittest.TestCase):
 
     @classmethod
@@ -123,7 +86,7 @@ class MixedTransactionTest(unittest.TestCase):
         with open(self.workflow, "w", encoding="utf-8") as file:
             file.write(WORKFLOW)
         self.report = os.path.join(self.root, "out", "report.json")
-        self.participant = TccParticipant()
+        self.participant = RecordingServer()  # the TCC participant: every call succeeds
         self.addCleanup(self.participant.stop)
         self.env = dict(os.environ, ATOMFLOW_SLEEP_SCALE="0",
                         ATOMFLOW_DATABASE_REGISTRY=self.cluster.uri(self.registry),
@@ -156,8 +119,8 @@ class MixedTransactionTest(unittest.TestCase):
         with open(self.report, encoding="utf-8") as report:
             self.assertEqual(json.load(report), {"run": "r1"})
         self.assertEqual(self.participant.paths(), {"/try": 1, "/confirm": 1})
-        self.assertEqual({op for _, op, _ in self.participant.calls}, {"try", "confirm"})
-        self.assertEqual(len({gid for _, _, gid in self.participant.calls}), 1)
+        self.assertEqual(set(self.participant.ops()), {"try", "confirm"})
+        self.assertEqual(len(self.participant.gids()), 1)
         self.assertEqual(self.prepared(), "0")
 
     def test_abort_undoes_every_participant(self):

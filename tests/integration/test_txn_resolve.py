@@ -2,7 +2,6 @@
 `atomflow txn list --state`, and ended by an operator with `atomflow txn resolve --retry` (the
 compensation runs again and lands) or `--mark-compensated`."""
 
-import http.server
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ import threading
 import unittest
 
 from pipeline_harness import BINARY, RUN_TIMEOUT
+from recording_server import RecordingServer
 
 WORKFLOW = """
 main:
@@ -57,34 +57,16 @@ main:
 """
 
 
-class FlakyUndeployServer:
-    """/deploy succeeds; /undeploy answers 503 until healthy is set. Records every call."""
+class FlakyUndeployServer(RecordingServer):
+    """/deploy and /try succeed; /undeploy and /confirm answer 503 until healthy is set."""
 
     def __init__(self):
-        self.calls = []
         self.healthy = threading.Event()
-        server = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                server.calls.append((self.path, self.headers.get("Atomflow-Op")))
-                ok = self.path not in ("/undeploy", "/confirm") or server.healthy.is_set()
-                self.send_response(200 if ok else 503)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, path, nth):
+        failing = path in ("/undeploy", "/confirm") and not self.healthy.is_set()
+        return 503 if failing else 200
 
 
 class TxnResolveTest(unittest.TestCase):
@@ -131,15 +113,14 @@ class TxnResolveTest(unittest.TestCase):
         self.assertEqual(txn["state"], "ABORTED")
         self.assertEqual(txn["resolution"], "compensations retried by an operator")
         self.assertEqual([b["compensated"] for b in txn["branches"]], [True])
-        undeploys = [op for path, op in self.server.calls if path == "/undeploy"]
-        self.assertEqual(set(undeploys), {"compensate"})
+        self.assertEqual(set(self.server.ops("/undeploy")), {"compensate"})
 
     def test_mark_compensated_ends_it_without_calling_anything(self):
         gid = self.transactions("--state", "COMPENSATION_FAILED")[0]["gid"]
-        calls_before = len(self.server.calls)
+        calls_before = len(self.server.requests)
         resolved = self.atomflow("txn", "resolve", gid, "--mark-compensated")
         self.assertEqual(resolved.returncode, 0, resolved.stderr)
-        self.assertEqual(len(self.server.calls), calls_before)
+        self.assertEqual(len(self.server.requests), calls_before)
         self.assertEqual(self.transactions()[0]["state"], "ABORTED")
 
         again = self.atomflow("txn", "resolve", gid, "--mark-compensated")
@@ -169,7 +150,7 @@ class TxnResolveTest(unittest.TestCase):
         refused = self.atomflow("txn", "resolve", stuck["gid"], "--retry")
         self.assertEqual(refused.returncode, 2)
         self.assertIn("decided COMMIT", refused.stderr)
-        self.assertEqual([p for p, _ in self.server.calls if p == "/cancel"], [])
+        self.assertEqual(self.server.paths()["/cancel"], 0)
 
         finished = self.atomflow("txn", "resolve", stuck["gid"], "--mark-compensated")
         self.assertEqual(finished.returncode, 0, finished.stderr)
