@@ -206,7 +206,6 @@ Task<EffectOutcome> Interpreter::FileOp(const std::string& function, const txn::
 // Runs a branch's compensating call, retrying with backoff; false when every attempt failed.
 Task<bool> Interpreter::RunCompensation(const txn::Branch& branch, const txn::Transaction& txn) {
   const Map& undo = branch.undo.AsMap();
-  std::string function = undo.Find("function")->AsString();
   if (branch.failed) co_return true;  // the action definitely did not run: nothing to undo
   if (const Value* render_error = undo.Find("render_error"); render_error != nullptr) {
     // The action's outcome was unknown and its compensation needed the result it never got.
@@ -216,24 +215,9 @@ Task<bool> Interpreter::RunCompensation(const txn::Branch& branch, const txn::Tr
             "' may have run but cannot be compensated: " + render_error->AsString());
     co_return false;
   }
-  for (int attempt = 0; attempt < kCompensationAttempts; ++attempt) {
-    if (attempt > 0) co_await Sleep(kFirstRetryDelay * (1 << (attempt - 1)), branch.step);
-    EffectRequest request;
-    request.step = branch.step;
-    request.function = function;
-    request.args = *undo.Find("args");
-    request.needs_intent = true;
-    request.gid = txn.gid();
-    request.branch = branch.id;
-    request.op = "compensate";
-    EffectOutcome outcome = co_await execution_->Perform(std::move(request));
-    if (outcome.ok) co_return true;
-    execution_->engine()->progress()->OnLog(execution_->id(), branch.step, "WARNING",
-                                            "compensation of step '" + branch.step +
-                                                "' failed (attempt " + std::to_string(attempt + 1) +
-                                                "): " + ErrorMessage(outcome.value));
-  }
-  co_return false;
+  // Retried with the same capped, jittered backoff as a TCC cancel (interpreter_tcc.cc).
+  bool undone = co_await RunBranchOp(branch, txn, branch.undo, "compensate", kCompensationAttempts);
+  co_return undone;
 }
 
 }  // namespace atomflow::engine
