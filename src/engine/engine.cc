@@ -90,7 +90,8 @@ double Engine::NowSeconds() const {
   return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
 }
 
-Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument) {
+Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument,
+                                  const StartOptions& options) {
   Result<Json> argument_json = ToJson(argument);
   if (!argument_json.ok()) return Status::Error("argument: " + argument_json.message());
   std::string argument_text = argument_json->dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -98,13 +99,18 @@ Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow
 
   store::ExecutionRecord record;
   record.id = NewExecutionId();
-  record.workflow_name = std::filesystem::path(workflow->file).stem().string();
+  record.workflow_name = options.workflow_name.empty()
+                             ? std::filesystem::path(workflow->file).stem().string()
+                             : options.workflow_name;
   record.source_file = workflow->file;
   record.source = workflow->source;
   record.argument = std::move(argument_text);
   record.state = "ACTIVE";
   record.start_time_ms = NowMs();
   record.owner = owner_;
+  record.revision_id = options.revision_id;
+  record.service_account = options.service_account;
+  record.labels = options.labels;
   Status created = store_->CreateExecution(record);
   if (!created.ok()) return created;
 

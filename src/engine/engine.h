@@ -47,6 +47,14 @@ class ProgressSink {
                              const std::string& step, const std::string& state) = 0;
 };
 
+// What a deployed workflow's execution carries besides its argument (see ExecutionRecord).
+struct StartOptions {
+  std::string workflow_name;  // default: the workflow file's stem
+  std::string revision_id;
+  std::string service_account;
+  std::string labels = "{}";  // JSON text
+};
+
 struct EngineOptions {
   std::string store_path = "atomflow.db";
   int workers = 0;           // 0: one per core
@@ -65,7 +73,8 @@ class Engine {
   ~Engine();
 
   // Creates a durable execution of workflow with argument and starts it. Returns its id.
-  Result<std::string> Start(std::shared_ptr<const lang::Workflow> workflow, Value argument);
+  Result<std::string> Start(std::shared_ptr<const lang::Workflow> workflow, Value argument,
+                            const StartOptions& options = {});
   // Resumes an ACTIVE execution left by a process that stopped: replays its journal.
   Result<std::string> Resume(const std::string& execution_id);
   // Resumes every ACTIVE execution no live process owns; returns their ids.

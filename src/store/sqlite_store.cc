@@ -11,7 +11,7 @@ namespace atomflow::store {
 namespace {
 
 // Bump when the schema changes; a store written by a newer build is refused, not guessed at.
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 
 constexpr int kBusyTimeoutMs = 10000;
 
@@ -29,7 +29,10 @@ CREATE TABLE executions (
   error TEXT NOT NULL,
   start_time_ms INTEGER NOT NULL,
   end_time_ms INTEGER NOT NULL,
-  owner TEXT NOT NULL
+  owner TEXT NOT NULL,
+  revision_id TEXT NOT NULL DEFAULT '',
+  service_account TEXT NOT NULL DEFAULT '',
+  labels TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX executions_by_start ON executions (start_time_ms);
 CREATE INDEX executions_by_state ON executions (state, start_time_ms);
@@ -42,7 +45,15 @@ CREATE TABLE journal (
   time_ms INTEGER NOT NULL,
   PRIMARY KEY (execution_id, seq)
 ) WITHOUT ROWID;
-INSERT INTO schema_version (version) VALUES (1);
+INSERT INTO schema_version (version) VALUES (2);
+)sql";
+
+// Version 2 adds what a deployed workflow's execution records; version 1 rows get defaults.
+constexpr char kUpgradeFrom1[] = R"sql(
+ALTER TABLE executions ADD COLUMN revision_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN service_account TEXT NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+INSERT INTO schema_version (version) VALUES (2);
 )sql";
 
 int64_t NowMs() {
@@ -104,6 +115,7 @@ Status CreateOrCheckSchema(sqlite3* db) {
   Result<int64_t> version = ReadSchemaVersion(db);
   if (!version.ok()) return version.status();
   if (*version == 0) return ExecSql(db, kCreateSchema);
+  if (*version == 1) return ExecSql(db, kUpgradeFrom1);
   if (*version > kSchemaVersion) {
     return Status::Error("its schema version " + std::to_string(*version) +
                          " is newer than this atomflow supports (" +
@@ -177,7 +189,7 @@ Status SqliteStore::OpenConnections() {
 Status SqliteStore::PrepareStatements() {
   constexpr std::string_view kColumns =
       "id, workflow_name, source_file, source, argument, state, result, error, start_time_ms, "
-      "end_time_ms, owner";
+      "end_time_ms, owner, revision_id, service_account, labels";
   std::string select = "SELECT " + std::string(kColumns) + " FROM executions ";
   WriterStatements& w = writer_statements_;
   ReaderStatements& r = reader_statements_;
@@ -188,7 +200,7 @@ Status SqliteStore::PrepareStatements() {
        {&w.commit, "COMMIT"},
        {&w.rollback, "ROLLBACK"},
        {&w.insert_execution, "INSERT INTO executions (" + std::string(kColumns) +
-                                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+                                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
        {&w.insert_journal,
         "INSERT INTO journal (execution_id, seq, kind, key, payload, time_ms) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -359,7 +371,8 @@ Status SqliteStore::ApplyCreate(const ExecutionRecord& record) {
   insert.Bind(1, record.id).Bind(2, record.workflow_name).Bind(3, record.source_file);
   insert.Bind(4, record.source).Bind(5, record.argument).Bind(6, record.state);
   insert.Bind(7, record.result).Bind(8, record.error).Bind(9, record.start_time_ms);
-  insert.Bind(10, record.end_time_ms).Bind(11, record.owner);
+  insert.Bind(10, record.end_time_ms).Bind(11, record.owner).Bind(12, record.revision_id);
+  insert.Bind(13, record.service_account).Bind(14, record.labels);
 
   Result<int> inserted = insert.Run();
   if (!inserted.ok()) {

@@ -20,6 +20,9 @@ ExecutionRecord ReadExecutionRow(const Statement& row) {
   record.start_time_ms = row.Int(8);
   record.end_time_ms = row.Int(9);
   record.owner = row.Text(10);
+  record.revision_id = row.Text(11);
+  record.service_account = row.Text(12);
+  record.labels = row.Text(13);
   return record;
 }
 

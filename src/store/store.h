@@ -26,6 +26,10 @@ struct ExecutionRecord {
   int64_t start_time_ms = 0;
   int64_t end_time_ms = 0;  // 0 while active
   std::string owner;        // "hostname:pid" of the process driving it, empty when none
+  // Set when the execution runs a deployed workflow (atomflow serve); empty for `run`.
+  std::string revision_id;      // the workflow revision it runs, e.g. "000002-3fa"
+  std::string service_account;  // the identity whose secrets its effects may use
+  std::string labels = "{}";    // JSON text: a map of string labels
 };
 
 // One record of an execution's journal.
