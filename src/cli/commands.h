@@ -1,14 +1,27 @@
 // The atomflow command's subcommands.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <utility>
+#include <vector>
 #include <string>
 
 #include "common/status.h"
 #include "engine/engine.h"
 #include "store/store.h"
 
+namespace CLI {
+class App;
+}  // namespace CLI
+
 namespace atomflow::cli {
+
+// Subcommands a file adds to the command line, each with what runs when it was the one given.
+// A file that owns a group of commands exposes `void AddXxxCommands(CLI::App&, CommonOptions&,
+// CommandHandlers&)`; main() calls each and runs the handler of the parsed subcommand.
+struct CommonOptions;
+using CommandHandlers = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 
 // Options shared by every subcommand.
 struct CommonOptions {

@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
     sub->add_option("--store", options.store, "the SQLite store file");
   }
 
+  // Command groups that live in their own files add their subcommands here.
+  atomflow::cli::CommandHandlers handlers;
+
   std::vector<CLI::Option*> sub_configs;
   for (CLI::App* sub : {run, resume, recover, txn_resolve}) {
     sub_configs.push_back(sub->add_option("--config", options.config, "configuration file"));
@@ -91,6 +94,9 @@ int main(int argc, char** argv) {
   if (txn_describe->parsed()) return atomflow::cli::TxnDescribeCommand(options, gid);
   if (txn_resolve->parsed()) {
     return atomflow::cli::TxnResolveCommand(options, gid, retry, mark_compensated);
+  }
+  for (const auto& [command, handler] : handlers) {
+    if (command->parsed()) return handler();
   }
   return 2;
 }
