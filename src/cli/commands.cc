@@ -11,6 +11,7 @@
 
 #include "cli/output.h"
 #include "cli/progress.h"
+#include "cli/remote_commands.h"
 #include "connectors/connectors.h"
 #include "connectors/databases.h"
 #include "connectors/sql_recovery.h"
@@ -19,8 +20,6 @@
 #include "lang/error.h"
 
 namespace atomflow::cli {
-
-namespace {
 
 Json Outcome(const store::ExecutionRecord& record) {
   Json out = {{"id", record.id}, {"name", record.workflow_name}, {"state", record.state}};
@@ -52,6 +51,8 @@ int PrintOutcome(const CommonOptions& options, const store::ExecutionRecord& rec
   }
   return record.state == "SUCCEEDED" ? kExitSucceeded : kExitFailed;
 }
+
+namespace {
 
 // Turns SIGINT and SIGTERM into cancellation of every execution; a second signal exits.
 void HandleSignals(engine::Engine* engine) {
@@ -85,13 +86,14 @@ void BlockSignals() {
 Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
                                                    engine::ProgressSink* progress) {
   BlockSignals();  // before any thread starts, so every thread inherits the mask
-  Result<connectors::DatabaseCatalog> databases =
-      connectors::DatabaseCatalog::Load(options.config, options.config_required);
-  if (!databases.ok()) return databases.status();
+  Result<connectors::ConnectorsConfig> connectors_config =
+      connectors::LoadConnectorsConfig(options.config, options.config_required, options.store);
+  if (!connectors_config.ok()) return connectors_config.status();
   engine::EngineOptions engine_options;
   engine_options.store_path = options.store;
-  Result<std::unique_ptr<engine::Engine>> engine =
-      engine::Engine::Open(engine_options, connectors::ConnectorsFactory(*databases), progress);
+  Result<std::unique_ptr<engine::Engine>> engine = engine::Engine::Open(
+      engine_options, connectors::ConnectorsFactory(std::move(connectors_config).value()),
+      progress);
   if (engine.ok()) HandleSignals(engine->get());
   return engine;
 }
@@ -259,6 +261,8 @@ Json Describe(const store::ExecutionRecord& record,
   out["end_time"] = Rfc3339(record.end_time_ms);
   out["duration_ms"] = record.end_time_ms ? record.end_time_ms - record.start_time_ms : 0;
   out["argument"] = ParseOrNull(record.argument);
+  out["revision_id"] = record.revision_id;
+  out["labels"] = ParseOrNull(record.labels);
   Json steps = Json::array();
   for (const store::JournalEntry& entry : journal) {
     const Json& p = entry.payload;
@@ -291,23 +295,31 @@ int DescribeCommand(const CommonOptions& options, const std::string& execution_i
   Json out = Describe(*record, *journal);
   if (options.json) {
     std::cout << out.dump() << std::endl;
-    return kExitSucceeded;
+  } else {
+    PrintDescription(out);
   }
-  printf("execution  %s\nworkflow   %s\nstate      %s\nstarted    %s\nended      %s\n",
-         record->id.c_str(), record->workflow_name.c_str(), record->state.c_str(),
-         out["start_time"].get<std::string>().c_str(), out["end_time"].get<std::string>().c_str());
+  return kExitSucceeded;
+}
+
+void PrintDescription(const Json& out) {
+  printf("execution  %s\nworkflow   %s\n", out.value("id", "").c_str(),
+         out.value("name", "").c_str());
+  if (!out.value("revision_id", "").empty()) {
+    printf("revision   %s\n", out.value("revision_id", "").c_str());
+  }
+  printf("state      %s\nstarted    %s\nended      %s\n", out.value("state", "").c_str(),
+         out.value("start_time", "").c_str(), out.value("end_time", "").c_str());
   printf("steps:\n");
-  for (const Json& step : out["steps"]) {
-    printf("  %-9s %-30s %8.2fs\n", step["state"].get<std::string>().c_str(),
-           step["step"].get<std::string>().c_str(), step["duration_ms"].get<int64_t>() / 1000.0);
+  for (const Json& step : out.value("steps", Json::array())) {
+    printf("  %-9s %-30s %8.2fs\n", step.value("state", "").c_str(), step.value("step", "").c_str(),
+           step.value("duration_ms", int64_t{0}) / 1000.0);
   }
-  for (const Json& txn : out["transactions"]) {
+  for (const Json& txn : out.value("transactions", Json::array())) {
     printf("transaction %s: %s (%zu branches)\n", txn.value("gid", "").c_str(),
            txn.value("state", "").c_str(), txn.contains("branches") ? txn["branches"].size() : 0);
   }
   if (out.contains("result")) printf("result:\n%s\n", out["result"].dump(2).c_str());
   if (out.contains("error")) printf("error:\n%s\n", out["error"].dump(2).c_str());
-  return kExitSucceeded;
 }
 
 }  // namespace atomflow::cli

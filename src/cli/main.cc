@@ -1,7 +1,11 @@
 // The atomflow command: argument parsing and dispatch to the subcommands.
 #include <CLI/CLI.hpp>
 
+#include "cli/admin_commands.h"
 #include "cli/commands.h"
+#include "cli/remote_commands.h"
+#include "cli/serve_command.h"
+#include "cli/workflow_commands.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {
@@ -27,49 +31,20 @@ int main(int argc, char** argv) {
   validate->add_option("file", file, "workflow file")->required();
   validate->add_flag("--json", options.json, "print the outcome as JSON");
 
-  std::string execution_id;
-  std::string state;
-  CLI::App* executions = app.add_subcommand("executions", "inspect and resume executions");
-  executions->require_subcommand(1);
-  CLI::App* list = executions->add_subcommand("list", "list executions, newest first");
-  list->add_option("--state", state, "only executions in this state");
-  CLI::App* describe = executions->add_subcommand("describe", "show one execution");
-  describe->add_option("id", execution_id, "execution id")->required();
-  CLI::App* resume = executions->add_subcommand("resume", "finish an interrupted execution");
-  resume->add_option("id", execution_id, "execution id")->required();
-  for (CLI::App* sub : {list, describe, resume}) {
-    sub->add_flag("--json", options.json, "print JSON");
-    sub->add_option("--store", options.store, "the SQLite store file");
-  }
   CLI::App* recover = app.add_subcommand("recover", "resume every interrupted execution");
   recover->add_option("--store", options.store, "the SQLite store file");
   recover->add_flag("--json", options.json, "print JSON");
 
-  std::string gid;
-  bool retry = false;
-  bool mark_compensated = false;
-  CLI::App* txn = app.add_subcommand("txn", "inspect and resolve global transactions");
-  txn->require_subcommand(1);
-  CLI::App* txn_list = txn->add_subcommand("list", "list transactions");
-  txn_list->add_option("--state", state,
-                       "only transactions in this state (e.g. COMPENSATION_FAILED)");
-  CLI::App* txn_describe = txn->add_subcommand("describe", "show one transaction");
-  txn_describe->add_option("gid", gid, "transaction id")->required();
-  CLI::App* txn_resolve = txn->add_subcommand("resolve", "end a COMPENSATION_FAILED transaction");
-  txn_resolve->add_option("gid", gid, "transaction id")->required();
-  txn_resolve->add_flag("--retry", retry, "run the compensations that did not land again");
-  txn_resolve->add_flag("--mark-compensated", mark_compensated,
-                        "record that an operator undid them by hand");
-  for (CLI::App* sub : {txn_list, txn_describe, txn_resolve}) {
-    sub->add_flag("--json", options.json, "print JSON");
-    sub->add_option("--store", options.store, "the SQLite store file");
-  }
-
   // Command groups that live in their own files add their subcommands here.
   atomflow::cli::CommandHandlers handlers;
+  atomflow::cli::AddAdminCommands(app, options, handlers);
+  atomflow::cli::AddServeCommands(app, options, handlers);
+  atomflow::cli::AddWorkflowCommands(app, options, handlers);
+  atomflow::cli::AddExecutionCommands(app, options, handlers);
+  atomflow::cli::AddTxnCommands(app, options, handlers);
 
   std::vector<CLI::Option*> sub_configs;
-  for (CLI::App* sub : {run, resume, recover, txn_resolve}) {
+  for (CLI::App* sub : {run, recover}) {
     sub_configs.push_back(sub->add_option("--config", options.config, "configuration file"));
   }
 
@@ -86,15 +61,7 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) return atomflow::cli::RunCommand(options, file, data);
   if (validate->parsed()) return atomflow::cli::ValidateCommand(options, file);
-  if (list->parsed()) return atomflow::cli::ListCommand(options, state);
-  if (describe->parsed()) return atomflow::cli::DescribeCommand(options, execution_id);
-  if (resume->parsed()) return atomflow::cli::ResumeCommand(options, execution_id);
   if (recover->parsed()) return atomflow::cli::RecoverCommand(options);
-  if (txn_list->parsed()) return atomflow::cli::TxnListCommand(options, state);
-  if (txn_describe->parsed()) return atomflow::cli::TxnDescribeCommand(options, gid);
-  if (txn_resolve->parsed()) {
-    return atomflow::cli::TxnResolveCommand(options, gid, retry, mark_compensated);
-  }
   for (const auto& [command, handler] : handlers) {
     if (command->parsed()) return handler();
   }

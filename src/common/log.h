@@ -3,10 +3,38 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
 namespace atomflow::log {
 
-// Sends operator logs to stderr at the given level ("info", "warn", "debug", "off").
-void Init(const std::string& level);
+// Sends operator logs to stderr at the given level ("info", "warn", "debug", "off"). format
+// "text" writes `time level message`; "json" writes one JSON object per line with "time",
+// "level", "message" and, for events, their fields. May be called again to change either.
+void Init(const std::string& level, const std::string& format = "text");
+
+// One field of a lifecycle event: an id, a state or a count. Never a payload, an argument, a
+// result or a header value.
+struct Field {
+  Field(std::string_view key, std::string_view value) : key(key), text(value) {}
+  Field(std::string_view key, const char* value) : key(key), text(value) {}
+  Field(std::string_view key, const std::string& value) : key(key), text(value) {}
+  template <typename Number, typename = std::enable_if_t<std::is_arithmetic_v<Number>>>
+  Field(std::string_view key, Number value)
+      : key(key), text(std::to_string(value)), is_number(true) {}
+
+  std::string key;
+  std::string text;
+  bool is_number = false;
+};
+
+// A lifecycle event at info level: `log::Event("execution.finished", {{"execution", id},
+// {"workflow", name}, {"state", state}})`. Text: `execution.finished execution=... state=...`.
+void Event(std::string_view name, std::initializer_list<Field> fields);
 
 template <typename... Args>
 void Info(fmt::format_string<Args...> format, Args&&... args) {

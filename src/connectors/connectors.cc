@@ -50,8 +50,12 @@ Result<std::string> FileContent(const Value& args) {
 
 }  // namespace
 
-Connectors::Connectors(engine::IoLoop* loop, HttpHostMap host_map, DatabaseCatalog databases)
-    : http_(loop, std::move(host_map)), jobs_(loop), sql_(std::move(databases)) {}
+Connectors::Connectors(engine::IoLoop* loop, HttpHostMap host_map, ConnectorsConfig config)
+    : identities_(std::move(config.identities)),
+      secrets_(std::move(config.secrets)),
+      http_(loop, std::move(host_map)),
+      jobs_(loop),
+      sql_(std::move(config.databases)) {}
 
 std::string Connectors::JobId(const std::string& execution_id,
                               const engine::EffectRequest& request) {
@@ -60,6 +64,13 @@ std::string Connectors::JobId(const std::string& execution_id,
 
 void Connectors::Perform(const engine::EffectRequest& request, engine::EffectContext context,
                          std::function<void(EffectOutcome)> done) {
+  // An execution that claims an identity this process does not know runs nothing outside:
+  // running it with no credentials, or someone else's, would be worse than failing.
+  if (!context.service_account.empty() && identities_.Find(context.service_account) == nullptr) {
+    Result<ResolvedHeaders> unknown = IdentityHeaders(context.service_account, "");
+    done(SystemErrorOutcome(request.function + ": " + unknown.message()));
+    return;
+  }
   if (request.function.rfind("http.", 0) == 0) {
     PerformHttp(request, context, std::move(done));
   } else if (request.function == "atomflow.jobs.run") {
@@ -92,8 +103,26 @@ void Connectors::PerformHttp(const engine::EffectRequest& request,
                                 request.branch.empty() ? request.key : request.branch);
     built->headers.emplace_back("Atomflow-Op", request.op);
   }
+  // The identity's credentials join the request only here, after the engine journaled the
+  // intent from request.args: neither the journal nor any message sees them. A header the
+  // workflow set itself is sent as the workflow set it.
+  if (!context.service_account.empty()) {
+    Result<ResolvedHeaders> identity = IdentityHeaders(context.service_account, built->url);
+    if (!identity.ok()) {
+      done(SystemErrorOutcome(request.function + ": " + identity.message()));
+      return;
+    }
+    for (auto& [name, value] : *identity) {
+      if (!HasHeader(built->headers, name)) built->headers.emplace_back(name, std::move(value));
+    }
+  }
   http_.Send(std::move(built).value(),
              [done = std::move(done)](HttpReply reply) { done(HttpOutcome(reply)); });
+}
+
+Result<ResolvedHeaders> Connectors::IdentityHeaders(const std::string& service_account,
+                                                    const std::string& url) {
+  return identities_.HeadersFor(service_account, url, secrets_.get());
 }
 
 void Connectors::PerformJob(const engine::EffectRequest& request, engine::EffectContext context,
@@ -204,16 +233,41 @@ std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
   return ConnectorsFactory(DatabaseCatalog())(loop, options);
 }
 
+Result<ConnectorsConfig> LoadConnectorsConfig(const std::string& config_path, bool required,
+                                              const std::string& store_path) {
+  ConnectorsConfig config;
+  Result<DatabaseCatalog> databases = DatabaseCatalog::Load(config_path, required);
+  if (!databases.ok()) return databases.status();
+  config.databases = std::move(databases).value();
+  Result<IdentityCatalog> identities = IdentityCatalog::Load(config_path, required);
+  if (!identities.ok()) return identities.status();
+  config.identities = std::move(identities).value();
+
+  if (!store_path.empty()) {
+    Result<std::unique_ptr<store::SecretStore>> secrets = store::SecretStore::Open(store_path);
+    if (!secrets.ok()) return secrets.status();
+    config.secrets = std::move(secrets).value();
+  }
+  config.databases.set_secrets(config.secrets);
+  return config;
+}
+
 engine::Engine::HandlerFactory ConnectorsFactory(DatabaseCatalog databases) {
-  return [databases = std::move(databases)](engine::IoLoop* loop,
-                                            const engine::EngineOptions& options) {
+  ConnectorsConfig config;
+  config.databases = std::move(databases);
+  return ConnectorsFactory(std::move(config));
+}
+
+engine::Engine::HandlerFactory ConnectorsFactory(ConnectorsConfig config) {
+  return [config = std::move(config)](engine::IoLoop* loop,
+                                      const engine::EngineOptions& options) {
     const char* text = std::getenv(kHttpHostMapVariable);
     Result<HttpHostMap> host_map = ParseHttpHostMap(text ? text : "");
     if (!host_map.ok()) {
       fprintf(stderr, "atomflow: %s: %s\n", kHttpHostMapVariable, host_map.message().c_str());
     }
     auto connectors = std::make_unique<Connectors>(
-        loop, host_map.ok() ? std::move(host_map).value() : HttpHostMap{}, databases);
+        loop, host_map.ok() ? std::move(host_map).value() : HttpHostMap{}, config);
     connectors->set_staging_root(options.staging_root);
     return connectors;
   };

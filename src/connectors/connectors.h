@@ -3,25 +3,46 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "connectors/databases.h"
 #include "connectors/http_client.h"
+#include "connectors/identities.h"
 #include "connectors/job_runner.h"
 #include "connectors/sql_executor.h"
 #include "engine/effect.h"
 #include "engine/engine.h"
 #include "engine/io_loop.h"
+#include "store/secret_store.h"
 
 namespace atomflow::connectors {
 
-// Carries out effects for the engine. Thread safe: Perform and Cancel may be called from any
-// thread; completions run on the I/O loop thread.
+// What the connectors take from atomflow.yaml and the store: the named databases, the service
+// identities, and the secret store both resolve their `{secret: NAME}` values from (null when
+// there is none). Copies share the secret store.
+struct ConnectorsConfig {
+  DatabaseCatalog databases;
+  IdentityCatalog identities;
+  std::shared_ptr<store::SecretStore> secrets;
+};
+
+// Reads `databases:` and `identities:` from config_path (a missing file is empty unless
+// required) and opens the secret store of the store file at store_path (none when store_path
+// is empty). The one call `atomflow serve` and the CLI's OpenEngine share.
+Result<ConnectorsConfig> LoadConnectorsConfig(const std::string& config_path, bool required,
+                                              const std::string& store_path);
+
+// Carries out effects for the engine. An execution with a service account runs as that
+// identity: its HTTP requests under the identity's URL prefixes get the identity's headers at
+// send time (never in the journaled request, which the engine wrote before); an execution
+// whose service account is not in the catalog has every effect fail. Thread safe: Perform and
+// Cancel may be called from any thread; completions run on the I/O loop thread.
 class Connectors : public engine::EffectHandler {
  public:
   // host_map routes HTTP requests to test servers (see HttpHostMap); empty in production.
-  // databases names the databases atomflow.sql.* may use.
+  // config names the databases atomflow.sql.* may use and the service identities.
   explicit Connectors(engine::IoLoop* loop, HttpHostMap host_map = {},
-                      DatabaseCatalog databases = {});
+                      ConnectorsConfig config = {});
 
   void Perform(const engine::EffectRequest& request, engine::EffectContext context,
                std::function<void(engine::EffectOutcome)> done) override;
@@ -44,6 +65,13 @@ class Connectors : public engine::EffectHandler {
   engine::EffectOutcome PerformFile(const engine::EffectRequest& request,
                                     const engine::EffectContext& context);
 
+  // The identity headers of an execution's request to url; an error (no secret in it) when
+  // the service account is unknown or a secret cannot be read.
+  Result<ResolvedHeaders> IdentityHeaders(const std::string& service_account,
+                                          const std::string& url);
+
+  IdentityCatalog identities_;
+  std::shared_ptr<store::SecretStore> secrets_;
   HttpClient http_;
   JobRunner jobs_;
   SqlExecutor sql_;
@@ -55,7 +83,9 @@ class Connectors : public engine::EffectHandler {
 std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
                                                       const engine::EngineOptions& options);
 
-// The same, with the named databases of atomflow.yaml (see DatabaseCatalog).
+// The same, with the databases, identities and secrets of config.
+engine::Engine::HandlerFactory ConnectorsFactory(ConnectorsConfig config);
+// The same, with named databases only.
 engine::Engine::HandlerFactory ConnectorsFactory(DatabaseCatalog databases);
 
 }  // namespace atomflow::connectors

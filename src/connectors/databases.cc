@@ -10,6 +10,9 @@
 #include <set>
 #include <sstream>
 
+#include "connectors/identities.h"
+#include "store/secret_store.h"
+
 extern char** environ;
 
 namespace atomflow::connectors {
@@ -18,7 +21,7 @@ namespace {
 
 constexpr char kOverridePrefix[] = "ATOMFLOW_DATABASE_";
 
-// One `databases:` entry: a string, or a map with `secret_env`.
+// One `databases:` entry: a string, or a map with `secret_env` or `secret`.
 Result<DatabaseSource> ParseSource(const std::string& name, const YAML::Node& node,
                                    const std::string& config_path) {
   DatabaseSource source;
@@ -26,12 +29,18 @@ Result<DatabaseSource> ParseSource(const std::string& name, const YAML::Node& no
     source.conninfo = node.as<std::string>();
     return source;
   }
-  if (node.IsMap() && node["secret_env"] && node["secret_env"].IsScalar()) {
+  if (node.IsMap() && node.size() == 1 && node["secret_env"] && node["secret_env"].IsScalar()) {
     source.secret_env = node["secret_env"].as<std::string>();
     return source;
   }
+  if (node.IsMap() && node.size() == 1 && node["secret"] && node["secret"].IsScalar()) {
+    source.secret = node["secret"].as<std::string>();
+    if (store::SecretStore::ValidName(source.secret)) return source;
+    return Status::Error(config_path + ": database '" + name + "': '" + source.secret +
+                         "' is not a secret name (1 to 64 of a-z, 0-9, '-', '_')");
+  }
   return Status::Error(config_path + ": database '" + name +
-                       "' must be a connection string or {secret_env: VARIABLE}");
+                       "' must be a connection string, {secret: NAME} or {secret_env: VARIABLE}");
 }
 
 }  // namespace
@@ -99,6 +108,9 @@ Result<std::string> DatabaseCatalog::ConnectionString(const std::string& name) c
                          " is not set");
   }
   const DatabaseSource& source = found->second;
+  if (!source.secret.empty()) {
+    return ResolveSecret(SecretRef{source.secret, ""}, secrets_.get(), "database '" + name + "'");
+  }
   if (source.secret_env.empty()) return source.conninfo;
   const char* secret = std::getenv(source.secret_env.c_str());
   if (secret == nullptr || *secret == '\0') {

@@ -1,27 +1,34 @@
 // The catalog of named databases: workflows say `database: registry`, and the connection
-// string comes from atomflow.yaml or an ATOMFLOW_DATABASE_<NAME> environment variable.
+// string comes from atomflow.yaml, the secret store or an ATOMFLOW_DATABASE_<NAME> variable.
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 
+namespace atomflow::store {
+class SecretStore;
+}  // namespace atomflow::store
+
 namespace atomflow::connectors {
 
-// Where one configured database's connection string comes from: written in the file, or held
-// by an environment variable the file names (`{secret_env: VAR}`), so that the secret stays
-// out of the file.
+// Where one configured database's connection string comes from: written in the file, held by
+// an environment variable the file names (`{secret_env: VAR}`), or by a secret of the secret
+// store (`{secret: NAME}`), so that the secret stays out of the file.
 struct DatabaseSource {
   std::string conninfo;    // set when the file holds the connection string
   std::string secret_env;  // set when an environment variable holds it
+  std::string secret;      // set when the secret store holds it
 };
 
 // Resolves database names to libpq connection strings. An environment variable
 // ATOMFLOW_DATABASE_<NAME> (the name upper-cased, other characters as '_') overrides the
 // file. Connection strings are secrets: no message of this class repeats one. Immutable after
-// Load, so thread safe.
+// Load (and set_secrets), so thread safe; `{secret: NAME}` is read from the secret store each
+// time a connection string is asked for.
 class DatabaseCatalog {
  public:
   DatabaseCatalog() = default;
@@ -43,9 +50,13 @@ class DatabaseCatalog {
   // The environment variable that overrides database `name`.
   static std::string OverrideVariable(const std::string& name);
 
+  // Where `{secret: NAME}` databases are read from; shared with the other connectors.
+  void set_secrets(std::shared_ptr<store::SecretStore> secrets) { secrets_ = std::move(secrets); }
+
  private:
   std::string config_path_;  // for messages; empty when no file was read
   std::map<std::string, DatabaseSource> sources_;
+  std::shared_ptr<store::SecretStore> secrets_;
 };
 
 }  // namespace atomflow::connectors

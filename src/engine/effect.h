@@ -48,7 +48,8 @@ struct EffectRequest {
 // Where an effect is carried out, for handlers.
 struct EffectContext {
   std::string execution_id;
-  bool resumed = false;  // the intent was journaled by an earlier process
+  std::string service_account;  // the identity the execution runs as (its record's); "": none
+  bool resumed = false;         // the intent was journaled by an earlier process
   std::function<void(const std::string& line)> on_log;  // job log lines
   std::function<void()> on_started;  // the effect is under way (a job's process launched)
   std::string jobs_root;             // where job folders live

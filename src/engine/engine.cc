@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -39,6 +41,55 @@ std::string NewExecutionId() {
 
 // An execution's error as people read it: bytes as {"$bytes": ...}, text as text.
 std::string ErrorJson(const Value& error) { return DebugString(error); }
+
+constexpr const char* kCreateCallback = "events.create_callback_endpoint";
+constexpr const char* kAwaitCallback = "events.await_callback";
+constexpr double kDefaultCallbackTimeout = 43200;  // seconds, as in Cloud Workflows
+
+std::string Rfc3339(int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[64];
+  snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+           utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+           static_cast<int>(ms % 1000));
+  return text;
+}
+
+std::string Lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+std::string Upper(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// Credentials that reach the server with a callback request (the caller's API token) are not
+// part of what the workflow receives and never enter the journal.
+void DropCredentialHeaders(Json& http_request) {
+  auto headers = http_request.find("headers");
+  if (headers == http_request.end() || !headers->is_object()) return;
+  Json kept = Json::object();
+  for (auto& [name, value] : headers->items()) {
+    std::string lower = Lower(name);
+    if (lower == "authorization" || lower == "proxy-authorization" || lower == "cookie") continue;
+    kept[name] = value;
+  }
+  *headers = std::move(kept);
+}
+
+// The callback id at the end of a callback URL ".../callbacks/<id>".
+std::string CallbackIdOf(const Value& callback) {
+  if (!callback.is_map()) return "";
+  const Value* url = callback.AsMap().Find("url");
+  if (url == nullptr || !url->is_string()) return "";
+  const std::string& text = url->AsString();
+  size_t slash = text.rfind('/');
+  return slash == std::string::npos ? "" : text.substr(slash + 1);
+}
 
 }  // namespace
 
@@ -92,6 +143,7 @@ double Engine::NowSeconds() const {
 
 Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument,
                                   const StartOptions& options) {
+  if (draining_) return Status::Unavailable("the engine is shutting down");
   Result<Json> argument_json = ToJson(argument);
   if (!argument_json.ok()) return Status::Error("argument: " + argument_json.message());
   std::string argument_text = argument_json->dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -114,7 +166,7 @@ Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow
   Status created = store_->CreateExecution(record);
   if (!created.ok()) return created;
 
-  log::Debug("execution {} started ({})", record.id, record.workflow_name);
+  log::Event("execution.started", {{"execution", record.id}, {"workflow", record.workflow_name}});
   std::string id = record.id;
   Launch(std::make_shared<Execution>(this, std::move(record), std::move(workflow),
                                      std::move(argument), std::vector<store::JournalEntry>()));
@@ -140,7 +192,10 @@ Result<std::string> Engine::Resume(const std::string& execution_id) {
   if (!journal.ok()) return journal.status();
 
   Value argument = FromJson(Json::parse(record->argument, nullptr, false));
-  log::Info("execution {} resumed from {} journal entries", execution_id, journal->size());
+  callbacks_.Rebuild(execution_id, *journal);
+  log::Event("execution.resumed", {{"execution", execution_id},
+                                   {"workflow", record->workflow_name},
+                                   {"journal_entries", journal->size()}});
   Launch(std::make_shared<Execution>(this, std::move(record).value(), std::move(workflow).value(),
                                      std::move(argument), std::move(journal).value()));
   return execution_id;
@@ -149,6 +204,7 @@ Result<std::string> Engine::Resume(const std::string& execution_id) {
 Result<std::vector<std::string>> Engine::Recover() {
   Result<std::vector<store::ExecutionRecord>> active = store_->ListExecutions("ACTIVE", 100000);
   if (!active.ok()) return active.status();
+  log::Event("recovery.started", {{"active", active->size()}});
   std::vector<std::string> resumed;
   for (const store::ExecutionRecord& record : *active) {
     if (!record.owner.empty() && record.owner != owner_ && store::IsLiveLocalOwner(record.owner)) {
@@ -160,7 +216,7 @@ Result<std::vector<std::string>> Engine::Recover() {
     else
       log::Warn("cannot resume execution {}: {}", record.id, id.message());
   }
-  log::Info("recovery resumed {} of {} active executions", resumed.size(), active->size());
+  log::Event("recovery.finished", {{"active", active->size()}, {"resumed", resumed.size()}});
   return resumed;
 }
 
@@ -201,7 +257,14 @@ void Engine::CancelEffect(const std::shared_ptr<Execution>& execution,
   }
   loop_.CancelTimer(timer->second);
   sleeping_.erase(timer);
-  Complete(execution, running, EffectOutcome::Success(Value()));
+  if (running.function != kAwaitCallback) {
+    Complete(execution, running, EffectOutcome::Success(Value()));
+    return;
+  }
+  // A failure, so that a rebuilt queue does not count this await as having taken a request.
+  callbacks_.RemoveWaiter(execution->id(), running.key);
+  Complete(execution, running,
+           EffectOutcome::Failure(lang::MakeError("CancelledError", "the execution was cancelled")));
 }
 
 void Engine::CancelAll() {
@@ -215,8 +278,13 @@ void Engine::CancelAll() {
 
 store::ExecutionRecord Engine::Wait(const std::string& execution_id) {
   std::unique_lock<std::mutex> lock(mutex_);
-  finished_.wait(lock, [&] { return done_.count(execution_id) > 0; });
-  return done_[execution_id];
+  finished_.wait(lock, [&] { return done_.count(execution_id) > 0 || drained_; });
+  auto done = done_.find(execution_id);
+  if (done != done_.end()) return done->second;
+  lock.unlock();
+  // Drained: the execution stays ACTIVE for the next process.
+  Result<store::ExecutionRecord> record = store_->GetExecution(execution_id);
+  return record.ok() ? *record : store::ExecutionRecord{};
 }
 
 void Engine::Enqueue(std::shared_ptr<Execution> execution) {
@@ -236,8 +304,11 @@ void Engine::WorkerLoop() {
       if (stopping_) return;
       execution = std::move(runnable_.front());
       runnable_.pop_front();
+      ++busy_workers_;
     }
     Drive(execution);
+    std::lock_guard<std::mutex> lock(mutex_);
+    --busy_workers_;
   }
 }
 
@@ -260,6 +331,8 @@ void Engine::Drive(const std::shared_ptr<Execution>& execution) {
 }
 
 void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request) {
+  // Draining: the effect is neither journaled nor issued; the next process asks for it again.
+  if (draining_) return;
   if (request.function == "txn.decide") {
     Decide(execution, request);
     return;
@@ -268,6 +341,15 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest
   bool resumed = execution->IntentJournaled(request.key);
   if (request.function == "sys.sleep") {
     SleepEffect(execution, request);
+    if (resumed) CancelIfCancelled(execution, request);
+    return;
+  }
+  if (request.function == kCreateCallback) {
+    CreateCallbackEffect(execution, request);
+    return;
+  }
+  if (request.function == kAwaitCallback) {
+    AwaitCallbackEffect(execution, request);
     if (resumed) CancelIfCancelled(execution, request);
     return;
   }
@@ -292,6 +374,7 @@ void Engine::Issue(const std::shared_ptr<Execution>& execution, EffectRequest re
                    bool resumed) {
   EffectContext context;
   context.execution_id = execution->id();
+  context.service_account = execution->record().service_account;
   context.resumed = resumed;
   context.jobs_root = options_.jobs_root;
   context.staging_root = options_.staging_root;
@@ -303,6 +386,7 @@ void Engine::Issue(const std::shared_ptr<Execution>& execution, EffectRequest re
   // A prepared SQL branch: its record and intent are durable, PREPARE TRANSACTION not sent.
   if (request.op == "prepare") CrashPoint("before_prepare:" + step);
   EffectRequest copy = request;
+  ++in_flight_;
   handler_->Perform(copy, std::move(context),
                     [this, execution, request = std::move(request)](EffectOutcome outcome) {
                       // Prepared on the server, and the result not yet in the journal.
@@ -310,6 +394,7 @@ void Engine::Issue(const std::shared_ptr<Execution>& execution, EffectRequest re
                         CrashPoint("after_prepare:" + request.step);
                       }
                       Complete(execution, request, std::move(outcome));
+                      --in_flight_;
                     });
   if (resumed) CancelIfCancelled(execution, copy);
 }
@@ -369,6 +454,7 @@ void Engine::WatchDeadline(const std::shared_ptr<Execution>& execution,
       if (timer != sleeping_.end()) {
         loop_.CancelTimer(timer->second);
         sleeping_.erase(timer);
+        callbacks_.RemoveWaiter(execution->id(), request.key);
       } else {
         handler_->Cancel(execution->id(), request);
       }
@@ -420,6 +506,7 @@ EffectOutcome Engine::PerformNow(const std::string& execution_id, EffectRequest 
 
 void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
                       EffectOutcome outcome) {
+  if (drained_) return;  // the next process owns the execution now
   if (execution->Deliver(request, std::move(outcome))) Enqueue(execution);
 }
 
@@ -442,8 +529,12 @@ void Engine::Journal(Execution& execution, const std::string& kind, std::string 
   entry.key = std::move(key);
   entry.payload = std::move(payload);
   entry.time_ms = NowMs();
-  std::string id = execution.id();
-  store_->Append(id, std::move(entry), [id, on_durable = std::move(on_durable)](Status status) {
+  const std::string& id = execution.id();
+  if (kind == "txn_end") {
+    log::Event("transaction." + Lower(entry.payload.value("state", "")),
+               {{"gid", entry.payload.value("gid", "")}, {"execution", id}});
+  }
+  JournalIfLive(id, std::move(entry), [id, on_durable = std::move(on_durable)](Status status) {
     if (!status.ok()) {
       // The journal is the execution's only durable memory: going on without it would
       // break the promise that no completed effect repeats.
@@ -452,6 +543,17 @@ void Engine::Journal(Execution& execution, const std::string& kind, std::string 
     }
     if (on_durable) on_durable();
   });
+}
+
+// journaling_ is raised before drained_ is read, and Drain sets drained_ before it waits for
+// journaling_ to reach zero: every append either sees drained_ or is queued before the flush.
+bool Engine::JournalIfLive(const std::string& execution_id, store::JournalEntry entry,
+                           std::function<void(Status)> on_durable) {
+  ++journaling_;
+  bool live = !drained_;
+  if (live) store_->Append(execution_id, std::move(entry), std::move(on_durable));
+  --journaling_;
+  return live;
 }
 
 void Engine::CrashPoint(const std::string& point) {
@@ -484,15 +586,259 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
   record.result = result;
   record.error = error;
   record.end_time_ms = NowMs();
+  // Counted like a journal write: Drain must not release the execution with this queued.
+  ++journaling_;
+  if (drained_) {
+    --journaling_;
+    return;
+  }
   store_->Finish(execution->id(), state, result, error, [this, record](Status status) {
     // Finish also clears the owner. This runs on the store's writer thread: no store calls.
     if (!status.ok()) log::Error("finishing {} failed: {}", record.id, status.message());
     if (status.ok()) handler_->Forget(record.id);
+    callbacks_.Forget(record.id);
+    log::Event("execution.finished", {{"execution", record.id},
+                                      {"workflow", record.workflow_name},
+                                      {"state", record.state}});
     std::lock_guard<std::mutex> lock(mutex_);
     done_[record.id] = record;
     active_.erase(record.id);
     finished_.notify_all();
   });
+  --journaling_;
+}
+
+// ---- Callbacks ----
+
+// The endpoint is journaled as the effect's intent (callback id, method, URL) before the
+// workflow sees its URL, so a request to it after a crash finds it again; the id depends only
+// on the execution and the effect key, so a resumed create hands out the same URL.
+void Engine::CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
+                                  const EffectRequest& request) {
+  if (execution->IntentJournaled(request.key)) {
+    std::string url = execution->IntentPayload(request.key).value("url", "");
+    Complete(execution, request, EffectOutcome::Success(Value(Map{{"url", Value(url)}})));
+    return;
+  }
+  if (options_.public_url.empty()) {
+    Complete(execution, request,
+             EffectOutcome::Failure(lang::MakeError(
+                 "UnsupportedError",
+                 "events.create_callback_endpoint: callbacks need `atomflow serve`, which "
+                 "receives them; this process has no public URL")));
+    return;
+  }
+  const Value* method_value = request.args.AsMap().Find("http_callback_method");
+  std::string method = method_value && method_value->is_string() ? method_value->AsString() : "";
+  method = method.empty() ? "POST" : Upper(method);
+
+  CallbackEndpoint endpoint;
+  endpoint.id = CallbackBook::CallbackId(execution->id(), request.key);
+  endpoint.method = method;
+  endpoint.url = options_.public_url + "/v1/workflows/" + execution->record().workflow_name +
+                 "/executions/" + execution->id() + "/callbacks/" + endpoint.id;
+  endpoint.create_time_ms = NowMs();
+  Json intent = {{"function", request.function}, {"step", request.step},
+                 {"callback", endpoint.id},      {"method", endpoint.method},
+                 {"url", endpoint.url},          {"create_time_ms", endpoint.create_time_ms}};
+  Journal(*execution, "intent", request.key, std::move(intent), [this, execution, request,
+                                                                  endpoint] {
+    callbacks_.AddEndpoint(execution->id(), endpoint);
+    Complete(execution, request, EffectOutcome::Success(Value(Map{{"url", Value(endpoint.url)}})));
+  });
+}
+
+// The await's intent holds its callback and its deadline, so a resumed await waits only for
+// what is left of its timeout, and a rebuilt queue knows which awaits took requests.
+void Engine::AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
+                                 const EffectRequest& request) {
+  if (execution->IntentJournaled(request.key)) {
+    const Json& intent = execution->IntentPayload(request.key);
+    WaitForCallback(execution, request, intent.value("callback", ""),
+                    intent.value("deadline", 0.0));
+    return;
+  }
+  const Map& args = request.args.AsMap();
+  const Value* callback = args.Find("callback");
+  std::string callback_id = callback ? CallbackIdOf(*callback) : "";
+  if (callback_id.empty() || !callbacks_.HasEndpoint(execution->id(), callback_id)) {
+    Complete(execution, request,
+             EffectOutcome::Failure(lang::MakeError(
+                 "ValueError", "events.await_callback: 'callback' must be a callback endpoint "
+                               "this execution created")));
+    return;
+  }
+  const Value* timeout = args.Find("timeout");
+  if (timeout != nullptr && !timeout->is_null() && !timeout->is_number()) {
+    Complete(execution, request,
+             EffectOutcome::Failure(lang::MakeError(
+                 "TypeError", "events.await_callback: 'timeout' must be a number of seconds")));
+    return;
+  }
+  double seconds = timeout && timeout->is_number() ? timeout->AsNumber() : kDefaultCallbackTimeout;
+  double deadline = NowSeconds() + seconds;
+  Journal(*execution, "intent", request.key,
+          {{"function", request.function},
+           {"step", request.step},
+           {"callback", callback_id},
+           {"deadline", deadline}},
+          nullptr);
+  WaitForCallback(execution, request, callback_id, deadline);
+}
+
+// On the loop thread: takes the oldest queued request, or waits for one until the deadline.
+void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution,
+                             const EffectRequest& request, const std::string& callback_id,
+                             double deadline) {
+  auto delay = std::chrono::milliseconds(
+      std::max<int64_t>(0, static_cast<int64_t>((deadline - NowSeconds()) * 1000)));
+  loop_.Post([this, execution, request, callback_id, delay] {
+    auto take = [this, execution, request](const Json& delivered) {
+      if (!execution->IsRunning(request.key)) return false;  // cut off: the request stays
+      auto timer = sleeping_.find({execution->id(), request.key});
+      if (timer != sleeping_.end()) {
+        loop_.CancelTimer(timer->second);
+        sleeping_.erase(timer);
+      }
+      Complete(execution, request, EffectOutcome::Success(FromJson(delivered)));
+      return true;
+    };
+    std::optional<Json> queued = callbacks_.TakeOrWait(execution->id(), callback_id,
+                                                       request.key, take);
+    if (queued) {
+      Complete(execution, request, EffectOutcome::Success(FromJson(*queued)));
+      return;
+    }
+    IoLoop::TimerId timer = loop_.AddTimer(delay, [this, execution, request, callback_id] {
+      sleeping_.erase({execution->id(), request.key});
+      if (!callbacks_.RemoveWaiter(execution->id(), request.key)) return;
+      Complete(execution, request,
+               EffectOutcome::Failure(lang::MakeError(
+                   "TimeoutError", "events.await_callback: no request reached callback " +
+                                       callback_id + " before its timeout")));
+    });
+    sleeping_[{execution->id(), request.key}] = timer;
+  });
+}
+
+Status Engine::DeliverCallback(const std::string& execution_id, const std::string& callback_id,
+                               const std::string& method, Json http_request) {
+  if (draining_) return Status::Unavailable("the engine is shutting down; retry later");
+  std::shared_ptr<Execution> execution;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto found = active_.find(execution_id);
+    if (found != active_.end()) execution = found->second;
+  }
+  if (execution == nullptr) {
+    Result<store::ExecutionRecord> record = store_->GetExecution(execution_id);
+    if (!record.ok()) return Status::NotFound("no execution " + execution_id);
+    if (record->state != "ACTIVE") {
+      return Status::FailedPrecondition("execution " + execution_id + " has already finished (" +
+                                        record->state + ")");
+    }
+    return Status::Unavailable("execution " + execution_id + " is not running in this process");
+  }
+
+  DropCredentialHeaders(http_request);
+  Json value = {{"http_request", std::move(http_request)},
+                {"received_time", Rfc3339(NowMs())},
+                {"type", "HTTP"}};
+  std::promise<bool> durable;
+  std::future<bool> done = durable.get_future();
+  Status reserved = callbacks_.Reserve(execution_id, callback_id, Upper(method), [&](int64_t n) {
+    store::JournalEntry entry;
+    entry.kind = "callback";
+    entry.key = "callback/" + callback_id + "/" + std::to_string(n);
+    entry.payload = {{"callback", callback_id}, {"request", value}};
+    entry.time_ms = NowMs();
+    bool live = JournalIfLive(execution_id, std::move(entry), [&, this](Status status) {
+      if (!status.ok()) {
+        log::Error("journal write for execution {} failed: {}", execution_id, status.message());
+        std::abort();
+      }
+      loop_.Post([this, execution_id, callback_id, value] {
+        callbacks_.Delivered(execution_id, callback_id, value);
+      });
+      durable.set_value(true);
+    });
+    if (!live) durable.set_value(false);
+  });
+  if (!reserved.ok()) return reserved;
+  if (!done.get()) return Status::Unavailable("the engine is shutting down; retry later");
+  return Status::Ok();
+}
+
+Result<Json> Engine::ListCallbacks(const std::string& execution_id) {
+  bool in_memory = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_memory = active_.count(execution_id) > 0;
+  }
+  if (!in_memory) {
+    Result<store::ExecutionRecord> record = store_->GetExecution(execution_id);
+    if (!record.ok()) return Status::NotFound("no execution " + execution_id);
+  }
+  Json callbacks = callbacks_.List(execution_id);
+  for (Json& callback : callbacks) {
+    callback["createTime"] = Rfc3339(callback.value("createTimeMs", int64_t{0}));
+  }
+  return callbacks;
+}
+
+// ---- Drain ----
+
+size_t Engine::ActiveCount() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return active_.size();
+}
+
+// Waits until no worker drives an execution, none is queued and no issued effect is out, or
+// until the timeout. Polls: the conditions change on several threads.
+void Engine::WaitForQuiet(double timeout_seconds) {
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (busy_workers_ == 0 && runnable_.empty() && in_flight_ == 0) return;
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    lock.lock();
+  }
+}
+
+// After draining_, effects are no longer issued (Dispatch drops them: the next process asks
+// again), so running steps stop at their next effect; the effects already out get until the
+// timeout to come back and have their outcomes journaled. Then drained_ stops every journal
+// write, the journal is flushed and each execution released: the next process's Recover
+// replays it without repeating a completed effect, and reissues one still out with the same
+// idempotency key, as after a crash.
+void Engine::Drain(double timeout_seconds) {
+  if (draining_.exchange(true)) return;
+  size_t active = ActiveCount();
+  log::Event("drain.started", {{"active", active}, {"in_flight", in_flight_.load()}});
+  WaitForQuiet(timeout_seconds);
+
+  drained_ = true;
+  while (journaling_ > 0) std::this_thread::yield();
+  Status flushed = store_->Flush();
+  if (!flushed.ok()) log::Error("flushing the store failed: {}", flushed.message());
+
+  std::vector<std::shared_ptr<Execution>> executions;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    for (auto& [id, execution] : active_) executions.push_back(execution);
+    active_.clear();
+    released_ = executions;
+  }
+  ready_.notify_all();
+  finished_.notify_all();
+  for (const std::shared_ptr<Execution>& execution : executions) {
+    Status released = store_->Release(execution->id(), owner_);
+    if (!released.ok()) log::Warn("releasing {} failed: {}", execution->id(), released.message());
+  }
+  log::Event("drain.finished", {{"released", executions.size()}});
 }
 
 }  // namespace atomflow::engine

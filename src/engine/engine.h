@@ -2,6 +2,7 @@
 // one I/O loop, and journals every effect so a killed process can be resumed.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/callbacks.h"
 #include "engine/effect.h"
 #include "engine/io_loop.h"
 #include "lang/ast.h"
@@ -60,6 +62,9 @@ struct EngineOptions {
   int workers = 0;           // 0: one per core
   std::string jobs_root;     // default: <store dir>/jobs
   std::string staging_root;  // default: <store dir>/staging
+  // Base of callback URLs, e.g. "http://127.0.0.1:8080"; empty: callbacks are refused (only
+  // `atomflow serve` can receive them).
+  std::string public_url;
 };
 
 // Owns the store, the I/O loop, the workers and the effect handler. Thread safe.
@@ -84,6 +89,21 @@ class Engine {
   void CancelAll();
   // Blocks until the execution has finished and its outcome is durable.
   store::ExecutionRecord Wait(const std::string& execution_id);
+
+  // Makes a callback request durable in the execution's journal, then hands it to the await
+  // that waits for it (or queues it). NotFound: no such execution or callback;
+  // FailedPrecondition: the execution has finished. Returns once durable.
+  Status DeliverCallback(const std::string& execution_id, const std::string& callback_id,
+                         const std::string& method, Json http_request);
+  // The execution's callback endpoints: [{"name", "method", "waiters", "createTime", ...}].
+  Result<Json> ListCallbacks(const std::string& execution_id);
+
+  // SIGTERM: stop taking new executions (Start answers Unavailable), let running steps reach
+  // their next effect, wait up to timeout for effects in flight, flush the journal, release
+  // ownership so the next process resumes them. Blocks.
+  void Drain(double timeout_seconds);
+  // Executions in memory that have not finished, for /metrics and /readyz.
+  size_t ActiveCount();
 
   store::Store* store() { return store_.get(); }
   ProgressSink* progress() { return progress_; }
@@ -112,6 +132,16 @@ class Engine {
   void Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request);
   void Issue(const std::shared_ptr<Execution>& execution, EffectRequest request, bool resumed);
   void SleepEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
+  void CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
+                            const EffectRequest& request);
+  void AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
+                           const EffectRequest& request);
+  void WaitForCallback(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
+                       const std::string& callback_id, double deadline);
+  // Appends unless the engine has drained (then the process must write nothing more): false.
+  bool JournalIfLive(const std::string& execution_id, store::JournalEntry entry,
+                     std::function<void(Status)> on_durable);
+  void WaitForQuiet(double timeout_seconds);
   void CancelIfCancelled(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void CancelEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& running);
   void WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
@@ -138,6 +168,18 @@ class Engine {
   std::map<std::pair<std::string, std::string>, IoLoop::TimerId> sleeping_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
+  int busy_workers_ = 0;  // workers inside Drive; under mutex_
+
+  // Callback endpoints, their queued requests and waiting awaits (engine/callbacks.h).
+  CallbackBook callbacks_;
+
+  // Drain: draining_ stops new starts, deliveries and the issuing of effects; drained_ stops
+  // every journal write once the journal is flushed and ownership is about to be released.
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> drained_{false};
+  std::atomic<int> journaling_{0};  // Journal calls between their drained_ check and Append
+  std::atomic<int> in_flight_{0};   // effects handed to the handler and not yet completed
+  std::vector<std::shared_ptr<Execution>> released_;  // kept alive after Drain
 };
 
 }  // namespace atomflow::engine

@@ -4,6 +4,7 @@
 #include <any>
 #include <chrono>
 
+#include "common/metrics.h"
 #include "engine/engine.h"
 #include "engine/execution.h"
 #include "lang/limits.h"
@@ -11,6 +12,13 @@
 namespace atomflow::engine {
 
 namespace {
+
+// Looked up once: every step adds to it, so the hot path holds a pointer, not a name.
+metrics::Counter* StepsTotal() {
+  static metrics::Counter* const counter = metrics::Registry::Global().GetCounter(
+      "atomflow_steps_total", "Workflow steps run (a resumed execution's replay included).");
+  return counter;
+}
 
 // Thrown by Frame::CallHost when an expression calls a function that needs the interpreter
 // (a subworkflow or an effect); the interpreter performs the call and evaluates again.
@@ -117,6 +125,7 @@ Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
 
 Task<Flow> Interpreter::RunStep(const lang::Step& step, Frame& frame) {
   lang::CheckStepCount(execution_->CountStep());
+  StepsTotal()->Add();
   int64_t start_ms = NowMs();
   int nesting = nesting_;
   std::exception_ptr error;

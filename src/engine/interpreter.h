@@ -119,6 +119,8 @@ class Interpreter {
   Value CallLocal(const std::string& function, const std::vector<Value>& args,
                   const std::string& step);
   void Log(const Map& args, const std::string& step);
+  // atomflow_retries_total{host}: a retry of an http.* call (or a branch operation) to url.
+  void CountRetry(const Value& url);
 
   // interpreter_parallel.cc
   Task<Flow> RunParallel(const lang::Step& step, Frame& frame);
@@ -187,6 +189,8 @@ class Interpreter {
   std::vector<TraceElement> error_trace_;  // innermost routine first; cleared when caught
   int nesting_ = 0;         // depth of step bodies being run, for progress indentation
   int parallel_depth_ = 0;  // parallel steps around the running strand
+  // The URL of the last http.* call that raised, for the retry metric; cleared when caught.
+  Value failed_http_url_;
 };
 
 }  // namespace atomflow::engine

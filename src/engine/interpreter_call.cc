@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "common/metrics.h"
 #include "engine/engine.h"
 #include "engine/execution.h"
 #include "engine/interpreter.h"
@@ -119,6 +120,10 @@ Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& fram
     co_return co_await StageFile(function, args, step);
   }
   if (function == "atomflow.sql.exec") co_return co_await SqlExec(std::move(args), step);
+  // Callbacks are carried out by the engine (engine/callbacks.h), journaled like effects.
+  if (StartsWith(function, "events.")) {
+    co_return co_await CallEffect(function, std::move(args), step);
+  }
   if (IsOutsideEffect(function)) co_return co_await CallEffect(function, std::move(args), step);
   co_return co_await CallPositional(function, ToPositional(*signature, std::move(args)), frame,
                                     step);
@@ -162,6 +167,8 @@ Task<Value> Interpreter::CallEffect(const std::string& function, Map args,
     lang::Raise("TimeoutError", "transaction '" + transactions_.back()->step() +
                                     "' passed its timeout before step '" + step + "'");
   }
+  Value url;
+  if (const Value* given = args.Find("url"); given != nullptr) url = *given;
   EffectRequest request;
   request.step = step;
   request.function = function;
@@ -173,6 +180,7 @@ Task<Value> Interpreter::CallEffect(const std::string& function, Map args,
     request.txn_deadline = transaction_deadline_;
   }
   EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+  if (!outcome.ok && StartsWith(function, "http.")) failed_http_url_ = std::move(url);
   if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
   co_return std::move(outcome.value);
 }
@@ -226,6 +234,27 @@ void Interpreter::Log(const Map& args, const std::string& step) {
   bool replayed = execution_->replaying();
   execution_->Record("log", {{"step", step}, {"severity", level}, {"text", text}});
   if (!replayed) execution_->engine()->progress()->OnLog(execution_->id(), step, level, text);
+}
+
+// The host of a URL ("https://user@host:8443/x" -> "host"); the user part never reaches a label.
+void Interpreter::CountRetry(const Value& url) {
+  if (execution_->replaying()) return;  // counted by the process that made the retry
+  std::string_view text = url.is_string() ? std::string_view(url.AsString()) : "";
+  size_t scheme = text.find("://");
+  if (scheme != std::string_view::npos) text.remove_prefix(scheme + 3);
+  text = text.substr(0, text.find_first_of("/?#"));
+  if (size_t at = text.rfind('@'); at != std::string_view::npos) text.remove_prefix(at + 1);
+  if (!text.empty() && text.front() == '[') {
+    text = text.substr(0, text.find(']') + 1);
+  } else {
+    text = text.substr(0, text.find(':'));
+  }
+  metrics::Registry::Global()
+      .GetCounter("atomflow_retries_total",
+                  "Retries of http.* calls by a retry policy, and of transaction branch "
+                  "operations (confirm, cancel, compensate).",
+                  {{"host", std::string(text)}})
+      ->Add();
 }
 
 }  // namespace atomflow::engine

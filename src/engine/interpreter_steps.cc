@@ -243,11 +243,13 @@ Task<Flow> Interpreter::RunTry(const lang::Step& step, Frame& frame) {
     }
     error_step_.clear();
     error_trace_.clear();
+    Value failed_url = std::exchange(failed_http_url_, Value());
 
     double delay = 0;
     bool retry = false;
     if (spec.retry) retry = co_await ShouldRetry(*spec.retry, *error, attempt, frame, &delay);
     if (retry) {
+      if (!failed_url.is_null()) CountRetry(failed_url);
       co_await Sleep(delay, step.name);
       continue;
     }

@@ -282,7 +282,12 @@ Task<bool> Interpreter::RunBranchOp(const txn::Branch& branch, const txn::Transa
   const Map& rendered = call.AsMap();
   std::string function = rendered.Find("function")->AsString();
   for (int attempt = 0; attempt < attempts; ++attempt) {
-    if (attempt > 0) co_await Sleep(RetryDelay(branch.id, op, attempt), branch.step);
+    if (attempt > 0) {
+      const Value* args = rendered.Find("args");
+      const Value* url = args && args->is_map() ? args->AsMap().Find("url") : nullptr;
+      CountRetry(url ? *url : Value());
+      co_await Sleep(RetryDelay(branch.id, op, attempt), branch.step);
+    }
     EffectRequest request;
     request.step = branch.step;
     request.function = function;

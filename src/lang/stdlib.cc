@@ -38,6 +38,9 @@ std::vector<LibraryFunction> HostFunctions() {
       Blocking("atomflow.files.write", {"path", "content"}, 2),
       Blocking("atomflow.files.publish", {"source", "path"}, 2),
       Blocking("atomflow.sql.exec", {"database", "statements"}, 2),
+      // Carried out by the engine; only `atomflow serve` can receive callbacks.
+      Blocking("events.create_callback_endpoint", {"http_callback_method"}, 0),
+      Blocking("events.await_callback", {"callback", "timeout"}, 1),
   };
   for (const char* method : {"get", "post", "put", "patch", "delete"}) {
     table.push_back(Blocking(fmt::format("http.{}", method),

@@ -96,4 +96,14 @@ Status Statement::Error(int code) const {
   return Status::Error(message);
 }
 
+Status PrepareAll(sqlite3* db,
+                  std::initializer_list<std::pair<Statement*, std::string_view>> statements) {
+  for (const auto& [statement, sql] : statements) {
+    Result<Statement> prepared = Statement::Prepare(db, sql);
+    if (!prepared.ok()) return prepared.status();
+    *statement = std::move(prepared).value();
+  }
+  return Status::Ok();
+}
+
 }  // namespace atomflow::store

@@ -4,9 +4,11 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/status.h"
 
@@ -56,6 +58,10 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
   int bind_error_ = SQLITE_OK;  // the first failed bind, reported by Step
 };
+
+// Prepares each (statement, sql) pair on `db`; stops at the first failure.
+[[nodiscard]] Status PrepareAll(
+    sqlite3* db, std::initializer_list<std::pair<Statement*, std::string_view>> statements);
 
 // Resets a statement when a scope that used it ends.
 class ScopedReset {

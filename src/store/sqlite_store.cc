@@ -7,16 +7,19 @@
 #include <string_view>
 #include <utility>
 
+#include "common/metrics.h"
+
 namespace atomflow::store {
 namespace {
 
 // Bump when the schema changes; a store written by a newer build is refused, not guessed at.
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
 
 constexpr int kBusyTimeoutMs = 10000;
 
-// The layout documented in docs/store.md. Created in the same transaction that records the
-// schema version, so a crash while creating leaves either no tables or all of them.
+// The layout documented in docs/store.md. A new file gets the version 2 layout and then the
+// same upgrades an old file gets, all in the transaction that records the schema version, so a
+// crash while creating or upgrading leaves the file as it was.
 constexpr std::string_view kCreateSchema = R"sql(
 CREATE TABLE executions (
   id TEXT PRIMARY KEY,
@@ -54,6 +57,59 @@ ALTER TABLE executions ADD COLUMN revision_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE executions ADD COLUMN service_account TEXT NOT NULL DEFAULT '';
 ALTER TABLE executions ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
 INSERT INTO schema_version (version) VALUES (2);
+)sql";
+
+// Version 3 adds deployed workflows and their revisions, indexes for the API's queries
+// (executions of a workflow by start time, journal entries of one kind), and per-state counts
+// of executions kept by triggers so that metrics need not count every row.
+constexpr char kUpgradeFrom2[] = R"sql(
+CREATE TABLE workflows (
+  name TEXT PRIMARY KEY,
+  revision_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  description TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  service_account TEXT NOT NULL,
+  create_time_ms INTEGER NOT NULL,
+  update_time_ms INTEGER NOT NULL,
+  revision_create_time_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE workflow_revisions (
+  workflow_name TEXT NOT NULL,
+  number INTEGER NOT NULL,
+  revision_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  description TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  service_account TEXT NOT NULL,
+  revision_create_time_ms INTEGER NOT NULL,
+  PRIMARY KEY (workflow_name, number),
+  UNIQUE (workflow_name, revision_id)
+) WITHOUT ROWID;
+DROP INDEX executions_by_start;
+CREATE INDEX executions_by_start ON executions (start_time_ms, id);
+CREATE INDEX executions_by_workflow ON executions (workflow_name, start_time_ms, id);
+CREATE INDEX journal_by_kind ON journal (execution_id, kind, seq);
+CREATE TABLE execution_counts (
+  state TEXT PRIMARY KEY,
+  count INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER execution_counts_insert AFTER INSERT ON executions BEGIN
+  INSERT INTO execution_counts (state, count) VALUES (NEW.state, 1)
+    ON CONFLICT (state) DO UPDATE SET count = count + 1;
+END;
+CREATE TRIGGER execution_counts_update AFTER UPDATE OF state ON executions
+WHEN OLD.state IS NOT NEW.state BEGIN
+  UPDATE execution_counts SET count = count - 1 WHERE state = OLD.state;
+  INSERT INTO execution_counts (state, count) VALUES (NEW.state, 1)
+    ON CONFLICT (state) DO UPDATE SET count = count + 1;
+END;
+CREATE TRIGGER execution_counts_delete AFTER DELETE ON executions BEGIN
+  UPDATE execution_counts SET count = count - 1 WHERE state = OLD.state;
+END;
+INSERT INTO execution_counts (state, count)
+  SELECT state, COUNT(*) FROM executions GROUP BY state;
+INSERT INTO schema_version (version) VALUES (3);
 )sql";
 
 int64_t NowMs() {
@@ -114,12 +170,24 @@ Status CreateOrCheckSchema(sqlite3* db) {
 
   Result<int64_t> version = ReadSchemaVersion(db);
   if (!version.ok()) return version.status();
-  if (*version == 0) return ExecSql(db, kCreateSchema);
-  if (*version == 1) return ExecSql(db, kUpgradeFrom1);
   if (*version > kSchemaVersion) {
     return Status::Error("its schema version " + std::to_string(*version) +
                          " is newer than this atomflow supports (" +
                          std::to_string(kSchemaVersion) + "); use a newer atomflow");
+  }
+
+  // Each step brings the file from one version to a later one, inside the caller's transaction.
+  struct Step {
+    int64_t from, to;
+    std::string_view sql;
+  };
+  constexpr Step kSteps[] = {{0, 2, kCreateSchema}, {1, 2, kUpgradeFrom1}, {2, 3, kUpgradeFrom2}};
+  int64_t at = *version;
+  for (const Step& step : kSteps) {
+    if (step.from != at) continue;
+    status = ExecSql(db, step.sql);
+    if (!status.ok()) return status;
+    at = step.to;
   }
   return Status::Ok();
 }
@@ -138,18 +206,8 @@ Status EnsureSchema(sqlite3* db) {
   return ExecSql(db, "COMMIT");
 }
 
-Status PrepareAll(sqlite3* db,
-                  std::initializer_list<std::pair<Statement*, std::string_view>> statements) {
-  for (const auto& [statement, sql] : statements) {
-    Result<Statement> prepared = Statement::Prepare(db, sql);
-    if (!prepared.ok()) return prepared.status();
-    *statement = std::move(prepared).value();
-  }
-  return Status::Ok();
-}
-
 Status NotFound(const std::string& execution_id) {
-  return Status::Error("execution " + execution_id + " not found");
+  return Status::NotFound("execution " + execution_id + " not found");
 }
 
 }  // namespace
@@ -187,9 +245,7 @@ Status SqliteStore::OpenConnections() {
 }
 
 Status SqliteStore::PrepareStatements() {
-  constexpr std::string_view kColumns =
-      "id, workflow_name, source_file, source, argument, state, result, error, start_time_ms, "
-      "end_time_ms, owner, revision_id, service_account, labels";
+  constexpr std::string_view kColumns = kExecutionColumns;
   std::string select = "SELECT " + std::string(kColumns) + " FROM executions ";
   WriterStatements& w = writer_statements_;
   ReaderStatements& r = reader_statements_;
@@ -214,7 +270,7 @@ Status SqliteStore::PrepareStatements() {
        {&w.set_owner, "UPDATE executions SET owner = ?2 WHERE id = ?1"}});
   if (!status.ok()) return status;
 
-  return PrepareAll(
+  status = PrepareAll(
       reader_db_.get(),
       {{&r.get_execution, select + "WHERE id = ?1"},
        {&r.list_all, select + "ORDER BY start_time_ms DESC, rowid DESC LIMIT ?1"},
@@ -222,7 +278,15 @@ Status SqliteStore::PrepareStatements() {
         select + "WHERE state = ?1 ORDER BY start_time_ms DESC, rowid DESC LIMIT ?2"},
        {&r.read_journal,
         "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
-        "ORDER BY seq"}});
+        "ORDER BY seq"},
+       {&r.count_by_state,
+        "SELECT state, count FROM execution_counts WHERE count > 0 ORDER BY state"},
+       {&r.read_journal_kind,
+        "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
+        "AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"}});
+  if (!status.ok()) return status;
+
+  return PrepareWorkflowStatements();
 }
 
 SqliteStore::~SqliteStore() {
@@ -297,6 +361,10 @@ Status SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, std::vector<Status>&
   for (const WriteOp& op : batch) writes = writes || op.apply != nullptr;
   if (!writes) return Status::Ok();  // only flush markers: nothing to commit
 
+  static metrics::Histogram* const commit_seconds = metrics::Registry::Global().GetHistogram(
+      "atomflow_journal_commit_seconds", "Time of one group commit of the store's writer.",
+      metrics::DurationBuckets());
+  auto started = std::chrono::steady_clock::now();
   WriterStatements& w = writer_statements_;
   ScopedReset reset_begin(w.begin);
   Result<int> begun = w.begin.Run();
@@ -316,6 +384,8 @@ Status SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, std::vector<Status>&
     return done.status();
   }
   ++commits_;
+  commit_seconds->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   return Status::Ok();
 }
 

@@ -7,14 +7,21 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "store/sqlite_statement.h"
 #include "store/store.h"
 
 namespace atomflow::store {
+
+// The columns of an execution row, in the order every execution read returns them.
+inline constexpr std::string_view kExecutionColumns =
+    "id, workflow_name, source_file, source, argument, state, result, error, start_time_ms, "
+    "end_time_ms, owner, revision_id, service_account, labels";
 
 // A Store over one SQLite file (layout and crash behaviour: docs/store.md).
 //
@@ -45,6 +52,24 @@ class SqliteStore final : public Store {
   Result<bool> Claim(const std::string& execution_id, const std::string& owner) override;
   Status Release(const std::string& execution_id, const std::string& owner) override;
 
+  // sqlite_store_workflows.cc
+  Status CreateWorkflow(const WorkflowRecord& record) override;
+  Status UpdateWorkflow(const WorkflowRecord& record, bool new_revision) override;
+  Result<WorkflowRecord> GetWorkflow(const std::string& name,
+                                     const std::string& revision_id) override;
+  Result<std::vector<WorkflowRecord>> ListWorkflows(const std::string& after_name,
+                                                    int limit) override;
+  Result<std::vector<WorkflowRecord>> ListRevisions(const std::string& name, int offset,
+                                                    int limit) override;
+  Status DeleteWorkflow(const std::string& name) override;
+
+  // sqlite_store_read.cc
+  Result<std::vector<ExecutionRecord>> QueryExecutions(const ExecutionQuery& query) override;
+  Result<std::vector<std::pair<std::string, int64_t>>> CountExecutionsByState() override;
+  Result<std::vector<JournalEntry>> ReadJournalKind(const std::string& execution_id,
+                                                    const std::string& kind, int64_t after_seq,
+                                                    int limit) override;
+
   StoreStats stats() const override;
 
  private:
@@ -66,12 +91,22 @@ class SqliteStore final : public Store {
   // Statements of the reader connection; used under read_mutex_.
   struct ReaderStatements {
     Statement get_execution, list_all, list_by_state, read_journal;
+    Statement count_by_state, read_journal_kind;
+  };
+
+  // Workflow statements (sqlite_store_workflows.cc): the writer's, then the reader's.
+  struct WorkflowStatements {
+    Statement savepoint, release, rollback_to;
+    Statement exists, insert_workflow, update_workflow, insert_revision, update_revision;
+    Statement delete_workflow, delete_revisions;
+    Statement get_latest, get_revision, list_workflows, list_revisions, reader_exists;
   };
 
   explicit SqliteStore(std::string path) : path_(std::move(path)) {}
 
   Status OpenConnections();
   Status PrepareStatements();
+  Status PrepareWorkflowStatements();
 
   void Enqueue(WriteOp op);
   Status EnqueueAndWait(std::function<Status()> apply);
@@ -88,6 +123,15 @@ class SqliteStore final : public Store {
   Status ApplyRelease(const std::string& execution_id, const std::string& owner);
   Result<std::string> CurrentOwner(const std::string& execution_id);
 
+  // Runs a write of several statements so that it applies whole or not at all, even when a
+  // later op of the same batch commits.
+  Status ApplyAtomically(const std::function<Status()>& apply);
+  Status ApplyCreateWorkflow(const WorkflowRecord& record);
+  Status ApplyUpdateWorkflow(const WorkflowRecord& record, bool new_revision);
+  Status ApplyInsertRevision(const WorkflowRecord& record);
+  Status ApplyDeleteWorkflow(const std::string& name);
+  Result<bool> WorkflowExists(Statement& exists, const std::string& name);
+
   std::string path_;  // never changes after construction
 
   // Declared before the statements so that statements are finalized first.
@@ -95,6 +139,7 @@ class SqliteStore final : public Store {
   Connection reader_db_;
   WriterStatements writer_statements_;
   ReaderStatements reader_statements_;
+  WorkflowStatements workflow_statements_;
   std::mutex read_mutex_;
 
   std::mutex queue_mutex_;

@@ -1,12 +1,14 @@
 // SqliteStore reads: executions and journals, on the reader connection.
+#include <charconv>
 #include <utility>
+#include <variant>
 
 #include "store/sqlite_store.h"
 
 namespace atomflow::store {
 namespace {
 
-// Columns in the order of kColumns in sqlite_store.cc.
+// Columns in the order of kExecutionColumns.
 ExecutionRecord ReadExecutionRow(const Statement& row) {
   ExecutionRecord record;
   record.id = row.Text(0);
@@ -51,6 +53,100 @@ Result<JournalEntry> ReadJournalRow(const Statement& row, const std::string& exe
   return entry;
 }
 
+// An executions filter field and the column it compares.
+struct FilterColumn {
+  std::string_view field;
+  std::string_view column;
+  bool milliseconds;  // the value is an integer number of milliseconds, else text
+};
+constexpr FilterColumn kFilterColumns[] = {{"state", "state", false},
+                                           {"revision_id", "revision_id", false},
+                                           {"start_time_ms", "start_time_ms", true},
+                                           {"end_time_ms", "end_time_ms", true}};
+constexpr std::string_view kFilterOps[] = {"=", "!=", "<", "<=", ">", ">="};
+
+// SQL text made only of fixed fragments, and the values to bind to its ?s in order.
+struct BoundSql {
+  std::string sql;
+  std::vector<std::variant<std::string, int64_t>> values;
+};
+
+const FilterColumn* FindFilterColumn(std::string_view field) {
+  for (const FilterColumn& column : kFilterColumns) {
+    if (column.field == field) return &column;
+  }
+  return nullptr;
+}
+
+bool IsFilterOp(std::string_view op) {
+  for (std::string_view known : kFilterOps) {
+    if (known == op) return true;
+  }
+  return false;
+}
+
+// Appends " AND column op ?" for one term; the op is one of kFilterOps, never caller text.
+Status AddFilterTerm(const ExecutionFilter& filter, BoundSql& query) {
+  const FilterColumn* column = FindFilterColumn(filter.field);
+  if (column == nullptr) {
+    return Status::InvalidArgument("executions cannot be filtered by '" + filter.field + "'");
+  }
+  if (!IsFilterOp(filter.op)) {
+    return Status::InvalidArgument("unknown filter operator '" + filter.op + "'");
+  }
+  query.sql += " AND " + std::string(column->column) + " " + filter.op + " ?";
+  if (!column->milliseconds) {
+    query.values.emplace_back(filter.value);
+    return Status::Ok();
+  }
+
+  int64_t number = 0;
+  const char* end = filter.value.data() + filter.value.size();
+  auto [stop, error] = std::from_chars(filter.value.data(), end, number);
+  if (error != std::errc() || stop != end) {
+    return Status::InvalidArgument("the " + filter.field + " filter value '" + filter.value +
+                                   "' is not a number of milliseconds");
+  }
+  query.values.emplace_back(number);
+
+  // A running execution has no end time yet (0), so no end-time comparison matches it.
+  if (column->field == "end_time_ms") query.sql += " AND end_time_ms != 0";
+  return Status::Ok();
+}
+
+Result<BoundSql> BuildExecutionQuery(const ExecutionQuery& query) {
+  BoundSql bound;
+  bound.sql = "SELECT " + std::string(kExecutionColumns) + " FROM executions WHERE 1";
+  if (!query.workflow_name.empty()) {
+    bound.sql += " AND workflow_name = ?";
+    bound.values.emplace_back(query.workflow_name);
+  }
+  for (const ExecutionFilter& filter : query.filters) {
+    Status status = AddFilterTerm(filter, bound);
+    if (!status.ok()) return status;
+  }
+
+  // Rows strictly after the previous page's last one, in the page order.
+  const char* direction = query.oldest_first ? " ASC" : " DESC";
+  if (!query.cursor_id.empty()) {
+    bound.sql += query.oldest_first ? " AND (start_time_ms, id) > (?, ?)"
+                                    : " AND (start_time_ms, id) < (?, ?)";
+    bound.values.emplace_back(query.cursor_start_time_ms);
+    bound.values.emplace_back(query.cursor_id);
+  }
+  bound.sql += std::string(" ORDER BY start_time_ms") + direction + ", id" + direction;
+  bound.sql += " LIMIT ?";
+  bound.values.emplace_back(static_cast<int64_t>(query.limit > 0 ? query.limit : -1));
+  return bound;
+}
+
+void BindAll(const BoundSql& bound, Statement& statement) {
+  for (size_t i = 0; i < bound.values.size(); ++i) {
+    int index = static_cast<int>(i) + 1;
+    std::visit([&](const auto& value) { statement.Bind(index, value); }, bound.values[i]);
+  }
+}
+
 }  // namespace
 
 Result<ExecutionRecord> SqliteStore::GetExecution(const std::string& id) {
@@ -61,7 +157,7 @@ Result<ExecutionRecord> SqliteStore::GetExecution(const std::string& id) {
 
   Result<bool> row = select.Step();
   if (!row.ok()) return row.status();
-  if (!*row) return Status::Error("execution " + id + " not found");
+  if (!*row) return Status::NotFound("execution " + id + " not found");
   return ReadExecutionRow(select);
 }
 
@@ -88,6 +184,53 @@ Result<std::vector<JournalEntry>> SqliteStore::ReadJournal(const std::string& ex
   Statement& select = reader_statements_.read_journal;
   ScopedReset reset(select);
   select.Bind(1, execution_id);
+
+  std::vector<JournalEntry> entries;
+  while (true) {
+    Result<bool> row = select.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return entries;
+
+    Result<JournalEntry> entry = ReadJournalRow(select, execution_id);
+    if (!entry.ok()) return entry.status();
+    entries.push_back(std::move(entry).value());
+  }
+}
+
+Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(const ExecutionQuery& query) {
+  Result<BoundSql> bound = BuildExecutionQuery(query);
+  if (!bound.ok()) return bound.status();
+
+  std::lock_guard lock(read_mutex_);
+  Result<Statement> select = Statement::Prepare(reader_db_.get(), bound->sql);
+  if (!select.ok()) return select.status();
+  ScopedReset reset(*select);
+  BindAll(*bound, *select);
+  return ReadExecutionRows(*select);
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::CountExecutionsByState() {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_statements_.count_by_state;
+  ScopedReset reset(select);
+
+  std::vector<std::pair<std::string, int64_t>> counts;
+  while (true) {
+    Result<bool> row = select.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return counts;
+    counts.emplace_back(select.Text(0), select.Int(1));
+  }
+}
+
+Result<std::vector<JournalEntry>> SqliteStore::ReadJournalKind(const std::string& execution_id,
+                                                               const std::string& kind,
+                                                               int64_t after_seq, int limit) {
+  std::lock_guard lock(read_mutex_);
+  Statement& select = reader_statements_.read_journal_kind;
+  ScopedReset reset(select);
+  select.Bind(1, execution_id).Bind(2, kind).Bind(3, after_seq);
+  select.Bind(4, static_cast<int64_t>(limit > 0 ? limit : -1));
 
   std::vector<JournalEntry> entries;
   while (true) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -39,6 +40,38 @@ struct JournalEntry {
   std::string key;   // the effect key, e.g. "main/3"
   Json payload;
   int64_t time_ms = 0;
+};
+
+// One revision of a deployed workflow; the workflow's own fields are the latest revision's.
+struct WorkflowRecord {
+  std::string name;
+  std::string revision_id;  // "000001-a3f": six-digit counter, 3 hex digits of the source hash
+  std::string source;       // sourceContents
+  std::string description;
+  std::string labels = "{}";  // JSON text
+  std::string service_account;
+  int64_t create_time_ms = 0;           // when the workflow was first deployed
+  int64_t update_time_ms = 0;           // when it last changed
+  int64_t revision_create_time_ms = 0;  // when this revision was made
+};
+
+// One term of an executions filter. field: "state", "revision_id", "start_time_ms",
+// "end_time_ms"; op: "=", "!=", "<", "<=", ">", ">="; value: text, or milliseconds.
+struct ExecutionFilter {
+  std::string field;
+  std::string op;
+  std::string value;
+};
+
+// A page of executions: of one workflow or all, filtered, ordered by (start_time_ms, id).
+struct ExecutionQuery {
+  std::string workflow_name;             // empty: every workflow
+  std::vector<ExecutionFilter> filters;  // ANDed
+  // Page cursor: the last row of the previous page; empty id: from the start.
+  int64_t cursor_start_time_ms = 0;
+  std::string cursor_id;
+  bool oldest_first = false;  // default newest first (start_time_ms, id)
+  int limit = 100;
 };
 
 // Counters that let tests and benchmarks see group commit at work.
@@ -89,6 +122,35 @@ class Store {
   // Clears the owner if it is `owner`; releasing an execution held by another is a no-op.
   [[nodiscard]] virtual Status Release(const std::string& execution_id,
                                        const std::string& owner) = 0;
+
+  // Deployed workflows (atomflow serve). Writes are durable when they return.
+  // Stores the workflow and record as its first revision; AlreadyExists if the name is taken.
+  [[nodiscard]] virtual Status CreateWorkflow(const WorkflowRecord& record) = 0;
+  // Replaces the workflow's fields; with new_revision also appends record as a new revision.
+  // NotFound if there is no such workflow.
+  [[nodiscard]] virtual Status UpdateWorkflow(const WorkflowRecord& record, bool new_revision) = 0;
+  // The latest revision, or the one named; NotFound.
+  [[nodiscard]] virtual Result<WorkflowRecord> GetWorkflow(const std::string& name,
+                                                           const std::string& revision_id = "") = 0;
+  // By name, names after after_name; limit <= 0 means no limit.
+  [[nodiscard]] virtual Result<std::vector<WorkflowRecord>> ListWorkflows(
+      const std::string& after_name, int limit) = 0;
+  // Newest first; NotFound if there is no such workflow.
+  [[nodiscard]] virtual Result<std::vector<WorkflowRecord>> ListRevisions(
+      const std::string& name, int offset, int limit) = 0;
+  // Removes the workflow and its revisions (its executions stay); NotFound.
+  [[nodiscard]] virtual Status DeleteWorkflow(const std::string& name) = 0;
+
+  // One page of executions; InvalidArgument for an unknown filter field or op.
+  [[nodiscard]] virtual Result<std::vector<ExecutionRecord>> QueryExecutions(
+      const ExecutionQuery& query) = 0;
+  // (state, count) for every state that has executions, by state.
+  [[nodiscard]] virtual Result<std::vector<std::pair<std::string, int64_t>>>
+  CountExecutionsByState() = 0;
+  // Journal entries of one kind ("step", "log"), seq > after_seq, at most limit (<= 0: all).
+  [[nodiscard]] virtual Result<std::vector<JournalEntry>> ReadJournalKind(
+      const std::string& execution_id, const std::string& kind, int64_t after_seq,
+      int limit) = 0;
 
   virtual StoreStats stats() const = 0;
 };

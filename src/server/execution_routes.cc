@@ -1,0 +1,372 @@
+// The execution routes: run, get, list, cancel, step entries, logs, transactions and callbacks.
+#include <algorithm>
+
+#include "common/log.h"
+#include "server/api_support.h"
+#include "server/execution_filter.h"
+#include "server/resources.h"
+#include "server/server.h"
+#include "txn/txn_view.h"
+
+namespace atomflow::server {
+
+namespace {
+
+using Method = ApiServer::Method;
+using RouteFn = void (*)(ApiServer&, const httplib::Request&, httplib::Response&);
+
+// The execution E of workflow W (the path's first two groups); NotFound when E belongs to
+// another workflow, so a caller cannot read executions through the wrong workflow's name.
+Result<store::ExecutionRecord> LoadExecution(ApiServer& server, const httplib::Request& req) {
+  std::string workflow = req.matches[1];
+  std::string id = req.matches[2];
+  Result<store::ExecutionRecord> record = server.store().GetExecution(id);
+  if (!record.ok() || record->workflow_name != workflow) {
+    return Status::NotFound("no execution '" + id + "' of workflow '" + workflow + "'");
+  }
+  return record;
+}
+
+std::string ExecutionName(const httplib::Request& req, const store::ExecutionRecord& record) {
+  return NamePrefix(req) + "workflows/" + record.workflow_name + "/executions/" + record.id;
+}
+
+// The argument of a new execution: JSON text of at most kMaxArgumentBytes.
+Result<Value> ParseArgument(const Json& body) {
+  if (!body.contains("argument") || body["argument"].is_null()) return Value();
+  if (!body["argument"].is_string()) {
+    return Status::InvalidArgument("'argument' must be a string holding JSON text, e.g. "
+                                   "\"{\\\"n\\\": 1}\"");
+  }
+  const std::string& text = body["argument"].get_ref<const std::string&>();
+  if (text.size() > kMaxArgumentBytes) {
+    return Status::InvalidArgument("argument is " + std::to_string(text.size()) +
+                                   " bytes, over the limit of " +
+                                   std::to_string(kMaxArgumentBytes) + " bytes (32 KiB)");
+  }
+  if (text.empty()) return Value();
+  Result<Json> parsed = ParseJsonText(text);
+  if (!parsed.ok()) return Status::InvalidArgument("argument " + parsed.message() + " text");
+  return FromJson(*parsed);
+}
+
+Result<std::string> ParseLabels(const Json& body) {
+  if (!body.contains("labels")) return std::string("{}");
+  const Json& labels = body["labels"];
+  if (!labels.is_object()) return Status::InvalidArgument("'labels' must be a map of strings");
+  for (const auto& [key, value] : labels.items()) {
+    if (!value.is_string()) {
+      return Status::InvalidArgument("label '" + key + "' must be a string");
+    }
+  }
+  return labels.dump();
+}
+
+void CreateExecution(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Status query = CheckQuery(req, {});
+  if (!query.ok()) return ReplyError(res, query);
+  Result<Json> body = ParseBody(req.body, {"argument", "labels", "callLogLevel"});
+  if (!body.ok()) return ReplyError(res, body.status());
+  Result<Value> argument = ParseArgument(*body);
+  if (!argument.ok()) return ReplyError(res, argument.status());
+  Result<std::string> labels = ParseLabels(*body);
+  if (!labels.ok()) return ReplyError(res, labels.status());
+
+  Result<store::WorkflowRecord> workflow = server.store().GetWorkflow(req.matches[1]);
+  if (!workflow.ok()) return ReplyError(res, workflow.status());
+  Result<std::shared_ptr<const lang::Workflow>> parsed = server.registry().Load(*workflow);
+  if (!parsed.ok()) return ReplyError(res, parsed.status());
+  engine::StartOptions options{workflow->name, workflow->revision_id, workflow->service_account,
+                               *labels};
+  Result<std::string> id =
+      server.engine().Start(std::move(parsed).value(), std::move(argument).value(), options);
+  if (!id.ok()) return ReplyError(res, id.status());
+
+  log::Event("execution.created",
+             {{"execution", *id}, {"workflow", workflow->name}, {"revision", workflow->revision_id}});
+  Result<store::ExecutionRecord> record = server.store().GetExecution(*id);
+  if (!record.ok()) return ReplyError(res, record.status());
+  ReplyJson(res, ExecutionJson(*record, NamePrefix(req)));
+}
+
+Status CheckView(const httplib::Request& req) {
+  std::string view = req.get_param_value("view");
+  if (view.empty() || view == "FULL" || view == "BASIC") return Status::Ok();
+  return Status::InvalidArgument("view must be BASIC or FULL, not '" + view + "'");
+}
+
+// BASIC leaves out the argument and the result, as in Google's API.
+Json Viewed(Json execution, const httplib::Request& req) {
+  if (req.get_param_value("view") == "BASIC") {
+    execution.erase("argument");
+    execution.erase("result");
+  }
+  return execution;
+}
+
+// The step running now: the last step effect whose outcome is not journaled yet.
+Json CurrentSteps(ApiServer& server, const store::ExecutionRecord& record) {
+  Json steps = Json::array();
+  Result<std::vector<store::JournalEntry>> intents =
+      server.store().ReadJournalKind(record.id, "intent", 0, 0);
+  Result<std::vector<store::JournalEntry>> results =
+      server.store().ReadJournalKind(record.id, "result", 0, 0);
+  if (!intents.ok() || !results.ok()) return steps;
+  for (const store::JournalEntry& intent : *intents) {
+    bool done = std::any_of(results->begin(), results->end(),
+                            [&intent](const store::JournalEntry& r) { return r.key == intent.key; });
+    if (done) continue;
+    std::string key = intent.key;
+    steps.push_back({{"routine", key.substr(0, key.find('/'))},
+                     {"step", intent.payload.value("step", "")}});
+  }
+  return steps;
+}
+
+void GetExecution(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Status query = CheckQuery(req, {"view"});
+  if (query.ok()) query = CheckView(req);
+  if (!query.ok()) return ReplyError(res, query);
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+  Json out = ExecutionJson(*record, NamePrefix(req));
+  if (record->state == "ACTIVE") out["status"] = {{"currentSteps", CurrentSteps(server, *record)}};
+  ReplyJson(res, Viewed(std::move(out), req));
+}
+
+// Reads the executions list's query: filter, order and page cursor.
+Status ExecutionQueryOf(const httplib::Request& req, store::ExecutionQuery* query) {
+  Status status = CheckQuery(req, {"pageSize", "pageToken", "filter", "orderBy", "view"});
+  if (status.ok()) status = CheckView(req);
+  if (status.ok()) status = ParseExecutionFilter(req.get_param_value("filter"), query);
+  if (status.ok()) status = ParseExecutionOrder(req.get_param_value("orderBy"), query);
+  if (!status.ok()) return status;
+  std::string token = req.get_param_value("pageToken");
+  if (token.empty()) return Status::Ok();
+
+  Result<std::string> cursor = DecodePageToken(token, "executions");
+  if (!cursor.ok()) return cursor.status();
+  size_t bar = cursor->find('|');
+  if (bar == std::string::npos) return DecodePageToken("", "executions").status();
+  query->cursor_start_time_ms = std::atoll(cursor->substr(0, bar).c_str());
+  query->cursor_id = cursor->substr(bar + 1);
+  return Status::Ok();
+}
+
+void ListExecutions(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  store::ExecutionQuery query;
+  query.workflow_name = req.matches[1];
+  Status status = ExecutionQueryOf(req, &query);
+  if (!status.ok()) return ReplyError(res, status);
+  Result<int> size = PageSize(req);
+  if (!size.ok()) return ReplyError(res, size.status());
+  query.limit = *size + 1;
+
+  Result<std::vector<store::ExecutionRecord>> records = server.store().QueryExecutions(query);
+  if (!records.ok()) return ReplyError(res, records.status());
+  std::string prefix = NamePrefix(req);
+  Json out = {{"executions", Json::array()}};
+  for (int i = 0; i < static_cast<int>(records->size()) && i < *size; ++i) {
+    out["executions"].push_back(Viewed(ExecutionJson((*records)[i], prefix), req));
+  }
+  if (static_cast<int>(records->size()) > *size) {
+    const store::ExecutionRecord& last = (*records)[*size - 1];
+    out["nextPageToken"] =
+        EncodePageToken("executions", std::to_string(last.start_time_ms) + "|" + last.id);
+  }
+  ReplyJson(res, out);
+}
+
+void CancelExecution(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Status query = CheckQuery(req, {});
+  if (!query.ok()) return ReplyError(res, query);
+  Result<Json> body = ParseBody(req.body, {});
+  if (!body.ok()) return ReplyError(res, body.status());
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+  if (record->state != "ACTIVE") {
+    return ReplyError(res, Status::FailedPrecondition("execution '" + record->id +
+                                                      "' has already finished: " +
+                                                      record->state));
+  }
+  // Cancellation is journaled by the execution itself; it ends CANCELLED once open
+  // transactions aborted and compensations ran.
+  server.engine().Cancel(record->id);
+  log::Event("execution.cancel_requested",
+             {{"execution", record->id}, {"workflow", record->workflow_name}});
+  ReplyJson(res, ExecutionJson(*record, NamePrefix(req)));
+}
+
+// Step-entry cursor: "<journal seq>|<entries before>", so entry ids count from 1 across pages.
+void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Status query = CheckQuery(req, {"pageSize", "pageToken", "filter", "orderBy", "view"});
+  if (!query.ok()) return ReplyError(res, query);
+  Result<int> size = PageSize(req);
+  if (!size.ok()) return ReplyError(res, size.status());
+  int64_t after_seq = 0;
+  int64_t before = 0;
+  std::string token = req.get_param_value("pageToken");
+  if (!token.empty()) {
+    Result<std::string> cursor = DecodePageToken(token, "steps");
+    if (!cursor.ok()) return ReplyError(res, cursor.status());
+    after_seq = std::atoll(cursor->c_str());
+    before = std::atoll(cursor->substr(cursor->find('|') + 1).c_str());
+  }
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+
+  Result<std::vector<store::JournalEntry>> entries =
+      server.store().ReadJournalKind(record->id, "step", after_seq, *size + 1);
+  if (!entries.ok()) return ReplyError(res, entries.status());
+  std::string name = ExecutionName(req, *record);
+  Json out = {{"stepEntries", Json::array()}};
+  for (int i = 0; i < static_cast<int>(entries->size()) && i < *size; ++i) {
+    out["stepEntries"].push_back(StepEntryJson((*entries)[i], before + i + 1, name));
+  }
+  if (static_cast<int>(entries->size()) > *size) {
+    int64_t seq = (*entries)[*size - 1].seq;
+    out["nextPageToken"] =
+        EncodePageToken("steps", std::to_string(seq) + "|" + std::to_string(before + *size));
+  }
+  ReplyJson(res, out);
+}
+
+void GetStepEntry(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Status query = CheckQuery(req, {"view"});
+  if (!query.ok()) return ReplyError(res, query);
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+  int64_t entry_id = std::atoll(req.matches[3].str().c_str());
+  Result<std::vector<store::JournalEntry>> entries =
+      entry_id > 0 ? server.store().ReadJournalKind(record->id, "step", 0, entry_id)
+                   : Result<std::vector<store::JournalEntry>>(std::vector<store::JournalEntry>());
+  if (!entries.ok()) return ReplyError(res, entries.status());
+  if (entry_id <= 0 || static_cast<int64_t>(entries->size()) < entry_id) {
+    return ReplyError(res, Status::NotFound("no step entry " + req.matches[3].str() +
+                                            " in execution '" + record->id + "'"));
+  }
+  ReplyJson(res, StepEntryJson(entries->back(), entry_id, ExecutionName(req, *record)));
+}
+
+void ListLogs(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Status query = CheckQuery(req, {"pageSize", "pageToken"});
+  if (!query.ok()) return ReplyError(res, query);
+  Result<int> size = PageSize(req);
+  if (!size.ok()) return ReplyError(res, size.status());
+  int64_t after_seq = 0;
+  if (std::string token = req.get_param_value("pageToken"); !token.empty()) {
+    Result<std::string> cursor = DecodePageToken(token, "logs");
+    if (!cursor.ok()) return ReplyError(res, cursor.status());
+    after_seq = std::atoll(cursor->c_str());
+  }
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+
+  Result<std::vector<store::JournalEntry>> entries =
+      server.store().ReadJournalKind(record->id, "log", after_seq, *size + 1);
+  if (!entries.ok()) return ReplyError(res, entries.status());
+  Json out = {{"entries", Json::array()}};
+  for (int i = 0; i < static_cast<int>(entries->size()) && i < *size; ++i) {
+    out["entries"].push_back(LogEntryJson((*entries)[i]));
+  }
+  if (static_cast<int>(entries->size()) > *size) {
+    out["nextPageToken"] = EncodePageToken("logs", std::to_string((*entries)[*size - 1].seq));
+  }
+  ReplyJson(res, out);
+}
+
+void ListExecutionTransactions(ApiServer& server, const httplib::Request& req,
+                               httplib::Response& res) {
+  Status query = CheckQuery(req, {});
+  if (!query.ok()) return ReplyError(res, query);
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+  Result<std::vector<store::JournalEntry>> journal = server.store().ReadJournal(record->id);
+  if (!journal.ok()) return ReplyError(res, journal.status());
+  ReplyJson(res, {{"transactions", txn::TransactionsOf(*record, *journal)}});
+}
+
+void ListCallbacks(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Status query = CheckQuery(req, {"pageSize", "pageToken"});
+  if (!query.ok()) return ReplyError(res, query);
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+  Result<Json> callbacks = server.engine().ListCallbacks(record->id);
+  if (!callbacks.ok()) return ReplyError(res, callbacks.status());
+  Json out = Json::array();
+  for (Json callback : *callbacks) {
+    if (callback.contains("createTimeMs")) {
+      callback["createTime"] = FormatTime(callback["createTimeMs"].get<int64_t>());
+      callback.erase("createTimeMs");
+    }
+    out.push_back(std::move(callback));
+  }
+  ReplyJson(res, {{"callbacks", out}});
+}
+
+// The request a callback hands to events.await_callback. Credentials stay out of it: it is
+// journaled and returned to the workflow.
+Json CallbackRequestJson(const httplib::Request& req) {
+  Json headers = Json::object();
+  for (const auto& [name, value] : req.headers) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    if (lower == "authorization" || lower == "cookie" || lower == "proxy-authorization") continue;
+    headers[name] = value;
+  }
+  Json query = Json::object();
+  for (const auto& [name, value] : req.params) {
+    if (!query.contains(name)) query[name] = Json::array();
+    query[name].push_back(value);
+  }
+  Json body = nullptr;
+  if (!req.body.empty()) {
+    Json parsed = Json::parse(req.body, nullptr, false);
+    body = parsed.is_discarded() ? Json(req.body) : parsed;
+  }
+  return {{"body", body},
+          {"headers", headers},
+          {"method", req.method},
+          {"query", query},
+          {"url", req.target.empty() ? req.path : req.target}};
+}
+
+void DeliverCallback(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
+  Result<store::ExecutionRecord> record = LoadExecution(server, req);
+  if (!record.ok()) return ReplyError(res, record.status());
+  std::string callback_id = req.matches[3];
+  Status delivered = server.engine().DeliverCallback(record->id, callback_id, req.method,
+                                                     CallbackRequestJson(req));
+  if (!delivered.ok()) return ReplyError(res, delivered);
+  log::Event("callback.delivered",
+             {{"execution", record->id}, {"callback", callback_id}, {"method", req.method}});
+  ReplyJson(res, Json::object());
+}
+
+}  // namespace
+
+void RegisterExecutionRoutes(ApiServer& server) {
+  auto bind = [&server](RouteFn route) {
+    return [&server, route](const httplib::Request& req, httplib::Response& res) {
+      route(server, req, res);
+    };
+  };
+  const std::string kAll = V1("/workflows/([^/:]+)/executions");
+  const std::string kOne = kAll + "/([^/:]+)";
+  server.Route(Method::kPost, kAll, Role::kInvoker, bind(CreateExecution));
+  server.Route(Method::kGet, kAll, Role::kViewer, bind(ListExecutions));
+  server.Route(Method::kGet, kOne, Role::kViewer, bind(GetExecution));
+  server.Route(Method::kPost, kOne + ":cancel", Role::kInvoker, bind(CancelExecution));
+  server.Route(Method::kGet, kOne + "/stepEntries", Role::kViewer, bind(ListStepEntries));
+  server.Route(Method::kGet, kOne + "/stepEntries/([^/]+)", Role::kViewer, bind(GetStepEntry));
+  server.Route(Method::kGet, kOne + "/logs", Role::kViewer, bind(ListLogs));
+  server.Route(Method::kGet, kOne + "/transactions", Role::kViewer,
+               bind(ListExecutionTransactions));
+  server.Route(Method::kGet, kOne + "/callbacks", Role::kViewer, bind(ListCallbacks));
+  for (Method method : {Method::kPost, Method::kGet, Method::kPut, Method::kPatch,
+                        Method::kDelete}) {
+    server.Route(method, kOne + "/callbacks/([^/]+)", Role::kInvoker, bind(DeliverCallback));
+  }
+}
+
+}  // namespace atomflow::server
