@@ -20,6 +20,10 @@ PACKAGES := build-essential cmake ninja-build pkg-config \
   libbenchmark-dev libre2-dev libcpp-httplib-dev libssl-dev libpq-dev postgresql \
   libhowardhinnant-date-dev tzdata python3 python3-sklearn python3-pandas sqlite3
 
+# What only `make bench` needs: Lua for the interpreter's baseline, gnuplot for the plot, perf
+# and valgrind for profiles (docs/performance.md).
+BENCH_PACKAGES := liblua5.4-dev gnuplot-nox linux-perf valgrind
+
 .PHONY: all build setup demo test bench format lint clean
 
 all: build
@@ -51,7 +55,8 @@ demo: setup
 test: setup build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
-bench: setup
+bench:
+	@$(MAKE) --no-print-directory setup PACKAGES="$(PACKAGES) $(BENCH_PACKAGES)"
 	cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DATOMFLOW_BENCH=ON \
 	  -DATOMFLOW_TESTS=OFF >/dev/null
 	cmake --build build-bench -j $(JOBS)

@@ -65,8 +65,8 @@ void NoopParticipant::Perform(const engine::EffectRequest& request, engine::Effe
   (void)request;
   (void)context;
   loop_->Post([done = std::move(done)] {
-    Value response(Map{{"code", Value(int64_t{200})}, {"headers", Value(Map{})},
-                       {"body", Value(Map{})}});
+    Value response(
+        Map{{"code", Value(int64_t{200})}, {"headers", Value(Map{})}, {"body", Value(Map{})}});
     done(engine::EffectOutcome::Success(std::move(response)));
   });
 }
@@ -121,8 +121,8 @@ std::vector<std::string> StartMany(engine::Engine& engine,
 
 void PrintFigure(const std::string& name, double value, double baseline, const std::string& unit,
                  const Json& details) {
-  Json figure = {{"name", name},   {"value", value},     {"baseline", baseline},
-                 {"unit", unit},   {"scale", Scale()},   {"details", details}};
+  Json figure = {{"name", name}, {"value", value},   {"baseline", baseline},
+                 {"unit", unit}, {"scale", Scale()}, {"details", details}};
   std::cout << figure.dump() << std::endl;
 }
 

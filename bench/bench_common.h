@@ -82,8 +82,7 @@ std::shared_ptr<const lang::Workflow> MustLoad(const std::string& file, const st
 
 // Opens an engine on store_path with NoopParticipant; aborts on failure.
 std::unique_ptr<engine::Engine> MustOpen(const std::string& store_path,
-                                         engine::ProgressSink* progress,
-                                         int workers = 0);
+                                         engine::ProgressSink* progress, int workers = 0);
 
 // Starts count executions of workflow from `clients` threads at once (Start blocks until the
 // execution is durable, so concurrent starts share commits); returns their ids.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <random>
@@ -51,7 +52,12 @@ main:
         return: "ok"
 )yaml";
 
-constexpr int kStarters = 96;    // threads calling Engine::Start at once
+// Threads calling Engine::Start at once; ATOMFLOW_BENCH_TXN_STARTERS overrides it.
+int Starters() {
+  const char* text = std::getenv("ATOMFLOW_BENCH_TXN_STARTERS");
+  int starters = text != nullptr ? std::atoi(text) : 0;
+  return starters > 0 ? starters : 96;
+}
 constexpr int64_t kWindow = 2048;  // executions in flight at most
 
 // What one load run measured.
@@ -61,7 +67,7 @@ struct LoadRun {
   std::vector<double> latencies_ms;
 };
 
-// Starts `count` executions from kStarters threads, at most kWindow in flight, paced at `rate`
+// Starts `count` executions from Starters() threads, at most kWindow in flight, paced at `rate`
 // starts per second (0: as fast as the engine takes them). One waiter collects outcomes in
 // start order, so a latency is from the Start call to the moment the outcome was durable and
 // seen (an execution finishing before an older one is seen with it: slightly pessimistic).
@@ -77,7 +83,7 @@ LoadRun RunLoad(engine::Engine& engine, const std::shared_ptr<const lang::Workfl
   double t0 = Now();
 
   std::vector<std::thread> starters;
-  for (int s = 0; s < kStarters; ++s) {
+  for (int s = 0; s < Starters(); ++s) {
     starters.emplace_back([&] {
       for (int64_t i = next++; i < count; i = next++) {
         if (rate > 0) {
@@ -173,10 +179,11 @@ double BaselineSeconds(const std::string& path, int64_t transactions, int64_t ro
   Exec(db, "PRAGMA journal_mode=WAL");
   Exec(db, "PRAGMA synchronous=FULL");
   std::string table = random_ids ? "baseline_random" : "baseline";
-  Exec(db, "CREATE TABLE " + table +
-               " (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT "
-       "NULL, key TEXT NOT NULL, payload TEXT NOT NULL, time_ms INTEGER NOT NULL, PRIMARY KEY "
-       "(execution_id, seq)) WITHOUT ROWID");
+  Exec(db,
+       "CREATE TABLE " + table +
+           " (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT "
+           "NULL, key TEXT NOT NULL, payload TEXT NOT NULL, time_ms INTEGER NOT NULL, PRIMARY KEY "
+           "(execution_id, seq)) WITHOUT ROWID");
   sqlite3_stmt* insert = nullptr;
   std::string insert_sql = "INSERT INTO " + table + " VALUES (?1, ?2, 'result', ?3, ?4, ?5)";
   sqlite3_prepare_v2(db, insert_sql.c_str(), -1, &insert, nullptr);
@@ -198,8 +205,7 @@ double BaselineSeconds(const std::string& path, int64_t transactions, int64_t ro
       sqlite3_bind_int64(insert, 2, r + 1);
       std::string key = std::to_string(r + 1);
       sqlite3_bind_text(insert, 3, key.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(insert, 4, payload.data(), static_cast<int>(payload.size()),
-                        SQLITE_STATIC);
+      sqlite3_bind_text(insert, 4, payload.data(), static_cast<int>(payload.size()), SQLITE_STATIC);
       sqlite3_bind_int64(insert, 5, 1764800000000 + t);
       if (sqlite3_step(insert) != SQLITE_DONE) Fail(sqlite3_errmsg(db));
       sqlite3_reset(insert);
@@ -255,7 +261,7 @@ void Run() {
 
   Json details = {{"transactions", full.transactions},
                   {"branches_per_transaction", 3},
-                  {"concurrent_starters", kStarters},
+                  {"concurrent_starters", Starters()},
                   {"max_in_flight", kWindow},
                   {"commits", stats.commits},
                   {"journal_appends", stats.appends},

@@ -1,7 +1,6 @@
 // Interpreter: steps per second of a pure-compute workflow (a for over a range with assigns, a
 // switch and integer arithmetic) against the same loop in Lua 5.4, embedded here.
 #include <lua5.4/lua.hpp>
-
 #include <string>
 
 #include "bench_common.h"

@@ -134,13 +134,22 @@ struct Park {
   int await_resume() const noexcept { return 0; }
 };
 
-engine::Task<int> Leaf(Parked* parked, std::string id) { co_return co_await Park{parked, id}; }
+// Each co_await is a statement of its own (g++ 12 miscompiles it inside expressions).
+engine::Task<int> Leaf(Parked* parked, std::string id) {
+  int value = co_await Park{parked, id};
+  co_return value;
+}
 engine::Task<int> Level(Parked* parked, std::string id, int depth) {
-  if (depth == 0) co_return co_await Leaf(parked, std::move(id));
-  co_return co_await Level(parked, std::move(id), depth - 1);
+  if (depth == 0) {
+    int value = co_await Leaf(parked, std::move(id));
+    co_return value;
+  }
+  int value = co_await Level(parked, std::move(id), depth - 1);
+  co_return value;
 }
 
-double BaselinePerExecution(int64_t count) {
+// Prints the bytes per parked chain and ends the (child) process without tearing them down.
+[[noreturn]] void BaselinePerExecution(int64_t count) {
   Parked parked;
   std::vector<engine::Task<int>> roots;
   roots.reserve(count);
@@ -156,7 +165,9 @@ double BaselinePerExecution(int64_t count) {
   TrimMemory();
   int64_t after = ResidentBytes();
   if (static_cast<int64_t>(parked.size()) != count) Fail("the baseline did not park");
-  return static_cast<double>(after - before) / count;
+  printf("%.1f\n", static_cast<double>(after - before) / count);
+  fflush(stdout);
+  std::_Exit(0);
 }
 
 // Runs `measure` in a child process, so that each figure starts from a fresh heap.
@@ -184,10 +195,7 @@ void Run() {
   int64_t count = Scaled(100000, 5000);
   double sleep = InChild([&] { EnginePerExecution(kSleepWorkflow, false, count); });
   double http = InChild([&] { EnginePerExecution(kHttpWorkflow, true, count); });
-  double baseline = InChild([&] {
-    printf("%.1f\n", BaselinePerExecution(count));
-    fflush(stdout);
-  });
+  double baseline = InChild([&] { BaselinePerExecution(count); });
   Json details = {{"executions", count},
                   {"bytes_per_sleeping_execution", sleep},
                   {"bytes_per_execution_in_http_call", http},
@@ -196,9 +204,17 @@ void Run() {
 }
 
 }  // namespace
+
+void MeasureOne(bool http) {
+  EnginePerExecution(http ? kHttpWorkflow : kSleepWorkflow, http, Scaled(100000, 5000));
+}
+
 }  // namespace atomflow::bench
 
-int main() {
+// `bench_memory sleep|http` measures one kind in this process (for a debugger or a profiler).
+int main(int argc, char** argv) {
+  std::string only = argc > 1 ? argv[1] : "";
+  if (only == "sleep" || only == "http") atomflow::bench::MeasureOne(only == "http");
   atomflow::bench::Run();
   return 0;
 }

@@ -79,10 +79,19 @@ std::string BenchPostgres::Start() {
   }
 
   port_ = FreePort();
-  std::vector<std::string> args = {bin + "/postgres", "-D", root_ + "/data", "-p",
-                                   std::to_string(port_), "-k", root_, "-c",
-                                   "listen_addresses=127.0.0.1", "-c",
-                                   "max_prepared_transactions=300", "-c", "max_connections=300"};
+  std::vector<std::string> args = {bin + "/postgres",
+                                   "-D",
+                                   root_ + "/data",
+                                   "-p",
+                                   std::to_string(port_),
+                                   "-k",
+                                   root_,
+                                   "-c",
+                                   "listen_addresses=127.0.0.1",
+                                   "-c",
+                                   "max_prepared_transactions=300",
+                                   "-c",
+                                   "max_connections=300"};
   pid_ = fork();
   if (pid_ == 0) {
     if (user != nullptr && (setgid(user->pw_gid) != 0 || setuid(user->pw_uid) != 0)) _exit(126);

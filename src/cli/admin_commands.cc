@@ -76,7 +76,9 @@ Result<std::string> SecretValue(const AdminFlags& flags) {
     text << std::cin.rdbuf();
     value = StripFinalNewline(text.str());
   }
-  if (value.empty()) return Status::InvalidArgument("the value of secret " + flags.name + " is empty");
+  if (value.empty()) {
+    return Status::InvalidArgument("the value of secret " + flags.name + " is empty");
+  }
   return value;
 }
 

@@ -159,13 +159,13 @@ store::ExecutionRecord RecordOf(const Json& resource) {
   return record;
 }
 
-// "main.step" of the steps the execution is at, from its status; "" when it shows none.
+// The names of the steps the execution is at, from its status; "" when it shows none.
 std::string CurrentSteps(const Json& resource) {
   std::string out;
   const Json status = resource.value("status", Json::object());
   for (const Json& step : status.value("currentSteps", Json::array())) {
     if (!out.empty()) out += ", ";
-    out += step.value("routine", "") + "." + step.value("step", "");
+    out += step.value("step", "");
   }
   return out;
 }
@@ -443,7 +443,7 @@ Result<store::ExecutionRecord> WaitLocal(store::Store& store, const std::string&
     if (entries.ok() && !entries->empty()) {
       after_seq = entries->back().seq;
       const Json& p = entries->back().payload;
-      last_step = p.value("routine", "") + "." + p.value("step", "");
+      last_step = p.value("step", "");
     }
     *steps = last_step.empty() ? "" : "(after " + last_step + ")";
     return store.GetExecution(id);
@@ -581,8 +581,11 @@ struct LogLine {
 };
 
 void PrintLogs(const CommonOptions& options, std::vector<LogLine> lines) {
-  std::stable_sort(lines.begin(), lines.end(),
-                   [](const LogLine& a, const LogLine& b) { return a.time_ms < b.time_ms; });
+  // A step's line is its end; a log line written in the same millisecond came from within.
+  std::stable_sort(lines.begin(), lines.end(), [](const LogLine& a, const LogLine& b) {
+    if (a.time_ms != b.time_ms) return a.time_ms < b.time_ms;
+    return a.entry.value("type", "") == "log" && b.entry.value("type", "") == "step";
+  });
   if (options.json) {
     Json out = Json::array();
     for (LogLine& line : lines) out.push_back(std::move(line.entry));
@@ -622,7 +625,8 @@ Result<std::vector<LogLine>> LogsRemote(ApiClient& client, const ExecutionRef& r
   std::vector<LogLine> lines;
   for (const Json& entry : *entries) {
     Json step = StepOf(entry);
-    std::string time = step["start_time"];
+    std::string time = step["end_time"].get<std::string>();
+    if (time.empty()) time = step["start_time"].get<std::string>();
     lines.push_back({ParseRfc3339(time), StepLine(time, step)});
   }
   for (const Json& log : *logs) {
@@ -651,7 +655,7 @@ Result<std::vector<LogLine>> LogsLocal(const CommonOptions& options, const std::
     Json step = {{"step", p.value("step", "")},   {"routine", p.value("routine", "")},
                  {"state", p.value("state", "")}, {"start_time", Rfc3339(start)},
                  {"end_time", Rfc3339(end)},      {"duration_ms", end - start}};
-    lines.push_back({start, StepLine(Rfc3339(start), step)});
+    lines.push_back({end, StepLine(Rfc3339(end), step)});
   }
   for (const store::JournalEntry& entry : *logs) {
     const Json& p = entry.payload;
@@ -771,7 +775,8 @@ void AddExecutionCommands(CLI::App& app, CommonOptions& options, CommandHandlers
   CLI::App* run = add("run", "start an execution of a deployed workflow", RunExecution);
   run->add_option("name", flags->workflow, "the deployed workflow")->required();
   run->add_option("--data", flags->data, "the execution argument, as JSON");
-  run->add_option("--label", flags->labels, "a label key=value (repeatable)")->expected(1);
+  run->add_option("--label", flags->labels, "a label key=value (repeatable)")
+      ->allow_extra_args(false);
   run->add_flag("--wait", flags->wait, "wait for the outcome (local runs always do)");
   CLI::Option* run_config = run->add_option("--config", options.config, "configuration file");
 

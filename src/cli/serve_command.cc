@@ -32,9 +32,12 @@ struct ServeOptions {
 };
 
 // Operator log lines for what the engine reports while the server runs; steps and workflow
-// logs are journaled and read through the API, so only transactions' ends are logged here.
+// logs are journaled and read through the API, so only transactions' ends are logged here (and
+// make the next /metrics scrape recount transactions). Thread safe; api outlives it.
 class LifecycleLog : public engine::ProgressSink {
  public:
+  explicit LifecycleLog(server::ApiServer* api) : api_(api) {}
+
   void OnStep(const engine::StepReport&) override {}
   void OnLog(const std::string&, const std::string&, const std::string&,
              const std::string&) override {}
@@ -43,7 +46,11 @@ class LifecycleLog : public engine::ProgressSink {
                      const std::string& step, const std::string& state) override {
     log::Event("transaction.finished",
                {{"execution", execution_id}, {"gid", gid}, {"step", step}, {"state", state}});
+    api_->TransactionEnded();
   }
+
+ private:
+  server::ApiServer* api_;
 };
 
 // "HOST:PORT" or "[V6]:PORT" split; InvalidArgument otherwise.
@@ -93,7 +100,6 @@ int WaitForTermination() {
 // ready.
 void Recover(engine::Engine& engine, const connectors::DatabaseCatalog& databases,
              server::ApiServer& api) {
-  log::Event("recovery.started", {});
   Result<std::vector<std::string>> resumed = engine.Recover();
   if (!resumed.ok()) {
     log::Error("recovery failed: {}", resumed.message());
@@ -106,7 +112,7 @@ void Recover(engine::Engine& engine, const connectors::DatabaseCatalog& database
     ++prepared;
     if (resolution.outcome.rfind("failed", 0) == 0) ++failed;
   }
-  log::Event("recovery.finished", {{"executions", resumed->size()},
+  log::Event("server.ready", {{"resumed", resumed->size()},
                                    {"prepared_transactions", prepared},
                                    {"prepared_failed", failed}});
   api.SetReady(true);
@@ -143,7 +149,7 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
   engine_options.store_path = options.store;
   engine_options.workers = serve.workers;
   engine_options.public_url = serve.public_url.empty() ? api.Url() : serve.public_url;
-  LifecycleLog lifecycle;
+  LifecycleLog lifecycle(&api);
   Result<std::unique_ptr<engine::Engine>> engine = engine::Engine::Open(
       engine_options, connectors::ConnectorsFactory(std::move(config).value()), &lifecycle);
   if (!engine.ok()) return Refuse(engine.message());

@@ -167,8 +167,9 @@ int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool
     resolution = "compensations retried by an operator";
   }
   std::string state = committed ? "COMMITTED" : "ABORTED";
-  Status written = AppendDurably(store, txn->value("execution", ""), "txn_resolved", "operator/" + gid,
-                                 {{"gid", gid}, {"state", state}, {"resolution", resolution}});
+  Status written =
+      AppendDurably(store, txn->value("execution", ""), "txn_resolved", "operator/" + gid,
+                    {{"gid", gid}, {"state", state}, {"resolution", resolution}});
   if (!written.ok()) return Invalid(options, written.message());
   fprintf(stderr, "%s: %s (%s)\n", gid.c_str(), state.c_str(), resolution.c_str());
   return kExitSucceeded;

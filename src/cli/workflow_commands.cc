@@ -3,6 +3,7 @@
 #include "cli/workflow_commands.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -102,6 +103,20 @@ std::string Joined(const std::vector<std::string>& items) {
   return out;
 }
 
+// A validation message names positions as "NAME:line:column"; the user knows them as the file's.
+std::string InFile(const std::string& message, const std::string& name, const std::string& file) {
+  std::string out;
+  size_t begin = 0;
+  while (begin <= message.size()) {
+    size_t end = std::min(message.find('\n', begin), message.size());
+    std::string line = message.substr(begin, end - begin);
+    if (line.starts_with(name + ":")) line = file + line.substr(name.size());
+    out += (begin == 0 ? "" : "\n") + line;
+    begin = end + 1;
+  }
+  return "workflow not deployed: " + out;
+}
+
 // Creates the workflow, or patches it when it exists (the revision changes only with its
 // source or service account).
 Result<Deployed> DeployRemote(ApiClient& client, const std::string& name, const Json& fields) {
@@ -159,7 +174,7 @@ int Deploy(const CommonOptions& options, Target& target, const WorkflowFlags& fl
     if (deployed.status().code() != StatusCode::kInvalidArgument) {
       return Failed(options, deployed.status());
     }
-    return Invalid(options, flags.file + " was not deployed: " + deployed.message());
+    return Invalid(options, InFile(deployed.message(), flags.name, flags.file));
   }
 
   const store::WorkflowRecord& workflow = deployed->workflow;
@@ -284,7 +299,8 @@ void AddWorkflowCommands(CLI::App& app, CommonOptions& options, CommandHandlers&
   flags->description_option =
       deploy->add_option("--description", flags->description, "what the workflow does");
   flags->labels_option =
-      deploy->add_option("--label", flags->labels, "a label key=value (repeatable)")->expected(1);
+      deploy->add_option("--label", flags->labels, "a label key=value (repeatable)")
+          ->allow_extra_args(false);
   flags->service_account_option = deploy->add_option("--service-account", flags->service_account,
                                                      "the identity its executions act as");
 

@@ -156,8 +156,8 @@ std::string Registry::RenderText() const {
     std::vector<std::pair<Labels, double>> samples;
   };
   std::map<std::string, Gauges> gauges;
-  GaugeSink sink = [&gauges](const std::string& name, const std::string& help,
-                             const Labels& labels, double value) {
+  GaugeSink sink = [&gauges](const std::string& name, const std::string& help, const Labels& labels,
+                             double value) {
     Gauges& family = gauges[name];
     if (family.help.empty()) family.help = help;
     family.samples.emplace_back(labels, value);

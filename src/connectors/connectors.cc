@@ -259,8 +259,7 @@ engine::Engine::HandlerFactory ConnectorsFactory(DatabaseCatalog databases) {
 }
 
 engine::Engine::HandlerFactory ConnectorsFactory(ConnectorsConfig config) {
-  return [config = std::move(config)](engine::IoLoop* loop,
-                                      const engine::EngineOptions& options) {
+  return [config = std::move(config)](engine::IoLoop* loop, const engine::EngineOptions& options) {
     const char* text = std::getenv(kHttpHostMapVariable);
     Result<HttpHostMap> host_map = ParseHttpHostMap(text ? text : "");
     if (!host_map.ok()) {

@@ -55,8 +55,9 @@ Result<std::string> ParseUrlPrefix(const YAML::Node& node, const std::string& wh
   size_t authority_end = text.find_first_of("/?#", text.find("://") + 3);
   if (normalized.empty() || !web || authority_end == std::string::npos ||
       text[authority_end] != '/' || text.find('@') < authority_end) {
-    return Status::Error(where + ": 'url_prefix' must look like https://host[:port]/ (scheme, "
-                                 "host and a '/' after it), got \"" +
+    return Status::Error(where +
+                         ": 'url_prefix' must look like https://host[:port]/ (scheme, "
+                         "host and a '/' after it), got \"" +
                          text + "\"");
   }
   return normalized;
@@ -122,7 +123,9 @@ Result<Identity> ParseIdentity(const std::string& name, const YAML::Node& node,
   if (!node.IsMap()) return Status::Error(where + " must be a map with 'http'");
   for (const auto& field : node) {
     std::string key = field.first.as<std::string>();
-    if (key != "http") return Status::Error(where + ": unknown field '" + key + "' (expected http)");
+    if (key != "http") {
+      return Status::Error(where + ": unknown field '" + key + "' (expected http)");
+    }
   }
   Identity identity;
   identity.name = name;
@@ -215,8 +218,7 @@ std::vector<std::string> IdentityCatalog::Names() const {
   return names;
 }
 
-Result<ResolvedHeaders> IdentityCatalog::HeadersFor(const std::string& name,
-                                                    const std::string& url,
+Result<ResolvedHeaders> IdentityCatalog::HeadersFor(const std::string& name, const std::string& url,
                                                     store::SecretStore* secrets) const {
   const Identity* identity = Find(name);
   if (identity == nullptr) {

@@ -103,8 +103,8 @@ Status CallbackBook::Reserve(const std::string& execution_id, const std::string&
   }
   Entry& entry = execution->second[callback_id];
   if (entry.endpoint.method != method) {
-    return Status::InvalidArgument("callback " + callback_id + " takes " +
-                                   entry.endpoint.method + " requests, not " + method);
+    return Status::InvalidArgument("callback " + callback_id + " takes " + entry.endpoint.method +
+                                   " requests, not " + method);
   }
   append(++entry.delivered);
   return Status::Ok();

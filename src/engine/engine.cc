@@ -263,8 +263,9 @@ void Engine::CancelEffect(const std::shared_ptr<Execution>& execution,
   }
   // A failure, so that a rebuilt queue does not count this await as having taken a request.
   callbacks_.RemoveWaiter(execution->id(), running.key);
-  Complete(execution, running,
-           EffectOutcome::Failure(lang::MakeError("CancelledError", "the execution was cancelled")));
+  Complete(
+      execution, running,
+      EffectOutcome::Failure(lang::MakeError("CancelledError", "the execution was cancelled")));
 }
 
 void Engine::CancelAll() {
@@ -486,6 +487,8 @@ EffectOutcome Engine::PerformNow(const std::string& execution_id, EffectRequest 
 
   EffectContext context;
   context.execution_id = execution_id;
+  Result<store::ExecutionRecord> record = store_->GetExecution(execution_id);
+  if (record.ok()) context.service_account = record->service_account;  // its identity's headers
   context.jobs_root = options_.jobs_root;
   context.staging_root = options_.staging_root;
   context.on_log = [](const std::string&) {};
@@ -597,9 +600,9 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
     if (!status.ok()) log::Error("finishing {} failed: {}", record.id, status.message());
     if (status.ok()) handler_->Forget(record.id);
     callbacks_.Forget(record.id);
-    log::Event("execution.finished", {{"execution", record.id},
-                                      {"workflow", record.workflow_name},
-                                      {"state", record.state}});
+    log::Event(
+        "execution.finished",
+        {{"execution", record.id}, {"workflow", record.workflow_name}, {"state", record.state}});
     std::lock_guard<std::mutex> lock(mutex_);
     done_[record.id] = record;
     active_.erase(record.id);
@@ -623,7 +626,7 @@ void Engine::CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
   if (options_.public_url.empty()) {
     Complete(execution, request,
              EffectOutcome::Failure(lang::MakeError(
-                 "UnsupportedError",
+                 "SystemError",
                  "events.create_callback_endpoint: callbacks need `atomflow serve`, which "
                  "receives them; this process has no public URL")));
     return;
@@ -641,11 +644,12 @@ void Engine::CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
   Json intent = {{"function", request.function}, {"step", request.step},
                  {"callback", endpoint.id},      {"method", endpoint.method},
                  {"url", endpoint.url},          {"create_time_ms", endpoint.create_time_ms}};
-  Journal(*execution, "intent", request.key, std::move(intent), [this, execution, request,
-                                                                  endpoint] {
-    callbacks_.AddEndpoint(execution->id(), endpoint);
-    Complete(execution, request, EffectOutcome::Success(Value(Map{{"url", Value(endpoint.url)}})));
-  });
+  Journal(*execution, "intent", request.key, std::move(intent),
+          [this, execution, request, endpoint] {
+            callbacks_.AddEndpoint(execution->id(), endpoint);
+            Complete(execution, request,
+                     EffectOutcome::Success(Value(Map{{"url", Value(endpoint.url)}})));
+          });
 }
 
 // The await's intent holds its callback and its deadline, so a resumed await waits only for
@@ -663,9 +667,10 @@ void Engine::AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
   std::string callback_id = callback ? CallbackIdOf(*callback) : "";
   if (callback_id.empty() || !callbacks_.HasEndpoint(execution->id(), callback_id)) {
     Complete(execution, request,
-             EffectOutcome::Failure(lang::MakeError(
-                 "ValueError", "events.await_callback: 'callback' must be a callback endpoint "
-                               "this execution created")));
+             EffectOutcome::Failure(
+                 lang::MakeError("ValueError",
+                                 "events.await_callback: 'callback' must be a callback endpoint "
+                                 "this execution created")));
     return;
   }
   const Value* timeout = args.Find("timeout");
@@ -703,8 +708,8 @@ void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution,
       Complete(execution, request, EffectOutcome::Success(FromJson(delivered)));
       return true;
     };
-    std::optional<Json> queued = callbacks_.TakeOrWait(execution->id(), callback_id,
-                                                       request.key, take);
+    std::optional<Json> queued =
+        callbacks_.TakeOrWait(execution->id(), callback_id, request.key, take);
     if (queued) {
       Complete(execution, request, EffectOutcome::Success(FromJson(*queued)));
       return;

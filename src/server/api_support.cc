@@ -59,7 +59,54 @@ bool Allowed(const std::vector<std::string_view>& allowed, std::string_view name
   return false;
 }
 
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out.push_back(' ');
+    } else if (text[i] == '%' && i + 2 < text.size() && HexDigit(text[i + 1]) >= 0 &&
+               HexDigit(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexDigit(text[i + 1]) * 16 + HexDigit(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+std::multimap<std::string, std::string> QueryParams(const httplib::Request& req) {
+  std::multimap<std::string, std::string> params;
+  size_t question = req.target.find('?');
+  if (question == std::string::npos) return params;
+  std::string_view query = std::string_view(req.target).substr(question + 1);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    params.emplace(PercentDecode(key), PercentDecode(value));
+  }
+  return params;
+}
+
+std::string QueryParam(const httplib::Request& req, const std::string& name) {
+  std::multimap<std::string, std::string> params = QueryParams(req);
+  auto found = params.find(name);
+  return found == params.end() ? "" : found->second;
+}
 
 int HttpStatusOf(StatusCode code) {
   switch (code) {
@@ -153,7 +200,7 @@ Result<Json> ParseBody(const std::string& body, const std::vector<std::string_vi
 }
 
 Status CheckQuery(const httplib::Request& req, const std::vector<std::string_view>& allowed) {
-  for (const auto& [name, value] : req.params) {
+  for (const auto& [name, value] : QueryParams(req)) {
     if (!Allowed(allowed, name)) {
       return Status::InvalidArgument("unknown query parameter '" + name + "' (known: " +
                                      JoinNames(allowed) + ")");
@@ -168,9 +215,22 @@ Result<std::string> StringField(const Json& body, const std::string& field) {
   return body[field].get<std::string>();
 }
 
+Status CheckLabelsField(const Json& body) {
+  if (!body.contains("labels")) return Status::Ok();
+  const Json& labels = body["labels"];
+  if (!labels.is_object()) return Status::InvalidArgument("labels must be a map of strings");
+  for (const auto& [key, value] : labels.items()) {
+    if (!value.is_string()) {
+      return Status::InvalidArgument("labels must be a map of strings; label '" + key +
+                                     "' is not a string");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<int> PageSize(const httplib::Request& req) {
-  if (!req.has_param("pageSize")) return kDefaultPageSize;
-  std::string text = req.get_param_value("pageSize");
+  std::string text = QueryParam(req, "pageSize");
+  if (text.empty()) return kDefaultPageSize;
   static const std::regex kNumber("[0-9]{1,9}");
   if (!std::regex_match(text, kNumber)) {
     return Status::InvalidArgument("pageSize must be a number from 1 to " +

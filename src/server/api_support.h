@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,11 +37,20 @@ Result<Json> ParseJsonText(const std::string& text);
 // InvalidArgument naming the problem: not JSON, not an object, or the first unknown field.
 Result<Json> ParseBody(const std::string& body, const std::vector<std::string_view>& allowed);
 
+// The parameters of the request's query string, percent-decoded. (httplib's req.params also
+// holds the fields of a form-encoded body, which are no query parameters.)
+std::multimap<std::string, std::string> QueryParams(const httplib::Request& req);
+// The first value of query parameter name, "" when absent.
+std::string QueryParam(const httplib::Request& req, const std::string& name);
+
 // InvalidArgument naming the first query parameter not among allowed.
 Status CheckQuery(const httplib::Request& req, const std::vector<std::string_view>& allowed);
 
 // The value of a string field of body ("" when absent); InvalidArgument when it is no string.
 Result<std::string> StringField(const Json& body, const std::string& field);
+
+// InvalidArgument unless body's "labels", when present, is a map of strings.
+Status CheckLabelsField(const Json& body);
 
 // pageSize from the query: kDefaultPageSize when absent, InvalidArgument unless 1..1000
 // (0 means the default, as in Google's APIs; more than the maximum is capped).

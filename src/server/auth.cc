@@ -8,9 +8,9 @@
 #include <array>
 #include <cctype>
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <utility>
 
 #include "store/sqlite_statement.h"
@@ -123,8 +123,8 @@ Result<std::unique_ptr<TokenStore>> TokenStore::Open(const std::string& store_pa
                          " does not exist");
   }
   sqlite3* db = nullptr;
-  int code = sqlite3_open_v2(store_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                             nullptr);
+  int code =
+      sqlite3_open_v2(store_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   std::unique_ptr<TokenStore> tokens(new TokenStore(db));
   if (code != SQLITE_OK) {
     return Status::Error("cannot open store " + store_path + ": " + sqlite3_errstr(code));
@@ -181,8 +181,8 @@ Result<Role> TokenStore::Authenticate(std::string_view authorization_header) {
     if (!row.ok()) return row.status();
     if (!*row) break;
     std::string stored = select->Text(2);
-    bool equal = stored.size() == hash.size() &&
-                 CRYPTO_memcmp(stored.data(), hash.data(), hash.size()) == 0;
+    bool equal =
+        stored.size() == hash.size() && CRYPTO_memcmp(stored.data(), hash.data(), hash.size()) == 0;
     if (equal) {
       matched_name = select->Text(0);
       matched_role = select->Text(1);

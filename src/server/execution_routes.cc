@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "engine/callbacks.h"
 #include "server/api_support.h"
 #include "server/execution_filter.h"
 #include "server/resources.h"
@@ -51,15 +52,9 @@ Result<Value> ParseArgument(const Json& body) {
 }
 
 Result<std::string> ParseLabels(const Json& body) {
-  if (!body.contains("labels")) return std::string("{}");
-  const Json& labels = body["labels"];
-  if (!labels.is_object()) return Status::InvalidArgument("'labels' must be a map of strings");
-  for (const auto& [key, value] : labels.items()) {
-    if (!value.is_string()) {
-      return Status::InvalidArgument("label '" + key + "' must be a string");
-    }
-  }
-  return labels.dump();
+  Status checked = CheckLabelsField(body);
+  if (!checked.ok()) return checked;
+  return body.contains("labels") ? body["labels"].dump() : std::string("{}");
 }
 
 void CreateExecution(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
@@ -90,14 +85,14 @@ void CreateExecution(ApiServer& server, const httplib::Request& req, httplib::Re
 }
 
 Status CheckView(const httplib::Request& req) {
-  std::string view = req.get_param_value("view");
+  std::string view = QueryParam(req, "view");
   if (view.empty() || view == "FULL" || view == "BASIC") return Status::Ok();
   return Status::InvalidArgument("view must be BASIC or FULL, not '" + view + "'");
 }
 
 // BASIC leaves out the argument and the result, as in Google's API.
 Json Viewed(Json execution, const httplib::Request& req) {
-  if (req.get_param_value("view") == "BASIC") {
+  if (QueryParam(req, "view") == "BASIC") {
     execution.erase("argument");
     execution.erase("result");
   }
@@ -138,10 +133,10 @@ void GetExecution(ApiServer& server, const httplib::Request& req, httplib::Respo
 Status ExecutionQueryOf(const httplib::Request& req, store::ExecutionQuery* query) {
   Status status = CheckQuery(req, {"pageSize", "pageToken", "filter", "orderBy", "view"});
   if (status.ok()) status = CheckView(req);
-  if (status.ok()) status = ParseExecutionFilter(req.get_param_value("filter"), query);
-  if (status.ok()) status = ParseExecutionOrder(req.get_param_value("orderBy"), query);
+  if (status.ok()) status = ParseExecutionFilter(QueryParam(req, "filter"), query);
+  if (status.ok()) status = ParseExecutionOrder(QueryParam(req, "orderBy"), query);
   if (!status.ok()) return status;
-  std::string token = req.get_param_value("pageToken");
+  std::string token = QueryParam(req, "pageToken");
   if (token.empty()) return Status::Ok();
 
   Result<std::string> cursor = DecodePageToken(token, "executions");
@@ -197,6 +192,15 @@ void CancelExecution(ApiServer& server, const httplib::Request& req, httplib::Re
   ReplyJson(res, ExecutionJson(*record, NamePrefix(req)));
 }
 
+// A failed step of a failed execution, whose journal record carries no error of its own, shows
+// the error that ended the execution: the one that passed through it.
+Json WithException(Json entry, const store::ExecutionRecord& record) {
+  if (entry.contains("exception") || entry.value("state", "") != "STATE_FAILED") return entry;
+  if (record.state != "FAILED" || record.error.empty()) return entry;
+  entry["exception"] = {{"payload", record.error}};
+  return entry;
+}
+
 // Step-entry cursor: "<journal seq>|<entries before>", so entry ids count from 1 across pages.
 void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
   Status query = CheckQuery(req, {"pageSize", "pageToken", "filter", "orderBy", "view"});
@@ -205,7 +209,7 @@ void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Re
   if (!size.ok()) return ReplyError(res, size.status());
   int64_t after_seq = 0;
   int64_t before = 0;
-  std::string token = req.get_param_value("pageToken");
+  std::string token = QueryParam(req, "pageToken");
   if (!token.empty()) {
     Result<std::string> cursor = DecodePageToken(token, "steps");
     if (!cursor.ok()) return ReplyError(res, cursor.status());
@@ -221,7 +225,8 @@ void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Re
   std::string name = ExecutionName(req, *record);
   Json out = {{"stepEntries", Json::array()}};
   for (int i = 0; i < static_cast<int>(entries->size()) && i < *size; ++i) {
-    out["stepEntries"].push_back(StepEntryJson((*entries)[i], before + i + 1, name));
+    out["stepEntries"].push_back(
+        WithException(StepEntryJson((*entries)[i], before + i + 1, name), *record));
   }
   if (static_cast<int>(entries->size()) > *size) {
     int64_t seq = (*entries)[*size - 1].seq;
@@ -245,7 +250,9 @@ void GetStepEntry(ApiServer& server, const httplib::Request& req, httplib::Respo
     return ReplyError(res, Status::NotFound("no step entry " + req.matches[3].str() +
                                             " in execution '" + record->id + "'"));
   }
-  ReplyJson(res, StepEntryJson(entries->back(), entry_id, ExecutionName(req, *record)));
+  ReplyJson(res, WithException(StepEntryJson(entries->back(), entry_id,
+                                             ExecutionName(req, *record)),
+                               *record));
 }
 
 void ListLogs(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
@@ -254,7 +261,7 @@ void ListLogs(ApiServer& server, const httplib::Request& req, httplib::Response&
   Result<int> size = PageSize(req);
   if (!size.ok()) return ReplyError(res, size.status());
   int64_t after_seq = 0;
-  if (std::string token = req.get_param_value("pageToken"); !token.empty()) {
+  if (std::string token = QueryParam(req, "pageToken"); !token.empty()) {
     Result<std::string> cursor = DecodePageToken(token, "logs");
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     after_seq = std::atoll(cursor->c_str());
@@ -315,7 +322,7 @@ Json CallbackRequestJson(const httplib::Request& req) {
     headers[name] = value;
   }
   Json query = Json::object();
-  for (const auto& [name, value] : req.params) {
+  for (const auto& [name, value] : QueryParams(req)) {
     if (!query.contains(name)) query[name] = Json::array();
     query[name].push_back(value);
   }
@@ -331,10 +338,26 @@ Json CallbackRequestJson(const httplib::Request& req) {
           {"url", req.target.empty() ? req.path : req.target}};
 }
 
+// Whether a finished execution ever made the callback endpoint: a late request to one is refused
+// as too late (409), a request to an endpoint that never was as not found (404).
+bool HadCallback(ApiServer& server, const store::ExecutionRecord& record,
+                 const std::string& callback_id) {
+  Result<std::vector<store::JournalEntry>> intents =
+      server.store().ReadJournalKind(record.id, "intent", 0, 0);
+  if (!intents.ok()) return false;
+  return std::any_of(intents->begin(), intents->end(), [&](const store::JournalEntry& intent) {
+    return engine::CallbackBook::CallbackId(record.id, intent.key) == callback_id;
+  });
+}
+
 void DeliverCallback(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
   Result<store::ExecutionRecord> record = LoadExecution(server, req);
   if (!record.ok()) return ReplyError(res, record.status());
   std::string callback_id = req.matches[3];
+  if (record->state != "ACTIVE" && !HadCallback(server, *record, callback_id)) {
+    return ReplyError(res, Status::NotFound("no callback '" + callback_id + "' in execution '" +
+                                            record->id + "'"));
+  }
   Status delivered = server.engine().DeliverCallback(record->id, callback_id, req.method,
                                                      CallbackRequestJson(req));
   if (!delivered.ok()) return ReplyError(res, delivered);

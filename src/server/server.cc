@@ -22,8 +22,9 @@ int64_t NowMs() {
       .count();
 }
 
-// How long transaction gauges are reused: computing them reads every journal.
-constexpr int64_t kTxnMetricsTtlMs = 5000;
+// How long transaction gauges are reused unless a transaction ended meanwhile: computing them
+// reads every journal.
+constexpr int64_t kTxnMetricsTtlMs = 1000;
 
 // The body of an error httplib answered itself (no route, a body over the limit, bad HTTP).
 Status HttplibError(const httplib::Request& req, int status) {
@@ -161,6 +162,11 @@ Status ApiServer::Authorize(const httplib::Request& req, Role role) {
                                     " role; the token has " + RoleName(*caller));
   }
   return Status::Ok();
+}
+
+void ApiServer::TransactionEnded() {
+  std::lock_guard<std::mutex> lock(txn_cache_mutex_);
+  txn_cache_ms_ = 0;
 }
 
 void ApiServer::CountRequest(int status) {

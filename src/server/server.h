@@ -52,6 +52,9 @@ class ApiServer {
 
   // /readyz answers 200 once set (recovery finished) and until Stop.
   void SetReady(bool ready) { ready_ = ready; }
+  // Makes the next /metrics scrape recount transactions (a ProgressSink calls it from
+  // OnTransaction). Thread safe.
+  void TransactionEnded();
   int port() const { return port_; }
   // "http://HOST:PORT" of the bound address.
   std::string Url() const;

@@ -96,7 +96,7 @@ void ListTransactions(ApiServer& server, const httplib::Request& req, httplib::R
                                                 "COMPENSATION_FAILED"};
   Status query = CheckQuery(req, {"state", "pageSize", "pageToken"});
   if (!query.ok()) return ReplyError(res, query);
-  std::string state = req.get_param_value("state");
+  std::string state = QueryParam(req, "state");
   if (!state.empty() && kStates.count(state) == 0) {
     return ReplyError(res, Status::InvalidArgument(
                                "unknown transaction state '" + state +
@@ -105,7 +105,7 @@ void ListTransactions(ApiServer& server, const httplib::Request& req, httplib::R
   Result<int> size = PageSize(req);
   if (!size.ok()) return ReplyError(res, size.status());
   int offset = 0;
-  if (std::string token = req.get_param_value("pageToken"); !token.empty()) {
+  if (std::string token = QueryParam(req, "pageToken"); !token.empty()) {
     Result<std::string> cursor = DecodePageToken(token, "transactions");
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     offset = std::atoi(cursor->c_str());

@@ -65,8 +65,8 @@ Result<std::shared_ptr<const lang::Workflow>> Validate(const std::string& name,
                                                        const std::string& source) {
   if (source.size() > lang::kMaxSourceBytes) {
     return Status::InvalidArgument("sourceContents is " + std::to_string(source.size()) +
-                                   " bytes; the limit is " +
-                                   std::to_string(lang::kMaxSourceBytes) + " bytes (128 KiB)");
+                                   " bytes; the limit is " + std::to_string(lang::kMaxSourceBytes) +
+                                   " bytes (128 KiB)");
   }
 
   Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflow(name, source);

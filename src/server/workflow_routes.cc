@@ -58,6 +58,7 @@ Result<DeployRequest> DeployRequestOf(const std::string& name, const Json& body)
   Result<std::string> account = StringField(body, "serviceAccount");
   if (!account.ok()) return account.status();
   request.service_account = std::move(account).value();
+  if (Status labels = CheckLabelsField(body); !labels.ok()) return labels;
   if (body.contains("labels")) request.labels = body["labels"];
   return request;
 }
@@ -65,7 +66,7 @@ Result<DeployRequest> DeployRequestOf(const std::string& name, const Json& body)
 void CreateWorkflow(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
   Status query = CheckQuery(req, {"workflowId"});
   if (!query.ok()) return ReplyError(res, query);
-  std::string id = req.get_param_value("workflowId");
+  std::string id = QueryParam(req, "workflowId");
   if (id.empty()) return ReplyError(res, Status::InvalidArgument("workflowId is required"));
   Result<Json> body = ParseBody(req.body, kWorkflowFields);
   if (!body.ok()) return ReplyError(res, body.status());
@@ -84,7 +85,7 @@ void GetWorkflow(ApiServer& server, const httplib::Request& req, httplib::Respon
   Status query = CheckQuery(req, {"revisionId"});
   if (!query.ok()) return ReplyError(res, query);
   Result<store::WorkflowRecord> record =
-      server.store().GetWorkflow(req.matches[1], req.get_param_value("revisionId"));
+      server.store().GetWorkflow(req.matches[1], QueryParam(req, "revisionId"));
   if (!record.ok()) return ReplyError(res, record.status());
   ReplyJson(res, WorkflowJson(*record, NamePrefix(req)));
 }
@@ -95,8 +96,8 @@ void ListWorkflows(ApiServer& server, const httplib::Request& req, httplib::Resp
   Result<int> size = PageSize(req);
   if (!size.ok()) return ReplyError(res, size.status());
   std::string after;
-  if (req.has_param("pageToken") && !req.get_param_value("pageToken").empty()) {
-    Result<std::string> cursor = DecodePageToken(req.get_param_value("pageToken"), "workflows");
+  if (!QueryParam(req, "pageToken").empty()) {
+    Result<std::string> cursor = DecodePageToken(QueryParam(req, "pageToken"), "workflows");
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     after = *cursor;
   }
@@ -121,8 +122,8 @@ void ListRevisions(ApiServer& server, const httplib::Request& req, httplib::Resp
   Result<int> size = PageSize(req);
   if (!size.ok()) return ReplyError(res, size.status());
   int offset = 0;
-  if (req.has_param("pageToken") && !req.get_param_value("pageToken").empty()) {
-    Result<std::string> cursor = DecodePageToken(req.get_param_value("pageToken"), "revisions");
+  if (!QueryParam(req, "pageToken").empty()) {
+    Result<std::string> cursor = DecodePageToken(QueryParam(req, "pageToken"), "revisions");
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     offset = std::atoi(cursor->c_str());
   }
@@ -146,7 +147,7 @@ void ListRevisions(ApiServer& server, const httplib::Request& req, httplib::Resp
 
 Result<std::vector<std::string>> UpdateMask(const httplib::Request& req) {
   std::vector<std::string> mask;
-  std::stringstream text(req.get_param_value("updateMask"));
+  std::stringstream text(QueryParam(req, "updateMask"));
   std::string field;
   while (std::getline(text, field, ',')) {
     if (field.empty()) continue;
@@ -169,6 +170,7 @@ void PatchWorkflow(ApiServer& server, const httplib::Request& req, httplib::Resp
   if (!body.ok()) return ReplyError(res, body.status());
   if (Status source = CheckSource(*body); !source.ok()) return ReplyError(res, source);
   body->erase("name");
+  if (Status labels = CheckLabelsField(*body); !labels.ok()) return ReplyError(res, labels);
 
   Result<store::WorkflowRecord> patched = server.registry().Patch(req.matches[1], *body, *mask);
   if (!patched.ok()) return ReplyError(res, patched.status());

@@ -9,8 +9,8 @@
 
 #include <cerrno>
 #include <chrono>
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -118,8 +118,8 @@ Result<std::string> CreateKeyFile(const std::string& path) {
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::Error("cannot create the secret key file " + path);
   std::string text = Hex(key) + "\n";
-  bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                 fsync(fd) == 0;
+  bool written =
+      write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   close(fd);
   bool linked = written && link(temp.c_str(), path.c_str()) == 0;
   int link_error = errno;
@@ -171,8 +171,7 @@ Result<Sealed> Seal(const std::string& key, const std::string& name, const std::
 }
 
 // The value, or an error when the tag does not match (another key, or an altered row).
-Result<std::string> Unseal(const std::string& key, const std::string& name,
-                           const Sealed& sealed) {
+Result<std::string> Unseal(const std::string& key, const std::string& name, const Sealed& sealed) {
   if (sealed.nonce.size() != kNonceBytes || sealed.ciphertext.size() < kTagBytes) {
     return Status::Error("secret '" + name + "' is damaged in the store");
   }
@@ -231,8 +230,8 @@ Result<std::unique_ptr<SecretStore>> SecretStore::Open(const std::string& store_
   if (!key.ok()) return key.status();
 
   sqlite3* db = nullptr;
-  int code = sqlite3_open_v2(store_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                             nullptr);
+  int code =
+      sqlite3_open_v2(store_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   std::unique_ptr<SecretStore> secrets(new SecretStore(db, std::move(key).value()));
   secrets->store_path_ = store_path;
   if (code != SQLITE_OK) {

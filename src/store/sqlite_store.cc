@@ -59,9 +59,11 @@ ALTER TABLE executions ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
 INSERT INTO schema_version (version) VALUES (2);
 )sql";
 
-// Version 3 adds deployed workflows and their revisions, indexes for the API's queries
-// (executions of a workflow by start time, journal entries of one kind), and per-state counts
-// of executions kept by triggers so that metrics need not count every row.
+// Version 3 adds deployed workflows and their revisions, indexes for the API's execution
+// queries (of a workflow, by start time and id), and per-state counts of executions kept by
+// triggers so that metrics need not count every row. Journal reads of one kind use the
+// primary key (execution_id, seq) and filter by kind: an index on kind measured 10-40% slower
+// appends, and appends are the engine's hot path.
 constexpr char kUpgradeFrom2[] = R"sql(
 CREATE TABLE workflows (
   name TEXT PRIMARY KEY,
@@ -89,7 +91,6 @@ CREATE TABLE workflow_revisions (
 DROP INDEX executions_by_start;
 CREATE INDEX executions_by_start ON executions (start_time_ms, id);
 CREATE INDEX executions_by_workflow ON executions (workflow_name, start_time_ms, id);
-CREATE INDEX journal_by_kind ON journal (execution_id, kind, seq);
 CREATE TABLE execution_counts (
   state TEXT PRIMARY KEY,
   count INTEGER NOT NULL
@@ -255,8 +256,9 @@ Status SqliteStore::PrepareStatements() {
       {{&w.begin, "BEGIN IMMEDIATE"},
        {&w.commit, "COMMIT"},
        {&w.rollback, "ROLLBACK"},
-       {&w.insert_execution, "INSERT INTO executions (" + std::string(kColumns) +
-                                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
+       {&w.insert_execution,
+        "INSERT INTO executions (" + std::string(kColumns) +
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
        {&w.insert_journal,
         "INSERT INTO journal (execution_id, seq, kind, key, payload, time_ms) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -270,20 +272,20 @@ Status SqliteStore::PrepareStatements() {
        {&w.set_owner, "UPDATE executions SET owner = ?2 WHERE id = ?1"}});
   if (!status.ok()) return status;
 
-  status = PrepareAll(
-      reader_db_.get(),
-      {{&r.get_execution, select + "WHERE id = ?1"},
-       {&r.list_all, select + "ORDER BY start_time_ms DESC, rowid DESC LIMIT ?1"},
-       {&r.list_by_state,
-        select + "WHERE state = ?1 ORDER BY start_time_ms DESC, rowid DESC LIMIT ?2"},
-       {&r.read_journal,
-        "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
-        "ORDER BY seq"},
-       {&r.count_by_state,
-        "SELECT state, count FROM execution_counts WHERE count > 0 ORDER BY state"},
-       {&r.read_journal_kind,
-        "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
-        "AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"}});
+  status =
+      PrepareAll(reader_db_.get(),
+                 {{&r.get_execution, select + "WHERE id = ?1"},
+                  {&r.list_all, select + "ORDER BY start_time_ms DESC, rowid DESC LIMIT ?1"},
+                  {&r.list_by_state,
+                   select + "WHERE state = ?1 ORDER BY start_time_ms DESC, rowid DESC LIMIT ?2"},
+                  {&r.read_journal,
+                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
+                   "ORDER BY seq"},
+                  {&r.count_by_state,
+                   "SELECT state, count FROM execution_counts WHERE count > 0 ORDER BY state"},
+                  {&r.read_journal_kind,
+                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
+                   "AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"}});
   if (!status.ok()) return status;
 
   return PrepareWorkflowStatements();

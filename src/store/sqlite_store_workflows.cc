@@ -222,8 +222,8 @@ Result<std::vector<WorkflowRecord>> SqliteStore::ListWorkflows(const std::string
   return ReadWorkflowRows(select);
 }
 
-Result<std::vector<WorkflowRecord>> SqliteStore::ListRevisions(const std::string& name,
-                                                               int offset, int limit) {
+Result<std::vector<WorkflowRecord>> SqliteStore::ListRevisions(const std::string& name, int offset,
+                                                               int limit) {
   std::lock_guard lock(read_mutex_);
   Statement& select = workflow_statements_.list_revisions;
   ScopedReset reset(select);

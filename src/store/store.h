@@ -136,8 +136,9 @@ class Store {
   [[nodiscard]] virtual Result<std::vector<WorkflowRecord>> ListWorkflows(
       const std::string& after_name, int limit) = 0;
   // Newest first; NotFound if there is no such workflow.
-  [[nodiscard]] virtual Result<std::vector<WorkflowRecord>> ListRevisions(
-      const std::string& name, int offset, int limit) = 0;
+  [[nodiscard]] virtual Result<std::vector<WorkflowRecord>> ListRevisions(const std::string& name,
+                                                                          int offset,
+                                                                          int limit) = 0;
   // Removes the workflow and its revisions (its executions stay); NotFound.
   [[nodiscard]] virtual Status DeleteWorkflow(const std::string& name) = 0;
 
@@ -149,8 +150,7 @@ class Store {
   CountExecutionsByState() = 0;
   // Journal entries of one kind ("step", "log"), seq > after_seq, at most limit (<= 0: all).
   [[nodiscard]] virtual Result<std::vector<JournalEntry>> ReadJournalKind(
-      const std::string& execution_id, const std::string& kind, int64_t after_seq,
-      int limit) = 0;
+      const std::string& execution_id, const std::string& kind, int64_t after_seq, int limit) = 0;
 
   virtual StoreStats stats() const = 0;
 };

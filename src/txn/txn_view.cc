@@ -191,8 +191,8 @@ Result<Json> FindTransaction(store::Store& store, const std::string& gid) {
 
   // The gid names the execution whose journal holds the transaction.
   Result<store::ExecutionRecord> record = store.GetExecution(gid.substr(0, colon));
-  if (!record.ok()) return record.status().code() == StatusCode::kNotFound ? missing
-                                                                           : record.status();
+  if (!record.ok())
+    return record.status().code() == StatusCode::kNotFound ? missing : record.status();
   Result<std::vector<store::JournalEntry>> journal = store.ReadJournal(record->id);
   if (!journal.ok()) return journal.status();
 

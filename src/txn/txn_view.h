@@ -15,8 +15,7 @@ Json TransactionsOf(const store::ExecutionRecord& record,
                     const std::vector<store::JournalEntry>& journal);
 
 // Every transaction in the store, newest first, optionally of one state, paged by offset.
-Result<Json> ListTransactions(store::Store& store, const std::string& state, int offset,
-                              int limit);
+Result<Json> ListTransactions(store::Store& store, const std::string& state, int offset, int limit);
 
 // One transaction by gid (`<execution id>:<step>#<n>`); NotFound.
 Result<Json> FindTransaction(store::Store& store, const std::string& gid);

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/log.h"
 #include "connectors/connectors.h"
 #include "connectors/databases.h"
 #include "lang/ast.h"
@@ -141,13 +142,19 @@ class IdentitiesTest : public ::testing::Test {
     return "identities:\n"
            "  trainer:\n"
            "    http:\n"
-           "      - url_prefix: " + Base() + "/api/\n"
+           "      - url_prefix: " +
+           Base() +
+           "/api/\n"
            "        headers: {Authorization: {secret: registry-token, prefix: \"Bearer \"}}\n"
-           "      - url_prefix: " + Closed() + "/api/\n"
+           "      - url_prefix: " +
+           Closed() +
+           "/api/\n"
            "        headers: {Authorization: {secret: registry-token, prefix: \"Bearer \"}}\n"
            "  forgetful:\n"
            "    http:\n"
-           "      - url_prefix: " + Base() + "/api/\n"
+           "      - url_prefix: " +
+           Base() +
+           "/api/\n"
            "        headers: {X-Api-Key: {secret: never-set}}\n";
   }
 
@@ -166,7 +173,8 @@ class IdentitiesTest : public ::testing::Test {
   }
 
   store::ExecutionRecord Run(const char* source, const std::string& service_account) {
-    Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflow("train.yaml", source);
+    Result<std::shared_ptr<const lang::Workflow>> workflow =
+        lang::LoadWorkflow("train.yaml", source);
     EXPECT_TRUE(workflow.ok()) << workflow.message();
     engine::StartOptions options;
     options.service_account = service_account;
@@ -197,9 +205,8 @@ class IdentitiesTest : public ::testing::Test {
 
   void Record(const httplib::Request& request) {
     std::lock_guard<std::mutex> lock(mutex_);
-    seen_[request.path] = request.has_header("Authorization")
-                              ? request.get_header_value("Authorization")
-                              : "<none>";
+    seen_[request.path] =
+        request.has_header("Authorization") ? request.get_header_value("Authorization") : "<none>";
   }
 
   atomflow::testing::TempDir dir_;
@@ -212,9 +219,15 @@ class IdentitiesTest : public ::testing::Test {
 };
 
 TEST_F(IdentitiesTest, IdentityHeaderReachesItsPrefixOnlyAndIsRecordedNowhere) {
+  ::testing::internal::CaptureStderr();
+  log::Init("debug", "json");  // every operator log line the engine can write, on stderr
   OpenEngine();
 
   store::ExecutionRecord record = Run(kWorkflow, "trainer");
+  engine_.reset();
+  std::string operator_log = ::testing::internal::GetCapturedStderr();
+  log::Init("info");
+  OpenEngine();
 
   ASSERT_EQ(record.state, "SUCCEEDED") << record.error;
   std::map<std::string, std::string> seen = Seen();
@@ -226,7 +239,12 @@ TEST_F(IdentitiesTest, IdentityHeaderReachesItsPrefixOnlyAndIsRecordedNowhere) {
   EXPECT_EQ(result["models"]["models"], 3);
   EXPECT_EQ(result["failure"]["code"], 503);
   EXPECT_THAT(result["refusal"]["tags"].dump(), HasSubstr("ConnectionFailedError"));
-  EXPECT_THAT(Traces(record), Not(HasSubstr(kSecret)));
+  std::string traces = Traces(record);
+  EXPECT_THAT(traces, HasSubstr("/api/models"));   // the journaled intent was read
+  EXPECT_THAT(traces, HasSubstr("calls done: "));  // and the sys.log line
+  EXPECT_THAT(traces, Not(HasSubstr(kSecret)));
+  EXPECT_THAT(operator_log, HasSubstr(record.id));
+  EXPECT_THAT(operator_log, Not(HasSubstr(kSecret)));
 }
 
 TEST_F(IdentitiesTest, ExecutionWithoutServiceAccountSendsNoCredentials) {
@@ -335,7 +353,8 @@ TEST(IdentityCatalogTest, SecretWithALineBreakIsNotSentAsAHeader) {
   ASSERT_TRUE(secrets.ok()) << secrets.message();
   ASSERT_TRUE((*secrets)->Set("s", std::string(kSecret) + "\r\nX-Injected: 1").ok());
 
-  Result<ResolvedHeaders> headers = catalog->HeadersFor("t", "https://a.example.com/", secrets->get());
+  Result<ResolvedHeaders> headers =
+      catalog->HeadersFor("t", "https://a.example.com/", secrets->get());
 
   ASSERT_FALSE(headers.ok());
   EXPECT_THAT(headers.message(), HasSubstr("line break"));
@@ -424,8 +443,8 @@ TEST_F(SecretStoreTest, ListDeleteAndNames) {
   ASSERT_TRUE(secrets->Delete("a_secret").ok());
   EXPECT_EQ(secrets->Get("a_secret").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(secrets->Delete("a_secret").code(), StatusCode::kNotFound);
-  for (const std::string& bad : {std::string(""), std::string("Upper"), std::string(65, 'a'),
-                                 std::string("a.b")}) {
+  for (const std::string& bad :
+       {std::string(""), std::string("Upper"), std::string(65, 'a'), std::string("a.b")}) {
     EXPECT_EQ(secrets->Set(bad, "x").code(), StatusCode::kInvalidArgument) << bad;
   }
 }

@@ -170,9 +170,8 @@ TEST_F(CallbacksTest, RequestSentWhileTheAwaitWaitsIsReturnedWithItsBody) {
 
 TEST_F(CallbacksTest, RequestsSentBeforeTheAwaitWaitInOrderAndCarryNoCredentials) {
   std::string id = Start(kGated);
-  json callbacks = WaitForCallbacks(id, [](const json& list) {
-    return list.size() == 2 && list[0].value("waiters", 0) == 1;
-  });
+  json callbacks = WaitForCallbacks(
+      id, [](const json& list) { return list.size() == 2 && list[0].value("waiters", 0) == 1; });
   ASSERT_EQ(callbacks.size(), 2u);
   std::string data = callbacks[0]["name"];
   std::string gate = callbacks[1]["name"];
@@ -183,9 +182,10 @@ TEST_F(CallbacksTest, RequestsSentBeforeTheAwaitWaitInOrderAndCarryNoCredentials
   WaitForCallbacks(id, [](const json& list) { return list[1].value("waiters", 0) == 1; });
   ASSERT_TRUE(engine_->DeliverCallback(id, data, "PUT", Request("PUT", "b")).ok());
   ASSERT_TRUE(engine_->DeliverCallback(id, data, "PUT", Request("PUT", "c")).ok());
-  EXPECT_EQ(WaitForCallbacks(id, [](const json& list) { return list[0].value("pending", 0) == 2; })
-                [0]["pending"],
-            2);
+  EXPECT_EQ(
+      WaitForCallbacks(
+          id, [](const json& list) { return list[0].value("pending", 0) == 2; })[0]["pending"],
+      2);
   ASSERT_TRUE(engine_->DeliverCallback(id, gate, "POST", Request("POST", nullptr)).ok());
 
   EXPECT_EQ(ResultOf(id), json({"a", "b", "HTTP"}));
@@ -232,9 +232,8 @@ TEST_F(CallbacksTest, WithoutPublicUrlCreatingAnEndpointSaysCallbacksNeedServe) 
 // one to a second await.
 TEST_F(CallbacksTest, RestartBetweenDeliveryAndAwaitKeepsEachRequestForExactlyOneAwait) {
   std::string id = Start(kGated);
-  json callbacks = WaitForCallbacks(id, [](const json& list) {
-    return list.size() == 2 && list[0].value("waiters", 0) == 1;
-  });
+  json callbacks = WaitForCallbacks(
+      id, [](const json& list) { return list.size() == 2 && list[0].value("waiters", 0) == 1; });
   std::string data = callbacks[0]["name"];
   std::string gate = callbacks[1]["name"];
   ASSERT_TRUE(engine_->DeliverCallback(id, data, "PUT", Request("PUT", "taken")).ok());
@@ -246,9 +245,8 @@ TEST_F(CallbacksTest, RestartBetweenDeliveryAndAwaitKeepsEachRequestForExactlyOn
   Result<std::vector<std::string>> resumed = engine_->Recover();
   ASSERT_TRUE(resumed.ok()) << resumed.message();
   ASSERT_EQ(resumed->size(), 1u);
-  callbacks = WaitForCallbacks(id, [](const json& list) {
-    return list.size() == 2 && list[1].value("waiters", 0) == 1;
-  });
+  callbacks = WaitForCallbacks(
+      id, [](const json& list) { return list.size() == 2 && list[1].value("waiters", 0) == 1; });
   EXPECT_EQ(callbacks[0]["pending"], 1);
   ASSERT_TRUE(engine_->DeliverCallback(id, gate, "POST", Request("POST", nullptr)).ok());
 

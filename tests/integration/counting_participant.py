@@ -39,11 +39,13 @@ class Request:
         self.authorization = headers.get("Authorization")
         self.headers = dict(headers.items())
         self.body = body
+        self.time = time.monotonic()
         self.answered = False  # the whole answer was written
         self.lost = False      # the client went away before the answer was written
 
     def __repr__(self):
-        return f"{self.method} {self.path} key={self.key} op={self.op}"
+        return (f"{self.method} {self.path} key={self.key} op={self.op} "
+                f"answered={self.answered} t={self.time:.3f}")
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -202,9 +204,10 @@ class CountingParticipant:
             return self.applied[path]
 
     def unanswered(self):
-        """Requests received whose answer has not been (fully) written."""
+        """Requests received whose answer has not been written yet and may still be (not
+        those whose client went away)."""
         with self.lock:
-            return [request for request in self.requests if not request.answered]
+            return [r for r in self.requests if not r.answered and not r.lost]
 
     def answered_keys(self):
         with self.lock:

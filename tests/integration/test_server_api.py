@@ -4,6 +4,7 @@ must say what is wrong and change nothing), health and metrics."""
 
 import json
 import re
+import threading
 import unittest
 
 from counting_participant import CountingParticipant
@@ -139,6 +140,38 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 DURATION = re.compile(r"^\d+\.\d{3}s$")
 
 
+def argument_of_size(size):
+    """An argument for GREET whose JSON text is exactly size bytes."""
+    frame = json.dumps({"who": "", "n": 1, "fail": False})
+    text = json.dumps({"who": "x" * (size - len(frame)), "n": 1, "fail": False})
+    assert len(text) == size
+    return text
+
+
+def source_of_size(size):
+    """GREET padded with a comment to exactly size bytes."""
+    text = GREET + "#" + "x" * (size - len(GREET) - 2) + "\n"
+    assert len(text.encode()) == size
+    return text
+
+
+def run_together(count, call):
+    """call(k) for k in range(count) from count threads at once; the answers in order."""
+    answers = [None] * count
+    barrier = threading.Barrier(count)
+
+    def one(k):
+        barrier.wait()
+        answers[k] = call(k)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
 def returning(value):
     return f"main:\n  steps:\n    - done:\n        return: {json.dumps(value)}\n"
 
@@ -197,6 +230,8 @@ class ServerApiTest(ServerTestCase):
         self.assertEqual(revisions.status, 200, revisions)
         self.assertEqual([w["revisionId"] for w in revisions.body["workflows"]],
                          [second, first])
+        self.assertEqual(self.list_all(self.api, "/v1/workflows/rev:listRevisions", "workflows",
+                                       page_size=1), revisions.body["workflows"])
         old = self.api.get("/v1/workflows/rev", query={"revisionId": first})
         self.assertEqual(old.status, 200, old)
         self.assertEqual(old.body["sourceContents"], returning("v1"))
@@ -230,6 +265,8 @@ class ServerApiTest(ServerTestCase):
         self.assertEqual([w["name"] for w in self.list_all(self.api, "/v1/workflows",
                                                            "workflows")],
                          ["workflows/other", "workflows/rev"])
+        self.assertEqual(self.list_all(self.api, "/v1/workflows", "workflows", page_size=1),
+                         self.list_all(self.api, "/v1/workflows", "workflows"))
         deleted = self.api.delete("/v1/workflows/rev")
         self.assertEqual(deleted.status, 200, deleted)
         self.assert_error(self.api.get("/v1/workflows/rev"), 404, "NOT_FOUND")
@@ -237,6 +274,10 @@ class ServerApiTest(ServerTestCase):
         self.assertEqual([w["name"] for w in self.list_all(self.api, "/v1/workflows",
                                                            "workflows")],
                          ["workflows/other"])
+        self.assert_error(self.api.delete("/v1/workflows/rev"), 404, "NOT_FOUND")
+        self.assert_error(self.api.patch("/v1/workflows/rev", {"description": "x"}), 404,
+                          "NOT_FOUND")
+        self.assert_error(self.api.post("/v1/workflows/rev/executions", {}), 404, "NOT_FOUND")
 
     # Executions.
 
@@ -304,6 +345,7 @@ class ServerApiTest(ServerTestCase):
                                 "stepEntries")
         self.assertEqual([e["step"] for e in entries], ["check", "fail"], entries)
         self.assertEqual(entries[-1]["state"], "STATE_FAILED", entries)
+        self.assertIn("exception", entries[-1], "a failed step entry carries its error")
         self.assertIn("asked to fail for bob", entries[-1]["exception"]["payload"])
 
     def test_list_pages_newest_first_and_filters(self):
@@ -401,8 +443,6 @@ class ServerApiTest(ServerTestCase):
         # The execution has finished: a late callback is refused and changes nothing.
         late = self.api.request("POST", url[len(self.server.url):], body={"answer": 0})
         self.assert_error(late, 409, "FAILED_PRECONDITION")
-        wrong = self.api.post(execution_path(started) + "/callbacks/no-such-callback", {})
-        self.assert_error(wrong, 404, "NOT_FOUND")
 
     def test_callback_sent_before_the_await_is_not_lost(self):
         self.deploy(self.api, "cb", CALLBACK)
@@ -417,6 +457,8 @@ class ServerApiTest(ServerTestCase):
         self.assertEqual(callbacks.status, 200, callbacks)
         self.assertEqual([c["method"] for c in callbacks.body["callbacks"]], ["POST"])
         self.assertEqual(self.get_execution(self.api, started)["state"], "ACTIVE")
+        wrong = self.api.post(execution_path(started) + "/callbacks/no-such-callback", {})
+        self.assert_error(wrong, 404, "NOT_FOUND")
         self.participant.release()
 
         done = self.wait_finished(self.api, started)
@@ -458,7 +500,7 @@ class ServerApiTest(ServerTestCase):
             ("deploy, bad name", "POST", "/v1/workflows?workflowId=9-lives",
              {"sourceContents": source}, None, ["9-lives"]),
             ("deploy, labels not strings", "POST", "/v1/workflows?workflowId=new5",
-             {"sourceContents": source, "labels": {"a": 1}}, None, ["labels"]),
+             {"sourceContents": source, "labels": {"a": 1}}, None, ["label"]),
             ("deploy, unknown query parameter", "POST",
              "/v1/workflows?workflowId=new6&colour=red", {"sourceContents": source}, None,
              ["colour"]),
@@ -478,6 +520,11 @@ class ServerApiTest(ServerTestCase):
              {"argument": "{who: ada"}, None, ["argument"]),
             ("run, argument not a string", "POST", "/v1/workflows/greet/executions",
              {"argument": {"who": "ada"}}, None, ["argument"]),
+            ("run, labels not strings", "POST", "/v1/workflows/greet/executions",
+             {"argument": "{}", "labels": {"team": 7}}, None, ["label"]),
+            ("run, unknown query parameter", "POST",
+             "/v1/workflows/greet/executions?colour=red", {"argument": "{}"}, None,
+             ["colour"]),
             ("list, unknown query parameter", "GET", "/v1/workflows/greet/executions?colour=1",
              None, None, ["colour"]),
             ("list, malformed filter", "GET",
@@ -500,14 +547,42 @@ class ServerApiTest(ServerTestCase):
             self.assertIn(answer.status, (400, 413), answer)
             self.assertEqual(self.store_view(), before)
 
-        # Just under the limits is accepted.
-        fits = json.dumps({"who": "x" * (31 * 1024), "n": 1, "fail": False})
-        ran = self.api.post("/v1/workflows/greet/executions", {"argument": fits})
+        # One byte over each limit is refused; exactly at the limit is accepted.
+        over = self.api.post("/v1/workflows/greet/executions",
+                             {"argument": argument_of_size(32 * 1024 + 1)})
+        self.assert_error(over, 400, "INVALID_ARGUMENT", "argument")
+        over = self.api.post("/v1/workflows", {"sourceContents": source_of_size(128 * 1024 + 1)},
+                             query={"workflowId": "padded"})
+        self.assert_error(over, 400, "INVALID_ARGUMENT", "sourceContents")
+        self.assertEqual(self.store_view(), before)
+        ran = self.api.post("/v1/workflows/greet/executions",
+                            {"argument": argument_of_size(32 * 1024)})
         self.assertEqual(ran.status, 200, ran)
-        padded = source + "#" + "x" * (120 * 1024) + "\n"
-        deployed = self.api.post("/v1/workflows", {"sourceContents": padded},
+        self.assertEqual(self.wait_finished(self.api, ran.body)["state"], "SUCCEEDED")
+        deployed = self.api.post("/v1/workflows", {"sourceContents": source_of_size(128 * 1024)},
                                  query={"workflowId": "padded"})
         self.assertEqual(deployed.status, 200, deployed)
+
+    def test_concurrent_deploys_and_cancels_take_effect_once(self):
+        answers = run_together(8, lambda k: self.api.post(
+            "/v1/workflows", {"sourceContents": returning(k)}, query={"workflowId": "race"}))
+        self.assertEqual(sorted(a.status for a in answers), [200] + [409] * 7, answers)
+        revisions = self.list_all(self.api, "/v1/workflows/race:listRevisions", "workflows")
+        self.assertEqual(len(revisions), 1, revisions)
+
+        self.deploy(self.api, "release", RELEASE)
+        started = self.run_execution(self.api, "release",
+                                     {"url": self.participant.url, "tag": "r1"})
+        self.assertTrue(self.participant.wait_for("/ok/deploy/r1"), "the deploy never came")
+        answers = run_together(6, lambda k: self.api.post(execution_path(started) + ":cancel"))
+        self.assertIn(200, [a.status for a in answers], answers)
+        self.assertTrue(all(a.status in (200, 409) for a in answers), answers)
+        done = self.wait_finished(self.api, started)
+        self.assertEqual(done["state"], "CANCELLED", done)
+        self.assertEqual(self.participant.applications("/ok/undeploy/r1"), 1)
+        self.assertEqual(self.participant.count("/ok/after/r1"), 0)
+        self.assert_error(self.api.post("/v1/workflows/release/executions/nope:cancel"), 404,
+                          "NOT_FOUND")
 
     def store_view(self):
         """What the API shows of the store: workflows, revisions and executions."""
@@ -545,10 +620,12 @@ class ServerApiTest(ServerTestCase):
             self.api, "flaky", {"url": self.participant.url}))
         self.assertEqual((flaky["state"], flaky.get("result")), ("SUCCEEDED", "3"), flaky)
 
-        after = self.scrape()
+        # The transaction gauges may be cached for a few seconds: poll.
+        after = self.wait_until(lambda: self.scrape_when(
+            ("atomflow_transactions", (("state", "COMMITTED"),)), 1), "the commit in /metrics",
+            timeout=30, interval=0.5)
         self.assertGreaterEqual(after[("atomflow_executions", (("state", "SUCCEEDED"),))], 2)
-        self.assertGreaterEqual(after.get(("atomflow_transactions",
-                                           (("state", "COMMITTED"),)), 0), 1, after)
+        self.assertEqual(after[("atomflow_transactions", (("state", "ACTIVE"),))], 0)
         self.assertGreater(after[("atomflow_steps_total", ())], 0)
         self.assertGreater(after[("atomflow_journal_commit_seconds_count", ())], 0)
         self.assertIn(("atomflow_journal_commit_seconds_bucket", (("le", "+Inf"),)), after)
@@ -566,6 +643,11 @@ class ServerApiTest(ServerTestCase):
                            ("atomflow_retries_total", "counter"),
                            ("atomflow_http_requests_total", "counter")]:
             self.assertIn(f"# TYPE {name} {kind}", text)
+
+    def scrape_when(self, sample, at_least):
+        """The scrape when sample has reached at_least, else None."""
+        samples = self.scrape()
+        return samples if samples.get(sample, 0) >= at_least else None
 
     def scrape(self):
         """/metrics as {(name, ((label, value), ...)): value}."""

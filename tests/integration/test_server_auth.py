@@ -84,6 +84,33 @@ main:
 """
 
 
+# Awaits one callback, after telling the participant its URL.
+AWAIT = """
+main:
+  params: [args]
+  steps:
+    - make:
+        call: events.create_callback_endpoint
+        args:
+          http_callback_method: POST
+        result: cb
+    - tell:
+        call: http.post
+        args:
+          url: ${args.url + "/ok/tell"}
+          body:
+            url: ${cb.url}
+    - wait:
+        call: events.await_callback
+        args:
+          callback: ${cb}
+          timeout: 60
+        result: request
+    - done:
+        return: ${request.http_request.body}
+"""
+
+
 class ServerAuthTest(ServerTestCase):
 
     def setUp(self):
@@ -156,6 +183,19 @@ class ServerAuthTest(ServerTestCase):
         self.assertEqual(resolved.status, 200, resolved)
         after = viewer.get(execution_path(stuck) + "/transactions")
         self.assertEqual([t["state"] for t in after.body["transactions"]], ["ABORTED"])
+
+        # Sending a callback takes an invoker; the refused ones are not delivered.
+        self.deploy(deployer, "await", AWAIT)
+        waiting = self.run_execution(invoker, "await", {"url": self.participant.url})
+        self.assertTrue(self.participant.wait_for("/ok/tell"))
+        url = self.participant.requests_to("/ok/tell")[0].body["url"]
+        path = url[len(self.server.url):]
+        self.assert_error(self.anonymous.post(path, {"from": "anonymous"}), 401,
+                          "UNAUTHENTICATED")
+        self.assert_error(viewer.post(path, {"from": "viewer"}), 403, "PERMISSION_DENIED")
+        self.assertEqual(invoker.post(path, {"from": "invoker"}).status, 200)
+        delivered = self.wait_finished(viewer, waiting)
+        self.assertEqual(json.loads(delivered["result"]), {"from": "invoker"}, delivered)
 
         # A revoked token stops working at once.
         revoked = run_atomflow("tokens", "revoke", "invoker-1", store=self.store)

@@ -89,8 +89,8 @@ TEST_F(TokenStoreTest, WrongOrMalformedTokensAreUnauthenticatedWithoutEchoingThe
   wrong.back() = wrong.back() == '0' ? '1' : '0';
 
   for (const std::string& header :
-       {"Bearer " + wrong, std::string(""), std::string("Bearer "), "Basic " + token,
-        token, "Bearer " + token.substr(4), "Bearer " + token + "x"}) {
+       {"Bearer " + wrong, std::string(""), std::string("Bearer "), "Basic " + token, token,
+        "Bearer " + token.substr(4), "Bearer " + token + "x"}) {
     Result<Role> role = tokens_->Authenticate(header);
     ASSERT_FALSE(role.ok()) << header;
     EXPECT_EQ(role.status().code(), StatusCode::kUnauthenticated) << header;
@@ -168,9 +168,9 @@ TEST_F(TokenStoreTest, TokensCommandsCreateListAndRevoke) {
   std::string prefix = std::string(ATOMFLOW_BINARY) + " tokens ";
   std::string store = " --store " + StorePath();
 
-  ASSERT_EQ(std::system((prefix + "create ops --role admin" + store + " >" + out + " 2>" + err)
-                            .c_str()),
-            0)
+  ASSERT_EQ(
+      std::system((prefix + "create ops --role admin" + store + " >" + out + " 2>" + err).c_str()),
+      0)
       << ReadBytes(err);
   std::string token = ReadBytes(out);
   while (!token.empty() && token.back() == '\n') token.pop_back();

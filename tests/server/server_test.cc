@@ -121,10 +121,10 @@ class ServerTest : public ::testing::Test {
     return {res->status, testing::ParseOrNull(res->body)};
   }
   Answer Get(const std::string& path) { return Parse(client_->Get(path, Headers())); }
-  Answer Post(const std::string& path, const std::string& body) {
+  Answer PostText(const std::string& path, const std::string& body) {
     return Parse(client_->Post(path, Headers(), body, "application/json"));
   }
-  Answer Post(const std::string& path, const json& body) { return Post(path, body.dump()); }
+  Answer Post(const std::string& path, const json& body) { return PostText(path, body.dump()); }
   Answer Patch(const std::string& path, const json& body) {
     return Parse(client_->Patch(path, Headers(), body.dump(), "application/json"));
   }
@@ -296,11 +296,11 @@ TEST_F(ServerTest, FailedExecutionCarriesTheErrorPayload) {
 TEST_F(ServerTest, CancelEndsAnActiveExecution) {
   ASSERT_EQ(Deploy("sleeps", kSleeps).status, 200);
   std::string id = Run("sleeps");
-  Answer cancelled = Post("/v1/workflows/sleeps/executions/" + id + ":cancel", "");
+  Answer cancelled = Post("/v1/workflows/sleeps/executions/" + id + ":cancel", json::object());
   ASSERT_EQ(cancelled.status, 200) << cancelled.body.dump();
   EXPECT_EQ(WaitDone("sleeps", id)["state"], "CANCELLED");
 
-  Answer again = Post("/v1/workflows/sleeps/executions/" + id + ":cancel", "");
+  Answer again = Post("/v1/workflows/sleeps/executions/" + id + ":cancel", json::object());
   EXPECT_EQ(again.status, 409);
   EXPECT_EQ(again.body["error"]["status"], "FAILED_PRECONDITION");
 }
@@ -352,7 +352,7 @@ TEST_F(ServerTest, RejectedRequestsChangeNothing) {
   std::string big_argument = json({{"x", std::string(33 * 1024, 'a')}}).dump();
   std::string big_source = std::string(kAddOne) + "# " + std::string(129 * 1024, 'x') + "\n";
   std::vector<Case> cases = {
-      {"malformed JSON", Post("/v1/workflows?workflowId=new", "{\"sourceContents\": "), 400,
+      {"malformed JSON", PostText("/v1/workflows?workflowId=new", "{\"sourceContents\": "), 400,
        "not valid JSON"},
       {"unknown field", Post("/v1/workflows?workflowId=new", json{{"sourceContents", kAddOne},
                                                                   {"sauce", 1}}),

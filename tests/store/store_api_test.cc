@@ -342,8 +342,8 @@ TEST_F(StoreApiTest, VersionOneFileIsUpgradedAndKeepsItsExecutions) {
   ExecutionQuery query;
   query.workflow_name = "train";
   EXPECT_THAT(Ids(*store->QueryExecutions(query)), ElementsAre("old2", "old1"));
-  EXPECT_THAT(*store->CountExecutionsByState(), ElementsAre(Pair("FAILED", 1),
-                                                            Pair("SUCCEEDED", 1)));
+  EXPECT_THAT(*store->CountExecutionsByState(),
+              ElementsAre(Pair("FAILED", 1), Pair("SUCCEEDED", 1)));
   EXPECT_EQ(store->ReadJournalKind("old1", "log", 0, 0)->at(0).payload["text"], "hi");
   EXPECT_TRUE(store->CreateWorkflow(MakeWorkflow("train", "000001-abc", 500)).ok());
   store.reset();

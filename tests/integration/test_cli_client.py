@@ -1,0 +1,274 @@
+"""The client commands (`atomflow workflows ...`, `atomflow executions ...`, `atomflow txn ...`)
+against a real `atomflow serve` on loopback, and the same commands on a local store without
+a server."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from pipeline_harness import BINARY, RUN_TIMEOUT
+from server_harness import AtomflowServer
+
+HELLO = """main:
+  params: [args]
+  steps:
+    - greet:
+        assign:
+          - who: ${default(map.get(args, "name"), "world")}
+    - note:
+        call: sys.log
+        args:
+          text: ${"greeting " + who}
+    - done:
+        return: ${"hello, " + who}
+"""
+
+SLOW = """main:
+  steps:
+    - nap:
+        call: sys.sleep
+        args:
+          seconds: 600
+    - done:
+        return: "woke up"
+"""
+
+FAILING = """main:
+  steps:
+    - boom:
+        raise: "it broke"
+"""
+
+# Line 4, column 17: the undefined variable.
+BROKEN = """main:
+  steps:
+    - a:
+        return: ${undefined_var}
+"""
+
+
+class ClientTestCase(unittest.TestCase):
+    """A temporary folder with the workflow files; atomflow() runs the CLI there."""
+
+    def setUp(self):
+        if not os.access(BINARY, os.X_OK):
+            self.fail(f"atomflow binary not found at {BINARY} (set ATOMFLOW_BINARY)")
+        self.root = tempfile.mkdtemp(prefix="atomflow-client-")
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        for name, text in (("hello", HELLO), ("slow", SLOW), ("failing", FAILING),
+                           ("broken", BROKEN)):
+            with open(self.path(name), "w", encoding="utf-8") as file:
+                file.write(text)
+
+    def path(self, name):
+        return os.path.join(self.root, name + ".yaml")
+
+    def environment(self):
+        env = dict(os.environ)
+        for name in ("ATOMFLOW_SERVER", "ATOMFLOW_TOKEN", "ATOMFLOW_CRASH_AT"):
+            env.pop(name, None)
+        return env
+
+    def atomflow(self, *command, env=None):
+        environment = self.environment()
+        environment.update(env or {})
+        return subprocess.run([BINARY, *command], cwd=self.root, env=environment,
+                              capture_output=True, text=True, timeout=RUN_TIMEOUT)
+
+    def json_of(self, *command, status=0):
+        done = self.atomflow(*command, "--json")
+        self.assertEqual(done.returncode, status, f"{command}: {done.stderr}")
+        return json.loads(done.stdout)
+
+    def edit_hello(self, greeting):
+        with open(self.path("hello"), "w", encoding="utf-8") as file:
+            file.write(HELLO.replace("hello, ", greeting))
+
+
+class ServerClientTest(ClientTestCase):
+    """The commands through the REST API of a real server (`--server URL`)."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = AtomflowServer(self.root, os.path.join(self.root, "server.db"))
+        self.addCleanup(self.server.close)
+        self.server.start()
+
+    def remote(self, *command, status=0):
+        return self.json_of(*command, "--server", self.server.url, status=status)
+
+    def test_deploy_makes_a_new_revision_only_when_the_source_changes(self):
+        first = self.remote("workflows", "deploy", "hello", self.path("hello"), "--label",
+                            "team=ml", "--description", "says hello")
+        self.assertTrue(first["created"])
+        self.assertRegex(first["revision_id"], r"^000001-[0-9a-f]{3}$")
+
+        same = self.remote("workflows", "deploy", "hello", self.path("hello"))
+        self.assertFalse(same["created"])
+        self.assertFalse(same["new_revision"])
+        self.assertEqual(same["revision_id"], first["revision_id"])
+        self.assertEqual(same["labels"], {"team": "ml"})  # fields not given stay as they were
+
+        self.edit_hello("hi, ")
+        changed = self.remote("workflows", "deploy", "hello", self.path("hello"))
+        self.assertTrue(changed["new_revision"])
+        self.assertRegex(changed["revision_id"], r"^000002-")
+
+        (listed,) = self.remote("workflows", "list")
+        self.assertEqual((listed["name"], listed["revision_id"]), ("hello", changed["revision_id"]))
+        self.assertEqual(listed["description"], "says hello")
+        old = self.remote("workflows", "describe", "hello", "--revision", first["revision_id"],
+                          "--source")
+        self.assertIn('"hello, " + who', old["source"])
+
+        table = self.atomflow("workflows", "list", "--server", self.server.url)
+        self.assertEqual(table.stdout.split("\n")[0].split(), ["NAME", "REVISION", "UPDATED",
+                                                               "DESCRIPTION"])
+
+    def test_a_bad_workflow_is_rejected_with_its_line_and_column(self):
+        done = self.atomflow("workflows", "deploy", "broken", self.path("broken"), "--server",
+                             self.server.url)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("broken.yaml:4:17: undefined variable 'undefined_var'", done.stderr)
+        self.assertIn("HTTP 400", done.stderr)
+        self.assertEqual(self.remote("workflows", "list"), [])
+
+    def test_run_wait_describe_and_logs(self):
+        self.remote("workflows", "deploy", "hello", self.path("hello"))
+        outcome = self.remote("executions", "run", "hello", "--data", '{"name": "Ada"}',
+                              "--label", "who=ada", "--wait")
+        self.assertEqual((outcome["state"], outcome["result"]), ("SUCCEEDED", "hello, Ada"))
+        execution_id = outcome["id"]
+
+        # The id alone is found by asking each workflow; the full name needs no search.
+        described = self.remote("executions", "describe", execution_id)
+        self.assertEqual(described["labels"], {"who": "ada"})
+        self.assertEqual([s["step"] for s in described["steps"]], ["greet", "note", "done"])
+        by_name = self.remote("executions", "describe", f"workflows/hello/executions/{execution_id}")
+        self.assertEqual(by_name["argument"], {"name": "Ada"})
+
+        (listed,) = self.remote("executions", "list", "--workflow", "hello")
+        self.assertEqual((listed["id"], listed["state"]), (execution_id, "SUCCEEDED"))
+
+        logs = self.remote("executions", "logs", execution_id)
+        self.assertIn({"step": "note", "text": "greeting Ada"},
+                      [{"step": e["step"], "text": e["text"]} for e in logs if e["type"] == "log"])
+        self.assertEqual([e["step"] for e in logs if e["type"] == "step"],
+                         ["greet", "note", "done"])
+
+        failed = self.atomflow("executions", "run", "hello", "--wait", "--server",
+                               self.server.url, "--data", "[1")
+        self.assertEqual(failed.returncode, 2, failed.stderr)
+
+    def test_a_failed_execution_exits_1(self):
+        self.remote("workflows", "deploy", "failing", self.path("failing"))
+        outcome = self.remote("executions", "run", "failing", "--wait", status=1)
+        self.assertEqual(outcome["state"], "FAILED")
+        self.assertIn("it broke", json.dumps(outcome["error"]))
+
+    def test_cancel_then_wait_shows_cancelled(self):
+        self.remote("workflows", "deploy", "slow", self.path("slow"))
+        started = self.atomflow("executions", "run", "slow", "--server", self.server.url)
+        self.assertEqual(started.returncode, 0, started.stderr)
+        execution_id = started.stdout.strip()
+
+        still = self.remote("executions", "wait", execution_id, "--timeout", "0.5", status=124)
+        self.assertEqual(still["state"], "ACTIVE")
+        self.remote("executions", "cancel", execution_id)
+        outcome = self.remote("executions", "wait", execution_id, status=1)
+        self.assertEqual(outcome["state"], "CANCELLED")
+
+    def test_unknown_things_exit_2(self):
+        self.remote("workflows", "deploy", "hello", self.path("hello"))
+        for command in (("executions", "describe", "no-such-id"),
+                        ("executions", "describe", "no-such-id", "--workflow", "hello"),
+                        ("executions", "logs", "workflows/hello/executions/no-such-id"),
+                        ("executions", "run", "no-such-workflow"),
+                        ("workflows", "describe", "no-such-workflow"),
+                        ("txn", "describe", "no-such-gid")):
+            done = self.atomflow(*command, "--server", self.server.url)
+            self.assertEqual(done.returncode, 2, f"{command}: {done.stderr}")
+            self.assertIn("no-such-", done.stderr)  # the message names what is missing
+
+    def test_the_server_comes_from_the_environment(self):
+        env = {"ATOMFLOW_SERVER": self.server.url}
+        deployed = self.atomflow("workflows", "deploy", "hello", self.path("hello"), env=env)
+        self.assertEqual(deployed.returncode, 0, deployed.stderr)
+        self.assertEqual(json.loads(self.atomflow("workflows", "list", "--json", env=env).stdout)
+                         [0]["name"], "hello")
+        # An explicit --store beats the environment: the local store has no workflows.
+        local = self.atomflow("workflows", "list", "--json", "--store",
+                              os.path.join(self.root, "local.db"), env=env)
+        self.assertEqual(json.loads(local.stdout), [])
+        both = self.atomflow("workflows", "list", "--server", self.server.url, "--store", "x.db")
+        self.assertEqual(both.returncode, 2)
+
+    def test_txn_list_through_the_server(self):
+        self.assertEqual(self.remote("txn", "list"), [])
+
+
+class UnreachableServerTest(ClientTestCase):
+
+    def test_an_unreachable_server_is_named_in_the_message(self):
+        done = self.atomflow("workflows", "list", "--server", "http://127.0.0.1:1")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("cannot reach the server at http://127.0.0.1:1", done.stderr)
+
+
+class LocalStoreClientTest(ClientTestCase):
+    """Without a server the same commands work on the local store."""
+
+    def local(self, *command, status=0):
+        return self.json_of(*command, "--store", os.path.join(self.root, "atomflow.db"),
+                            status=status)
+
+    def test_deploy_run_and_inspect_on_the_local_store(self):
+        first = self.local("workflows", "deploy", "hello", self.path("hello"))
+        self.assertTrue(first["created"])
+        self.assertFalse(self.local("workflows", "deploy", "hello", self.path("hello"))
+                         ["new_revision"])
+        self.edit_hello("hi, ")
+        second = self.local("workflows", "deploy", "hello", self.path("hello"))
+        self.assertTrue(second["new_revision"])
+
+        # Locally the command is the process that runs the execution: it runs to its end.
+        outcome = self.local("executions", "run", "hello", "--data", '{"name": "Bo"}')
+        self.assertEqual((outcome["state"], outcome["result"]), ("SUCCEEDED", "hi, Bo"))
+        execution_id = outcome["id"]
+        (listed,) = self.local("executions", "list", "--workflow", "hello")
+        self.assertEqual((listed["id"], listed["revision_id"]),
+                         (execution_id, second["revision_id"]))
+        self.assertEqual(self.local("executions", "wait", execution_id)["result"], "hi, Bo")
+        logs = self.local("executions", "logs", execution_id)
+        self.assertIn("greeting Bo", [e.get("text") for e in logs])
+        described = self.local("executions", "describe", f"workflows/hello/executions/{execution_id}")
+        self.assertEqual(described["revision_id"], second["revision_id"])
+
+        cancel = self.atomflow("executions", "cancel", execution_id, "--store",
+                               os.path.join(self.root, "atomflow.db"))
+        self.assertEqual(cancel.returncode, 2)
+        self.assertIn("SUCCEEDED already", cancel.stderr)
+
+        self.local("workflows", "delete", "hello")
+        self.assertEqual(self.local("workflows", "list"), [])
+        self.local("executions", "describe", execution_id)  # its executions stay readable
+
+    def test_local_rejections_exit_2(self):
+        store = os.path.join(self.root, "atomflow.db")
+        broken = self.atomflow("workflows", "deploy", "broken", self.path("broken"), "--store",
+                               store)
+        self.assertEqual(broken.returncode, 2)
+        self.assertIn("broken.yaml:4:17: undefined variable", broken.stderr)
+        unknown = self.atomflow("executions", "describe", "no-such-id", "--store", store)
+        self.assertEqual(unknown.returncode, 2)
+        missing = self.atomflow("executions", "run", "no-such-workflow", "--store", store)
+        self.assertEqual(missing.returncode, 2)
+        self.assertTrue(re.search(r"no-such-workflow.*not found", missing.stderr), missing.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
