@@ -83,7 +83,8 @@ LoadRun RunLoad(engine::Engine& engine, const std::shared_ptr<const lang::Workfl
   double t0 = Now();
 
   std::vector<std::thread> starters;
-  for (int s = 0; s < Starters(); ++s) {
+  int starter_count = Starters();
+  for (int s = 0; s < starter_count; ++s) {
     starters.emplace_back([&] {
       for (int64_t i = next++; i < count; i = next++) {
         if (rate > 0) {
@@ -99,8 +100,12 @@ LoadRun RunLoad(engine::Engine& engine, const std::shared_ptr<const lang::Workfl
         started[i] = Now();
         Result<std::string> id = engine.Start(workflow, Value());
         if (!id.ok()) Fail("start: " + id.message());
-        ids[i] = *id;
-        ready[i] = true;
+        {
+          // Under the lock, so the waiter cannot miss the wake-up between check and wait.
+          std::lock_guard<std::mutex> lock(mutex);
+          ids[i] = *id;
+          ready[i] = true;
+        }
         changed.notify_all();
       }
     });

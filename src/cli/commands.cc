@@ -137,7 +137,8 @@ Result<Json> ParseData(const std::string& data) {
   }
 }
 
-int RunCommand(const CommonOptions& options, const std::string& file, const std::string& data) {
+int RunCommand(const CommonOptions& options, const std::string& file, const std::string& data,
+               const std::string& service_account) {
   Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
   if (!workflow.ok()) return Invalid(options, workflow.message());
   Value argument;
@@ -150,7 +151,10 @@ int RunCommand(const CommonOptions& options, const std::string& file, const std:
   StderrProgress progress(false, "started");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
-  Result<std::string> id = (*engine)->Start(std::move(workflow).value(), std::move(argument));
+  engine::StartOptions start;
+  start.service_account = service_account;
+  Result<std::string> id =
+      (*engine)->Start(std::move(workflow).value(), std::move(argument), start);
   if (!id.ok()) return Invalid(options, id.message());
   progress.Announce(*id);
   return PrintOutcome(options, (*engine)->Wait(*id));
@@ -175,16 +179,17 @@ namespace {
 // Finishes the prepared SQL branches of executions that no longer run (after the resumed ones
 // finished their own), as the journal decided; a failure makes the exit status 1.
 Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* status) {
-  Result<connectors::DatabaseCatalog> databases =
-      connectors::DatabaseCatalog::Load(options.config, options.config_required);
+  // Databases given as {secret: NAME} resolve through the secret store, as the engine's do.
+  Result<connectors::ConnectorsConfig> config =
+      connectors::LoadConnectorsConfig(options.config, options.config_required, options.store);
   Json out = Json::array();
-  if (!databases.ok()) {
-    fprintf(stderr, "atomflow: %s\n", databases.message().c_str());
+  if (!config.ok()) {
+    fprintf(stderr, "atomflow: %s\n", config.message().c_str());
     *status = kExitFailed;
     return out;
   }
   for (const connectors::PreparedResolution& resolution :
-       connectors::ResolvePreparedTransactions(*engine.store(), *databases)) {
+       connectors::ResolvePreparedTransactions(*engine.store(), config->databases)) {
     out.push_back({{"database", resolution.database},
                    {"xid", resolution.xid},
                    {"outcome", resolution.outcome}});

@@ -35,7 +35,9 @@ struct CommonOptions {
 
 // Exit statuses: 0 SUCCEEDED (or the command worked), 1 FAILED or CANCELLED, 2 rejected
 // before running (bad workflow, bad input, unknown execution).
-int RunCommand(const CommonOptions& options, const std::string& file, const std::string& data);
+// service_account names the identity (atomflow.yaml) whose secrets the effects may use.
+int RunCommand(const CommonOptions& options, const std::string& file, const std::string& data,
+               const std::string& service_account);
 int ValidateCommand(const CommonOptions& options, const std::string& file);
 int ResumeCommand(const CommonOptions& options, const std::string& execution_id);
 int RecoverCommand(const CommonOptions& options);

@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   run->add_option("--data", data, "the execution argument, as JSON");
   run->add_flag("--json", options.json, "print the outcome as one JSON object on stdout");
   run->add_option("--store", options.store, "the SQLite store file");
+  std::string service_account;
+  run->add_option("--service-account", service_account,
+                  "the identity (atomflow.yaml) whose secrets the workflow's calls may use");
 
   CLI::App* validate = app.add_subcommand("validate", "check a workflow file without running it");
   validate->add_option("file", file, "workflow file")->required();
@@ -59,7 +62,7 @@ int main(int argc, char** argv) {
   }
   atomflow::log::Init(options.log_level);
 
-  if (run->parsed()) return atomflow::cli::RunCommand(options, file, data);
+  if (run->parsed()) return atomflow::cli::RunCommand(options, file, data, service_account);
   if (validate->parsed()) return atomflow::cli::ValidateCommand(options, file);
   if (recover->parsed()) return atomflow::cli::RecoverCommand(options);
   for (const auto& [command, handler] : handlers) {

@@ -719,7 +719,12 @@ int TxnResolveRemote(const CommonOptions& options, ApiClient& client, const Exec
   }
   Json body = {{"gid", flags.gid}, {"action", flags.retry ? "RETRY" : "MARK_COMPENSATED"}};
   Result<Json> txn = client.Post("/v1/transactions:resolve", body);
-  if (!txn.ok()) return Failed(options, txn.status());
+  if (!txn.ok()) {
+    // Compensations that failed again leave it COMPENSATION_FAILED: 1, as a local resolve.
+    bool failed_again = txn.message().find("failed again") != std::string::npos;
+    Failed(options, txn.status());
+    return failed_again ? kExitFailed : kExitInvalid;
+  }
   std::string state = txn->value("state", "");
   if (options.json) {
     std::cout << txn->dump() << std::endl;

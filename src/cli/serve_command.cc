@@ -9,9 +9,9 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/log.h"
 #include "connectors/connectors.h"
 #include "connectors/sql_recovery.h"
-#include "common/log.h"
 #include "engine/engine.h"
 #include "server/server.h"
 
@@ -57,8 +57,8 @@ class LifecycleLog : public engine::ProgressSink {
 Status ParseListen(const std::string& listen, std::string* host, int* port) {
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) {
-    return Status::InvalidArgument("--listen wants HOST:PORT, e.g. 127.0.0.1:8080, not '" +
-                                   listen + "'");
+    return Status::InvalidArgument("--listen wants HOST:PORT, e.g. 127.0.0.1:8080, not '" + listen +
+                                   "'");
   }
   *host = listen.substr(0, colon);
   if (host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
@@ -113,8 +113,8 @@ void Recover(engine::Engine& engine, const connectors::DatabaseCatalog& database
     if (resolution.outcome.rfind("failed", 0) == 0) ++failed;
   }
   log::Event("server.ready", {{"resumed", resumed->size()},
-                                   {"prepared_transactions", prepared},
-                                   {"prepared_failed", failed}});
+                              {"prepared_transactions", prepared},
+                              {"prepared_failed", failed}});
   api.SetReady(true);
 }
 
@@ -125,7 +125,7 @@ int Refuse(const std::string& message) {
 }
 
 int Serve(const CommonOptions& options, const ServeOptions& serve) {
-  std::string level = !serve.log_level.empty()     ? serve.log_level
+  std::string level = !serve.log_level.empty()      ? serve.log_level
                       : options.log_level == "warn" ? std::string("info")
                                                     : options.log_level;
   log::Init(level, serve.log_format);
@@ -192,8 +192,9 @@ void AddServeCommands(CLI::App& app, CommonOptions& options, CommandHandlers& ha
   command->add_option("--log-level", serve->log_level, "operator log level (default info)");
   command->add_option("--public-url", serve->public_url,
                       "base URL of callback endpoints (default http://<listen address>)");
-  command->add_option("--drain-timeout", serve->drain_seconds,
-                      "seconds SIGTERM waits for effects in flight")
+  command
+      ->add_option("--drain-timeout", serve->drain_seconds,
+                   "seconds SIGTERM waits for effects in flight")
       ->capture_default_str();
   command->add_option("--workers", serve->workers, "engine worker threads (0: one per core)");
   serve->config = command->add_option("--config", options.config, "configuration file");

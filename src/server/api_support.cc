@@ -157,9 +157,9 @@ std::string GoogleStatusOf(StatusCode code) {
 
 void ReplyError(httplib::Response& res, const Status& status) {
   int code = HttpStatusOf(status.code());
-  Json body = {{"error",
-                {{"code", code}, {"message", status.message()}, {"status",
-                                                                  GoogleStatusOf(status.code())}}}};
+  Json body = {
+      {"error",
+       {{"code", code}, {"message", status.message()}, {"status", GoogleStatusOf(status.code())}}}};
   ReplyJson(res, body, code);
 }
 
@@ -192,8 +192,8 @@ Result<Json> ParseBody(const std::string& body, const std::vector<std::string_vi
   if (!parsed->is_object()) return Status::InvalidArgument("the request body is not a JSON object");
   for (const auto& [key, value] : parsed->items()) {
     if (!Allowed(allowed, key)) {
-      return Status::InvalidArgument("unknown field '" + key + "' in the request body (known: " +
-                                     JoinNames(allowed) + ")");
+      return Status::InvalidArgument("unknown field '" + key +
+                                     "' in the request body (known: " + JoinNames(allowed) + ")");
     }
   }
   return parsed;
@@ -202,8 +202,8 @@ Result<Json> ParseBody(const std::string& body, const std::vector<std::string_vi
 Status CheckQuery(const httplib::Request& req, const std::vector<std::string_view>& allowed) {
   for (const auto& [name, value] : QueryParams(req)) {
     if (!Allowed(allowed, name)) {
-      return Status::InvalidArgument("unknown query parameter '" + name + "' (known: " +
-                                     JoinNames(allowed) + ")");
+      return Status::InvalidArgument("unknown query parameter '" + name +
+                                     "' (known: " + JoinNames(allowed) + ")");
     }
   }
   return Status::Ok();
@@ -249,8 +249,9 @@ Result<std::string> DecodePageToken(const std::string& token, const std::string&
   std::string decoded;
   std::string expected = kind + "|";
   if (!Base64Decode(token, &decoded) || decoded.rfind(expected, 0) != 0) {
-    return Status::InvalidArgument("invalid pageToken: pass the nextPageToken of the previous "
-                                   "page of this list");
+    return Status::InvalidArgument(
+        "invalid pageToken: pass the nextPageToken of the previous "
+        "page of this list");
   }
   return decoded.substr(expected.size());
 }
@@ -268,8 +269,10 @@ std::string FormatTime(int64_t ms) {
 }
 
 Result<int64_t> ParseTime(std::string_view text) {
-  static const std::regex kTime(
-      R"((\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.(\d{1,9}))?([Zz]|([+-])(\d{2}):(\d{2})))");
+  // Groups: 1-6 date and time, 8 the fraction, 10-12 the zone offset's sign, hours, minutes.
+  static const std::regex kTime(std::string(R"((\d{4})-(\d{2})-(\d{2})[Tt ])") +
+                                R"((\d{2}):(\d{2}):(\d{2})(\.(\d{1,9}))?)" +
+                                R"(([Zz]|([+-])(\d{2}):(\d{2})))");
   std::match_results<std::string_view::const_iterator> m;
   if (!std::regex_match(text.begin(), text.end(), m, kTime)) {
     return Status::InvalidArgument("'" + std::string(text) +
@@ -305,8 +308,6 @@ std::string NamePrefix(const httplib::Request& req) {
   return "";
 }
 
-std::string V1(const std::string& rest) {
-  return "/v1(?:/projects/[^/]+/locations/[^/]+)?" + rest;
-}
+std::string V1(const std::string& rest) { return "/v1(?:/projects/[^/]+/locations/[^/]+)?" + rest; }
 
 }  // namespace atomflow::server

@@ -12,7 +12,8 @@ namespace {
 
 // One term: FIELD OP VALUE, the value quoted or bare.
 const std::regex& TermPattern() {
-  static const std::regex kTerm(R"re(\s*([A-Za-z]+)\s*(!=|<=|>=|=|<|>)\s*(?:"([^"]*)"|([^\s"]+))\s*)re");
+  static const std::regex kTerm(
+      R"re(\s*([A-Za-z]+)\s*(!=|<=|>=|=|<|>)\s*(?:"([^"]*)"|([^\s"]+))\s*)re");
   return kTerm;
 }
 
@@ -77,8 +78,10 @@ Status ParseExecutionOrder(const std::string& order_by, store::ExecutionQuery* q
   std::smatch m;
   if (order_by.empty()) return Status::Ok();
   if (!std::regex_match(order_by, m, kOrder)) {
-    return Status::InvalidArgument("orderBy: only 'startTime desc' (the default) and "
-                                   "'startTime asc' are supported, not '" + order_by + "'");
+    return Status::InvalidArgument(
+        "orderBy: only 'startTime desc' (the default) and "
+        "'startTime asc' are supported, not '" +
+        order_by + "'");
   }
   query->oldest_first = !m[1].matched || m[1].str() == "asc";
   return Status::Ok();

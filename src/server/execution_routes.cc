@@ -36,8 +36,9 @@ std::string ExecutionName(const httplib::Request& req, const store::ExecutionRec
 Result<Value> ParseArgument(const Json& body) {
   if (!body.contains("argument") || body["argument"].is_null()) return Value();
   if (!body["argument"].is_string()) {
-    return Status::InvalidArgument("'argument' must be a string holding JSON text, e.g. "
-                                   "\"{\\\"n\\\": 1}\"");
+    return Status::InvalidArgument(
+        "'argument' must be a string holding JSON text, e.g. "
+        "\"{\\\"n\\\": 1}\"");
   }
   const std::string& text = body["argument"].get_ref<const std::string&>();
   if (text.size() > kMaxArgumentBytes) {
@@ -77,8 +78,9 @@ void CreateExecution(ApiServer& server, const httplib::Request& req, httplib::Re
       server.engine().Start(std::move(parsed).value(), std::move(argument).value(), options);
   if (!id.ok()) return ReplyError(res, id.status());
 
-  log::Event("execution.created",
-             {{"execution", *id}, {"workflow", workflow->name}, {"revision", workflow->revision_id}});
+  log::Event(
+      "execution.created",
+      {{"execution", *id}, {"workflow", workflow->name}, {"revision", workflow->revision_id}});
   Result<store::ExecutionRecord> record = server.store().GetExecution(*id);
   if (!record.ok()) return ReplyError(res, record.status());
   ReplyJson(res, ExecutionJson(*record, NamePrefix(req)));
@@ -108,12 +110,13 @@ Json CurrentSteps(ApiServer& server, const store::ExecutionRecord& record) {
       server.store().ReadJournalKind(record.id, "result", 0, 0);
   if (!intents.ok() || !results.ok()) return steps;
   for (const store::JournalEntry& intent : *intents) {
-    bool done = std::any_of(results->begin(), results->end(),
-                            [&intent](const store::JournalEntry& r) { return r.key == intent.key; });
+    bool done =
+        std::any_of(results->begin(), results->end(),
+                    [&intent](const store::JournalEntry& r) { return r.key == intent.key; });
     if (done) continue;
     std::string key = intent.key;
-    steps.push_back({{"routine", key.substr(0, key.find('/'))},
-                     {"step", intent.payload.value("step", "")}});
+    steps.push_back(
+        {{"routine", key.substr(0, key.find('/'))}, {"step", intent.payload.value("step", "")}});
   }
   return steps;
 }
@@ -181,8 +184,7 @@ void CancelExecution(ApiServer& server, const httplib::Request& req, httplib::Re
   if (!record.ok()) return ReplyError(res, record.status());
   if (record->state != "ACTIVE") {
     return ReplyError(res, Status::FailedPrecondition("execution '" + record->id +
-                                                      "' has already finished: " +
-                                                      record->state));
+                                                      "' has already finished: " + record->state));
   }
   // Cancellation is journaled by the execution itself; it ends CANCELLED once open
   // transactions aborted and compensations ran.
@@ -250,9 +252,9 @@ void GetStepEntry(ApiServer& server, const httplib::Request& req, httplib::Respo
     return ReplyError(res, Status::NotFound("no step entry " + req.matches[3].str() +
                                             " in execution '" + record->id + "'"));
   }
-  ReplyJson(res, WithException(StepEntryJson(entries->back(), entry_id,
-                                             ExecutionName(req, *record)),
-                               *record));
+  ReplyJson(res,
+            WithException(StepEntryJson(entries->back(), entry_id, ExecutionName(req, *record)),
+                          *record));
 }
 
 void ListLogs(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
@@ -386,8 +388,8 @@ void RegisterExecutionRoutes(ApiServer& server) {
   server.Route(Method::kGet, kOne + "/transactions", Role::kViewer,
                bind(ListExecutionTransactions));
   server.Route(Method::kGet, kOne + "/callbacks", Role::kViewer, bind(ListCallbacks));
-  for (Method method : {Method::kPost, Method::kGet, Method::kPut, Method::kPatch,
-                        Method::kDelete}) {
+  for (Method method :
+       {Method::kPost, Method::kGet, Method::kPut, Method::kPatch, Method::kDelete}) {
     server.Route(method, kOne + "/callbacks/([^/]+)", Role::kInvoker, bind(DeliverCallback));
   }
 }

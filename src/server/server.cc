@@ -61,9 +61,8 @@ ApiServer::ApiServer(ServerOptions options) : options_(std::move(options)) {
     Status error = HttplibError(req, res.status);
     ReplyError(res, error);
   });
-  http_.set_logger([this](const httplib::Request&, const httplib::Response& res) {
-    CountRequest(res.status);
-  });
+  http_.set_logger(
+      [this](const httplib::Request&, const httplib::Response& res) { CountRequest(res.status); });
   RegisterRoutes();
 }
 
@@ -76,7 +75,9 @@ Result<int> ApiServer::Bind() {
   if (!options_.auth && !IsLoopback(options_.host)) {
     return Status::FailedPrecondition(
         "--auth none is allowed only on a loopback address (127.0.0.1, ::1, localhost), not "
-        "on " + options_.host + ": listen on loopback, or use --auth token with tokens from "
+        "on " +
+        options_.host +
+        ": listen on loopback, or use --auth token with tokens from "
         "`atomflow tokens create`");
   }
   if (options_.auth) {
@@ -106,7 +107,9 @@ void ApiServer::Start(engine::Engine* engine) {
   RegisterCollectors();
   thread_ = std::thread([this] { http_.listen_after_bind(); });
   // Stop must find the server running, or it could not end listen_after_bind.
-  while (!http_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 10000 && !http_.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void ApiServer::Stop() {
@@ -225,8 +228,10 @@ void ApiServer::RegisterCollectors() {
       transactions = txn_cache_;
     }
     const std::set<std::string> kWaiting = {"ACTIVE", "DECIDED", "COMPENSATION_FAILED"};
-    std::map<std::string, int64_t> counts = {{"ACTIVE", 0},    {"DECIDED", 0},
-                                             {"COMMITTED", 0}, {"ABORTED", 0},
+    std::map<std::string, int64_t> counts = {{"ACTIVE", 0},
+                                             {"DECIDED", 0},
+                                             {"COMMITTED", 0},
+                                             {"ABORTED", 0},
                                              {"COMPENSATION_FAILED", 0}};
     std::map<std::string, int64_t> oldest;  // state -> earliest begin, ms
     if (transactions.is_object() && transactions.contains("transactions")) {

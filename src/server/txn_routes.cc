@@ -31,9 +31,8 @@ struct ApiRoute {
 
 std::vector<ApiRoute> ApiRoutes() {
   return {
-      {Method::kPost, "", [](txn::TxnApi& api, const httplib::Request& req) {
-         return api.Begin(req.body);
-       }},
+      {Method::kPost, "",
+       [](txn::TxnApi& api, const httplib::Request& req) { return api.Begin(req.body); }},
       {Method::kPost, std::string("/") + kApiGid + "/branches",
        [](txn::TxnApi& api, const httplib::Request& req) {
          return api.AddBranch(req.matches[1], req.body);
@@ -185,7 +184,8 @@ Result<Json> ResolveTransaction(engine::Engine& engine, const std::string& gid,
   bool committed = txn->value("decision", "") == "COMMIT";
   if (committed && action == "RETRY") {
     return Status::FailedPrecondition(
-        "transaction '" + gid + "' was decided COMMIT: RETRY runs undo steps and would undo "
+        "transaction '" + gid +
+        "' was decided COMMIT: RETRY runs undo steps and would undo "
         "committed work; finish the branches that did not land by hand, then MARK_COMPENSATED");
   }
 
@@ -203,8 +203,7 @@ Result<Json> ResolveTransaction(engine::Engine& engine, const std::string& gid,
       AppendDurably(store, txn->value("execution", ""), "txn_resolved", "operator/" + gid,
                     {{"gid", gid}, {"state", end_state}, {"resolution", resolution}});
   if (!written.ok()) return written;
-  log::Event("transaction.resolved",
-             {{"gid", gid}, {"state", end_state}, {"action", action}});
+  log::Event("transaction.resolved", {{"gid", gid}, {"state", end_state}, {"action", action}});
   return txn::FindTransaction(store, gid);
 }
 
@@ -219,8 +218,7 @@ void RegisterTransactionRoutes(ApiServer& server) {
   server.Route(Method::kGet, V1("/transactions/(.+)"), Role::kViewer, bind(GetTransaction));
   for (ApiRoute& route : ApiRoutes()) {
     server.Route(route.method, V1("/transactions" + route.path), Role::kAdmin,
-                 [&server, call = route.call](const httplib::Request& req,
-                                              httplib::Response& res) {
+                 [&server, call = route.call](const httplib::Request& req, httplib::Response& res) {
                    Reply(call(server.txn_api(), req), res);
                  });
   }

@@ -3,10 +3,10 @@
 #include <sstream>
 
 #include "common/log.h"
-#include "server/api_support.h"
-#include "server/server.h"
 #include "lang/limits.h"
+#include "server/api_support.h"
 #include "server/resources.h"
+#include "server/server.h"
 
 namespace atomflow::server {
 
@@ -76,7 +76,8 @@ void CreateWorkflow(ApiServer& server, const httplib::Request& req, httplib::Res
 
   Result<store::WorkflowRecord> created = server.registry().Create(*request);
   if (!created.ok()) return ReplyError(res, created.status());
-  log::Event("workflow.deployed", {{"workflow", created->name}, {"revision", created->revision_id}});
+  log::Event("workflow.deployed",
+             {{"workflow", created->name}, {"revision", created->revision_id}});
   std::string prefix = NamePrefix(req);
   ReplyJson(res, Operation(prefix, WorkflowJson(*created, prefix)));
 }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <charconv>
 #include <csignal>
+#include <fstream>
 #include <string>
 
 namespace atomflow::store {
@@ -16,6 +17,18 @@ std::string HostName() {
   std::array<char, 256> name = {};
   if (gethostname(name.data(), name.size() - 1) != 0) return "localhost";
   return name.data();
+}
+
+// A process killed but not yet reaped by its parent still answers kill(pid, 0); it drives
+// nothing any more, so a restart right after a SIGKILL may take its executions over.
+bool IsZombie(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+
+  // The state follows the command name, which is in parentheses and may itself hold spaces.
+  size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
 }
 
 }  // namespace
@@ -32,7 +45,8 @@ bool IsLiveLocalOwner(std::string_view owner) {
   if (error != std::errc() || end != digits.data() + digits.size() || pid <= 0) return false;
 
   // EPERM means the process exists but belongs to another user: still alive.
-  return kill(pid, 0) == 0 || errno == EPERM;
+  if (kill(pid, 0) != 0 && errno != EPERM) return false;
+  return !IsZombie(pid);
 }
 
 }  // namespace atomflow::store

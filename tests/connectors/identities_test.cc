@@ -107,6 +107,20 @@ main:
         return: '${models.body}'
 )yaml";
 
+constexpr char kSqlCall[] = R"yaml(
+main:
+  steps:
+    - insert:
+        try:
+          call: atomflow.sql.exec
+          args: {database: registry, statements: ["SELECT 1"]}
+        except:
+          as: e
+          steps:
+            - give_up:
+                return: '${e}'
+)yaml";
+
 // A loopback registry that records the Authorization header of each path, an engine over a
 // store in a temporary folder, and a secret store on the same file holding the token.
 class IdentitiesTest : public ::testing::Test {
@@ -130,6 +144,9 @@ class IdentitiesTest : public ::testing::Test {
     Result<std::unique_ptr<store::SecretStore>> secrets = store::SecretStore::Open(StorePath());
     ASSERT_TRUE(secrets.ok()) << secrets.message();
     ASSERT_TRUE((*secrets)->Set("registry-token", kSecret).ok());
+    std::string dsn = "postgresql://trainer:" + std::string(kSecret) +
+                      "@127.0.0.1:" + std::to_string(closed_port_) + "/registry?connect_timeout=5";
+    ASSERT_TRUE((*secrets)->Set("registry-dsn", dsn).ok());
   }
 
   void TearDown() override { engine_.reset(); }
@@ -155,7 +172,9 @@ class IdentitiesTest : public ::testing::Test {
            "      - url_prefix: " +
            Base() +
            "/api/\n"
-           "        headers: {X-Api-Key: {secret: never-set}}\n";
+           "        headers: {X-Api-Key: {secret: never-set}}\n"
+           "databases:\n"
+           "  registry: {secret: registry-dsn}\n";
   }
 
   void OpenEngine() {
@@ -277,6 +296,18 @@ TEST_F(IdentitiesTest, MissingSecretFailsTheEffectNamingIt) {
   EXPECT_THAT(record.error, HasSubstr("never-set"));
   EXPECT_THAT(record.error, HasSubstr("atomflow secrets set never-set"));
   EXPECT_TRUE(Seen().empty());
+}
+
+// The connection string comes from the secret store when the SQL connector connects; libpq's
+// refusal reaches the workflow without the password.
+TEST_F(IdentitiesTest, DatabaseSecretIsUsedToConnectAndNotRepeated) {
+  OpenEngine();
+
+  store::ExecutionRecord record = Run(kSqlCall, "trainer");
+
+  ASSERT_EQ(record.state, "SUCCEEDED") << record.error;
+  EXPECT_THAT(record.result, HasSubstr(std::to_string(closed_port_)));  // it tried that server
+  EXPECT_THAT(Traces(record), Not(HasSubstr(kSecret)));
 }
 
 TEST(IdentityCatalogTest, MalformedEntriesNameFileIdentityAndField) {

@@ -11,6 +11,7 @@ Routes (any method; the rest of the path is free, so tests give each call its ow
   /flaky/<n>/...        503 for the first n requests to the path, then 200
   /auth/...             200 when Authorization equals expected_authorization, else 401
   /hold/...             waits until release() (or a timeout), then 200
+  /redirect/<port>/...  302 to http://127.0.0.1:<port>/ok/landed (another participant)
 Every answer is JSON: {"calls": <n-th request to the path>, "applied": <first time for its
 key>, "body": <the request body>}. recording_server.py answers POSTs only, with a fixed body
 and no gate, so this one stands beside it.
@@ -106,6 +107,9 @@ class CountingParticipant:
                 self.applied[path] += 1
             self.arrived.notify_all()
         status = self.status_for(path, nth, request)
+        extra = {}
+        if isinstance(status, tuple):
+            status, extra = status
         answer = json.dumps({"calls": nth, "applied": first, "body": body}).encode()
         with self.lock:  # passing the gate and counting are one step, so freeze() is exact
             self.gate.wait_for(lambda: not self.frozen, timeout=HOLD_TIMEOUT)
@@ -115,6 +119,8 @@ class CountingParticipant:
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(answer)))
+            for name, value in extra.items():
+                handler.send_header(name, value)
             handler.end_headers()
             handler.wfile.write(answer)
             handler.wfile.flush()
@@ -140,6 +146,8 @@ class CountingParticipant:
             return 500
         elif kind == "flaky":
             return 503 if nth <= int(parts[1]) else 200
+        elif kind == "redirect":
+            return 302, {"Location": f"http://127.0.0.1:{int(parts[1])}/ok/landed"}
         elif kind == "auth":
             expected = self.expected_authorization
             return 200 if expected and request.authorization == expected else 401

@@ -11,7 +11,8 @@ import tempfile
 import unittest
 
 from pipeline_harness import BINARY, RUN_TIMEOUT
-from server_harness import AtomflowServer
+from server_harness import AtomflowServer, create_token
+from test_txn_resolve import WORKFLOW as COMPENSATING, FlakyUndeployServer
 
 HELLO = """main:
   params: [args]
@@ -148,7 +149,8 @@ class ServerClientTest(ClientTestCase):
         described = self.remote("executions", "describe", execution_id)
         self.assertEqual(described["labels"], {"who": "ada"})
         self.assertEqual([s["step"] for s in described["steps"]], ["greet", "note", "done"])
-        by_name = self.remote("executions", "describe", f"workflows/hello/executions/{execution_id}")
+        name = f"workflows/hello/executions/{execution_id}"
+        by_name = self.remote("executions", "describe", name)
         self.assertEqual(by_name["argument"], {"name": "Ada"})
 
         (listed,) = self.remote("executions", "list", "--workflow", "hello")
@@ -207,8 +209,50 @@ class ServerClientTest(ClientTestCase):
         both = self.atomflow("workflows", "list", "--server", self.server.url, "--store", "x.db")
         self.assertEqual(both.returncode, 2)
 
-    def test_txn_list_through_the_server(self):
+    def test_txn_list_and_resolve_through_the_server(self):
         self.assertEqual(self.remote("txn", "list"), [])
+        # A server of its own whose compensations retry without waiting.
+        self.server.close()
+        self.server = AtomflowServer(self.root, os.path.join(self.root, "txn.db"),
+                                     env={"ATOMFLOW_SLEEP_SCALE": "0"})
+        self.addCleanup(self.server.close)
+        self.server.start()
+        participant = FlakyUndeployServer()
+        self.addCleanup(participant.stop)
+        with open(self.path("release"), "w", encoding="utf-8") as file:
+            file.write(COMPENSATING)
+        self.remote("workflows", "deploy", "release", self.path("release"))
+        outcome = self.remote("executions", "run", "release", "--wait", "--data",
+                              json.dumps({"url": participant.url}), status=1)
+        self.assertEqual(outcome["error"]["state"], "COMPENSATION_FAILED")
+
+        (stuck,) = self.remote("txn", "list", "--state", "COMPENSATION_FAILED")
+        self.assertEqual(self.remote("txn", "describe", stuck["gid"])["state"],
+                         "COMPENSATION_FAILED")
+        participant.healthy.set()
+        resolved = self.remote("txn", "resolve", stuck["gid"], "--retry")
+        self.assertEqual(resolved["state"], "ABORTED")
+        self.assertEqual(self.remote("txn", "list", "--state", "COMPENSATION_FAILED"), [])
+
+
+class TokenTest(ClientTestCase):
+    """A server with --auth token takes the token from ATOMFLOW_TOKEN."""
+
+    def test_the_token_comes_from_the_environment(self):
+        store = os.path.join(self.root, "server.db")
+        token = create_token(store, "ci", "deployer")
+        server = AtomflowServer(self.root, store, auth="token")
+        self.addCleanup(server.close)
+        server.start()
+
+        refused = self.atomflow("workflows", "list", "--server", server.url)
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("HTTP 401", refused.stderr)
+        self.assertIn("ATOMFLOW_TOKEN", refused.stderr)
+        self.assertNotIn(token, refused.stderr)
+        deployed = self.atomflow("workflows", "deploy", "hello", self.path("hello"), "--server",
+                                 server.url, env={"ATOMFLOW_TOKEN": token})
+        self.assertEqual(deployed.returncode, 0, deployed.stderr)
 
 
 class UnreachableServerTest(ClientTestCase):
@@ -245,7 +289,8 @@ class LocalStoreClientTest(ClientTestCase):
         self.assertEqual(self.local("executions", "wait", execution_id)["result"], "hi, Bo")
         logs = self.local("executions", "logs", execution_id)
         self.assertIn("greeting Bo", [e.get("text") for e in logs])
-        described = self.local("executions", "describe", f"workflows/hello/executions/{execution_id}")
+        name = f"workflows/hello/executions/{execution_id}"
+        described = self.local("executions", "describe", name)
         self.assertEqual(described["revision_id"], second["revision_id"])
 
         cancel = self.atomflow("executions", "cancel", execution_id, "--store",

@@ -79,6 +79,17 @@ main:
                 args:
                   json: ${e}
                   severity: ERROR
+    - redirected:
+        try:
+          call: http.get
+          args:
+            url: ${args.url + "/redirect/" + string(args.other_port) + "/away"}
+        except:
+          as: e
+          steps:
+            - ignore:
+                assign:
+                  - redirect_error: ${e}
     - done:
         return: ${r}
 """
@@ -238,16 +249,21 @@ class ServerAuthTest(ServerTestCase):
 
         self.deploy(deployer, "trained", AS_TRAINER, serviceAccount="trainer")
         self.deploy(deployer, "anonymous", AS_TRAINER)
+        other = CountingParticipant()  # outside the identity's url_prefix
+        self.addCleanup(other.stop)
         done = self.wait_finished(admin, self.run_execution(
-            invoker, "trained", {"url": self.participant.url}))
+            invoker, "trained", {"url": self.participant.url, "other_port": other.port}))
         self.assertEqual(done["state"], "SUCCEEDED", done)
         check = self.participant.requests_to("/auth/check")
         self.assertEqual([r.authorization for r in check], ["Bearer " + secret])
         self.assertEqual([r.authorization for r in self.participant.requests_to(
             "/auth/deploy")], ["Bearer " + secret])
+        # A redirect to a host outside the identity's prefix does not carry the header.
+        self.assertEqual([r.authorization for r in other.snapshot()
+                          if r.authorization and secret in r.authorization], [])
         # Without the service account the same workflow is refused by the participant.
         anonymous = self.wait_finished(admin, self.run_execution(
-            invoker, "anonymous", {"url": self.participant.url}))
+            invoker, "anonymous", {"url": self.participant.url, "other_port": other.port}))
         self.assertEqual(anonymous["state"], "FAILED", anonymous)
         self.assertIsNone(self.participant.requests_to("/auth/check")[-1].authorization)
 
@@ -280,6 +296,10 @@ class ServerAuthTest(ServerTestCase):
         for token in self.tokens.values():
             self.assertNotIn(token, log)
 
+        key_file = self.store + ".key"
+        if os.path.exists(key_file):
+            self.assertEqual(os.stat(key_file).st_mode & 0o077, 0, "the key file is readable "
+                                                                  "by others")
         self.server.stop()
         connection = sqlite3.connect(self.store)
         try:

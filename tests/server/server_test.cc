@@ -319,9 +319,8 @@ TEST_F(ServerTest, ListsExecutionsNewestFirstWithFilters) {
   ASSERT_EQ(all.body["executions"].size(), 2u);
   std::string newest = all.body["executions"][0]["name"];
   EXPECT_EQ(newest.substr(newest.rfind('/') + 1), ids[2]);
-  Answer rest =
-      Get("/v1/workflows/add/executions?pageSize=2&pageToken=" +
-          all.body.value("nextPageToken", ""));
+  Answer rest = Get("/v1/workflows/add/executions?pageSize=2&pageToken=" +
+                    all.body.value("nextPageToken", ""));
   ASSERT_EQ(rest.status, 200) << rest.body.dump();
   ASSERT_EQ(rest.body["executions"].size(), 1u);
   std::string oldest = rest.body["executions"][0]["name"];
@@ -332,7 +331,8 @@ TEST_F(ServerTest, ListsExecutionsNewestFirstWithFilters) {
   Answer none = Parse(client_->Get("/v1/workflows/add/executions", failed, Headers()));
   ASSERT_EQ(none.status, 200) << none.body.dump();
   EXPECT_TRUE(none.body["executions"].empty());
-  httplib::Params recent = {{"filter", "state=\"SUCCEEDED\" AND startTime>\"2000-01-01T00:00:00Z\""}};
+  httplib::Params recent = {
+      {"filter", "state=\"SUCCEEDED\" AND startTime>\"2000-01-01T00:00:00Z\""}};
   Answer three = Parse(client_->Get("/v1/workflows/add/executions", recent, Headers()));
   ASSERT_EQ(three.status, 200) << three.body.dump();
   EXPECT_EQ(three.body["executions"].size(), 3u);
@@ -354,9 +354,9 @@ TEST_F(ServerTest, RejectedRequestsChangeNothing) {
   std::vector<Case> cases = {
       {"malformed JSON", PostText("/v1/workflows?workflowId=new", "{\"sourceContents\": "), 400,
        "not valid JSON"},
-      {"unknown field", Post("/v1/workflows?workflowId=new", json{{"sourceContents", kAddOne},
-                                                                  {"sauce", 1}}),
-       400, "unknown field 'sauce'"},
+      {"unknown field",
+       Post("/v1/workflows?workflowId=new", json{{"sourceContents", kAddOne}, {"sauce", 1}}), 400,
+       "unknown field 'sauce'"},
       {"unknown execution field",
        Post("/v1/workflows/add/executions", json{{"argument", "{}"}, {"argumnet", "{}"}}), 400,
        "unknown field 'argumnet'"},
@@ -367,13 +367,11 @@ TEST_F(ServerTest, RejectedRequestsChangeNothing) {
       {"big source", Deploy("big", big_source), 400, "sourceContents is"},
       {"big source patch", Patch("/v1/workflows/add", {{"sourceContents", big_source}}), 400,
        "sourceContents is"},
-      {"invalid source", Deploy("broken", "main:\n  steps:\n    - a:\n        nope: 1\n"), 400,
-       ""},
+      {"invalid source", Deploy("broken", "main:\n  steps:\n    - a:\n        nope: 1\n"), 400, ""},
       {"bad workflowId", Deploy("1-bad!", kAddOne), 400, ""},
       {"existing workflowId", Deploy("add", kFails), 409, ""},
       {"unknown workflow", Post("/v1/workflows/missing/executions", json::object()), 404, ""},
-      {"bad filter", Get("/v1/workflows/add/executions?filter=colour%3D%22red%22"), 400,
-       "filter"},
+      {"bad filter", Get("/v1/workflows/add/executions?filter=colour%3D%22red%22"), 400, "filter"},
       {"bad page token", Get("/v1/workflows/add/executions?pageToken=bm9wZQ"), 400, "pageToken"},
       {"bad workflows page token", Get("/v1/workflows?pageToken=%21%21"), 400, "pageToken"},
       {"unknown query parameter", Get("/v1/workflows?colour=red"), 400, "colour"},
@@ -422,8 +420,7 @@ TEST_F(ServerTest, HealthReadinessAndMetrics) {
   EXPECT_NE(metrics->body.find("atomflow_executions{state=\"SUCCEEDED\"} 1"), std::string::npos)
       << metrics->body;
   EXPECT_NE(metrics->body.find("atomflow_http_requests_total{code=\"200\"}"), std::string::npos);
-  EXPECT_NE(metrics->body.find("atomflow_transactions{state=\"COMMITTED\"} 0"),
-            std::string::npos);
+  EXPECT_NE(metrics->body.find("atomflow_transactions{state=\"COMMITTED\"} 0"), std::string::npos);
 }
 
 TEST_F(ServerTest, RolesLimitWhatATokenMayDo) {
@@ -467,6 +464,38 @@ TEST_F(ServerTest, RolesLimitWhatATokenMayDo) {
   EXPECT_EQ(Post("/v1/transactions:resolve", json{{"gid", "x:y#1"}, {"action", "RETRY"}}).status,
             404);
   EXPECT_EQ(Delete("/v1/workflows/add").status, 200);
+}
+
+TEST_F(ServerTest, LogsAndTransactionLists) {
+  constexpr char kLogs[] = R"(main:
+  steps:
+    - say:
+        call: sys.log
+        args:
+          text: hello
+          severity: WARNING
+)";
+  ASSERT_EQ(Deploy("logs", kLogs).status, 200);
+  std::string id = Run("logs");
+  EXPECT_EQ(WaitDone("logs", id)["state"], "SUCCEEDED");
+  Answer logs = Get("/v1/workflows/logs/executions/" + id + "/logs");
+  ASSERT_EQ(logs.status, 200) << logs.body.dump();
+  ASSERT_EQ(logs.body["entries"].size(), 1u) << logs.body.dump();
+  EXPECT_EQ(logs.body["entries"][0]["text"], "hello");
+  EXPECT_EQ(logs.body["entries"][0]["severity"], "WARNING");
+  EXPECT_EQ(logs.body["entries"][0]["step"], "say");
+  // An execution is found only under its own workflow.
+  EXPECT_EQ(Get("/v1/workflows/other/executions/" + id).status, 404);
+
+  Answer none = Get("/v1/workflows/logs/executions/" + id + "/transactions");
+  ASSERT_EQ(none.status, 200) << none.body.dump();
+  EXPECT_EQ(none.body["transactions"], json::array());
+  Answer all = Get("/v1/transactions");
+  ASSERT_EQ(all.status, 200) << all.body.dump();
+  EXPECT_TRUE(all.body["transactions"].is_array());
+  Answer bad = Get("/v1/transactions?state=SOMEWHAT");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.message().find("SOMEWHAT"), std::string::npos) << bad.message();
 }
 
 TEST(ServerOptionsTest, AuthNoneIsRefusedOffLoopback) {

@@ -403,5 +403,23 @@ TEST_F(StoreTest, CrashKeepsEveryAcknowledgedEntry) {
   EXPECT_EQ(store->ReadJournal("crash")->back().seq, static_cast<int64_t>(journal->size()) + 1);
 }
 
+// Regression: a server SIGKILLed and restarted at once found its old executions owned by the
+// killed process, which its parent had not reaped yet, and resumed none of them.
+TEST(OwnerTest, KilledButUnreapedProcessIsNotALiveOwner) {
+  std::string host = ProcessOwner().substr(0, ProcessOwner().rfind(':'));
+  EXPECT_TRUE(IsLiveLocalOwner(ProcessOwner()));
+
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  // Wait until the child has exited, without reaping it.
+  siginfo_t info = {};
+  ASSERT_EQ(waitid(P_PID, child, &info, WEXITED | WNOWAIT), 0);
+  EXPECT_FALSE(IsLiveLocalOwner(host + ":" + std::to_string(child)));
+
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  EXPECT_FALSE(IsLiveLocalOwner(host + ":" + std::to_string(child)));
+}
+
 }  // namespace
 }  // namespace atomflow::store
