@@ -1,13 +1,18 @@
 // HTTP API: execution starts per second through `atomflow serve` from a load generator on
-// loopback (keep-alive connections, one per client thread), against the same load generator
+// loopback (four client threads, a connection per request), against the same load generator
 // hitting a bare cpp-httplib server that answers the same route with a fixed body: the cost of
 // HTTP on this machine without the engine.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,17 +22,35 @@
 namespace atomflow::bench {
 namespace {
 
-// Fewer clients than cpp-httplib's default pool of 8 threads, each holding a keep-alive
-// connection (a thread per connection).
+// Fewer clients than cpp-httplib's default pool of 8 threads (a thread per connection).
 constexpr int kClients = 4;
 constexpr char kWorkflow[] = "main:\n  steps:\n    - done:\n        return: \"ok\"\n";
 constexpr char kStartPath[] = "/v1/workflows/bench/executions";
 
+// A port nobody listens on. A plain socket, closed at once: a cpp-httplib server that never
+// ran keeps its listening socket open after stop(), and with SO_REUSEPORT the kernel would
+// then hand some of the load generator's connections to that dead socket.
 int FreePort() {
-  httplib::Server probe;
-  int port = probe.bind_to_any_port("127.0.0.1");
-  probe.stop();
-  return port;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+constexpr char kStartBody[] = R"({"argument": "{}"})";
+
+std::unique_ptr<httplib::Client> NewClient(int port) {
+  auto client = std::make_unique<httplib::Client>("127.0.0.1", port);
+  client->set_keep_alive(false);
+  client->set_tcp_nodelay(true);
+  client->set_connection_timeout(5);
+  client->set_read_timeout(30);
+  return client;
 }
 
 // Sends `count` starts from kClients threads; returns seconds, or -1 if any start failed.
@@ -39,12 +62,15 @@ double Load(int port, int64_t count, std::string* failure) {
   double start = Now();
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&] {
-      httplib::Client client("127.0.0.1", port);
-      client.set_keep_alive(true);
-      client.set_tcp_nodelay(true);
+      std::unique_ptr<httplib::Client> client = NewClient(port);
       for (int64_t i = next++; i < count && !failed; i = next++) {
-        httplib::Result result =
-            client.Post(kStartPath, R"({"argument": "{}"})", "application/json");
+        httplib::Result result = client->Post(kStartPath, kStartBody, "application/json");
+        if (!result) {
+          // The server closed the kept-alive connection (it caps requests per connection):
+          // one retry on a fresh one.
+          client = NewClient(port);
+          result = client->Post(kStartPath, kStartBody, "application/json");
+        }
         if (!result || result->status != 200) {
           std::lock_guard<std::mutex> lock(mutex);
           *failure = result ? "HTTP " + std::to_string(result->status) + ": " + result->body
@@ -120,6 +146,20 @@ bool Deploy(int port, std::string* failure) {
   return false;
 }
 
+// What the server's log says: how many executions it started and its last line.
+std::string LastLogLine(const std::string& path) {
+  std::ifstream log(path);
+  std::string line;
+  std::string last;
+  int64_t started = 0;
+  while (std::getline(log, line)) {
+    if (line.find("execution.started") != std::string::npos) ++started;
+    if (!line.empty()) last = line;
+  }
+  if (last.empty()) return "";
+  return "; the server logged " + std::to_string(started) + " starts, last: " + last.substr(0, 200);
+}
+
 void Run(const std::string& binary) {
   int64_t count = Scaled(20000, 2000);
   double baseline = count / BaselineSeconds(count);
@@ -138,8 +178,8 @@ void Run(const std::string& binary) {
     kill(server, SIGTERM);
     waitpid(server, nullptr, 0);
   }
-  Json details = {{"starts", count}, {"clients", kClients}, {"keep_alive", true}};
-  if (value == 0) details["note"] = failure;
+  Json details = {{"starts", count}, {"clients", kClients}, {"keep_alive", false}};
+  if (value == 0) details["note"] = failure + LastLogLine(temp.path() + "/serve.log");
   PrintFigure("api_starts", value, baseline, "starts/s", details);
 }
 

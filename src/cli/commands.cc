@@ -83,9 +83,16 @@ void BlockSignals() {
 
 }  // namespace
 
+Status CheckStoreSchema(const std::string& path) {
+  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(path);
+  return store.ok() ? Status::Ok() : store.status();
+}
+
 Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
                                                    engine::ProgressSink* progress) {
   BlockSignals();  // before any thread starts, so every thread inherits the mask
+  // The secret store's table goes into the same file: check the schema before it is added.
+  if (Status schema = CheckStoreSchema(options.store); !schema.ok()) return schema;
   Result<connectors::ConnectorsConfig> connectors_config =
       connectors::LoadConnectorsConfig(options.config, options.config_required, options.store);
   if (!connectors_config.ok()) return connectors_config.status();

@@ -53,6 +53,10 @@ int TxnDescribeCommand(const CommonOptions& options, const std::string& gid);
 int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool retry,
                       bool mark_compensated);
 
+// Opens the store at path once, which creates its schema or refuses one this atomflow cannot
+// read, before other parts (tokens, secrets) add their tables to the file.
+Status CheckStoreSchema(const std::string& path);
+
 // The engine over options.store with the configured connectors; SIGINT/SIGTERM cancel its
 // executions. progress receives the executions' progress.
 Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,

@@ -14,7 +14,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   CommonOptions options;
   app.add_option("--store", options.store, "the SQLite store file")->capture_default_str();
-  app.add_option("--log-level", options.log_level, "operator log level")->capture_default_str();
+  const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
+  app.add_option("--log-level", options.log_level, "operator log level")
+      ->capture_default_str()
+      ->check(CLI::IsMember(kLogLevels));
   CLI::Option* config =
       app.add_option("--config", options.config, "configuration file (named databases)")
           ->capture_default_str();

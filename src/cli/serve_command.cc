@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "cli/commands.h"
 #include "common/log.h"
 #include "connectors/connectors.h"
 #include "connectors/sql_recovery.h"
@@ -44,8 +45,11 @@ class LifecycleLog : public engine::ProgressSink {
   void OnJobLog(const std::string&, const std::string&, const std::string&) override {}
   void OnTransaction(const std::string& execution_id, const std::string& gid,
                      const std::string& step, const std::string& state) override {
-    log::Event("transaction.finished",
-               {{"execution", execution_id}, {"gid", gid}, {"step", step}, {"state", state}});
+    // The engine logs the transaction's end itself (transaction.committed, ...).
+    (void)execution_id;
+    (void)gid;
+    (void)step;
+    (void)state;
     api_->TransactionEnded();
   }
 
@@ -135,6 +139,10 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
   server_options.auth = serve.auth == "token";
   server_options.store_path = options.store;
 
+  // The store's schema is checked (or created) before anything else writes to the file: the
+  // token and secret tables must not be added to a store this atomflow cannot read.
+  if (Status schema = CheckStoreSchema(options.store); !schema.ok()) return Refuse(schema.message());
+
   BlockTermination();  // before any thread starts, so every thread inherits the mask
   server::ApiServer api(server_options);
   Result<int> port = api.Bind();
@@ -189,7 +197,8 @@ void AddServeCommands(CLI::App& app, CommonOptions& options, CommandHandlers& ha
   command->add_option("--log-format", serve->log_format, "operator log lines: text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  command->add_option("--log-level", serve->log_level, "operator log level (default info)");
+  command->add_option("--log-level", serve->log_level, "operator log level (default info)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   command->add_option("--public-url", serve->public_url,
                       "base URL of callback endpoints (default http://<listen address>)");
   command

@@ -114,9 +114,8 @@ Json CurrentSteps(ApiServer& server, const store::ExecutionRecord& record) {
         std::any_of(results->begin(), results->end(),
                     [&intent](const store::JournalEntry& r) { return r.key == intent.key; });
     if (done) continue;
-    std::string key = intent.key;
-    steps.push_back(
-        {{"routine", key.substr(0, key.find('/'))}, {"step", intent.payload.value("step", "")}});
+    // The journal's effect keys number effects and strands; they do not name the routine.
+    steps.push_back({{"step", intent.payload.value("step", "")}});
   }
   return steps;
 }

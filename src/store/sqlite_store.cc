@@ -17,7 +17,7 @@ constexpr int64_t kSchemaVersion = 3;
 
 constexpr int kBusyTimeoutMs = 10000;
 
-// The layout documented in docs/store.md. A new file gets the version 2 layout and then the
+// The layout documented in docs/journal.md. A new file gets the version 2 layout and then the
 // same upgrades an old file gets, all in the transaction that records the schema version, so a
 // crash while creating or upgrading leaves the file as it was.
 constexpr std::string_view kCreateSchema = R"sql(

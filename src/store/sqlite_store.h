@@ -23,7 +23,7 @@ inline constexpr std::string_view kExecutionColumns =
     "id, workflow_name, source_file, source, argument, state, result, error, start_time_ms, "
     "end_time_ms, owner, revision_id, service_account, labels";
 
-// A Store over one SQLite file (layout and crash behaviour: docs/store.md).
+// A Store over one SQLite file (layout and crash behaviour: docs/journal.md).
 //
 // Ownership: owns two connections, one for the writer thread and one for readers (WAL lets
 // them run side by side), and the writer thread itself. Every write, blocking or not, is a

@@ -125,7 +125,7 @@ Json ToJson(const TxnView& txn) {
 }
 
 // The transactions of one stored execution; none without reading the whole journal when it
-// never began one (the journal's kind index answers that).
+// never began one (a search on the journal's primary key, filtered by kind).
 Result<Json> TransactionsOfExecution(store::Store& store, const store::ExecutionRecord& record) {
   Result<std::vector<store::JournalEntry>> began =
       store.ReadJournalKind(record.id, "txn_begin", 0, 1);
