@@ -3,9 +3,9 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
-#include <string>
 
 #include "common/status.h"
 #include "engine/engine.h"

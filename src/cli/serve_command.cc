@@ -141,7 +141,8 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
 
   // The store's schema is checked (or created) before anything else writes to the file: the
   // token and secret tables must not be added to a store this atomflow cannot read.
-  if (Status schema = CheckStoreSchema(options.store); !schema.ok()) return Refuse(schema.message());
+  if (Status schema = CheckStoreSchema(options.store); !schema.ok())
+    return Refuse(schema.message());
 
   BlockTermination();  // before any thread starts, so every thread inherits the mask
   server::ApiServer api(server_options);
