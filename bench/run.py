@@ -81,7 +81,7 @@ def run_program(build, name, program, extra):
     """Runs one benchmark program; returns its JSON result, or a failed result with a note."""
     env = dict(os.environ)
     if extra.get("recovery"):
-        env["ATOMFLOW_BENCH_SCALE"] = os.environ.get("ATOMFLOW_BENCH_RECOVERY_SCALE", "0.05")
+        env["ATOMFLOW_BENCH_SCALE"] = os.environ.get("ATOMFLOW_BENCH_RECOVERY_SCALE", "1")
     command = [os.path.join(build, "bench", program)]
     if extra.get("needs_atomflow"):
         command.append(os.path.join(build, "atomflow"))

@@ -12,6 +12,7 @@
 #include "cli/progress.h"
 #include "engine/engine.h"
 #include "store/store.h"
+#include "txn/txn_resolve.h"
 #include "txn/txn_view.h"
 
 namespace atomflow::cli {
@@ -29,55 +30,6 @@ Result<Json> AllTransactions(store::Store& store) {
     for (Json& txn : txn::TransactionsOf(record, *journal)) all.push_back(std::move(txn));
   }
   return all;
-}
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-Status AppendDurably(store::Store& store, const std::string& execution_id, std::string kind,
-                     std::string key, Json payload) {
-  store::JournalEntry entry;
-  entry.kind = std::move(kind);
-  entry.key = std::move(key);
-  entry.payload = std::move(payload);
-  entry.time_ms = NowMs();
-  Status appended;
-  store.Append(execution_id, std::move(entry), [&appended](Status status) { appended = status; });
-  Status flushed = store.Flush();
-  return appended.ok() ? flushed : appended;
-}
-
-// Issues each compensation that has not landed again, newest branch first, journaling intent
-// and outcome under keys of their own. True when every one of them succeeded.
-bool RetryCompensations(engine::Engine& engine, const Json& txn) {
-  bool all_landed = true;
-  const Json& branches = txn["branches"];
-  for (auto it = branches.rbegin(); it != branches.rend(); ++it) {
-    const Json& branch = *it;
-    if (branch.value("kind", "") != "compensable" || branch.value("compensated", false)) continue;
-    std::string branch_id = branch.value("branch", "");
-    const Json& undo = branch["undo"];
-
-    engine::EffectRequest request;
-    // A key of its own per attempt: a participant that remembers answers by key must not
-    // hand back the failure of an earlier attempt.
-    request.key = "operator/" + branch_id + "/" + std::to_string(NowMs());
-    request.step = branch.value("step", "");
-    request.function = undo.value("function", "");
-    request.args = FromJournalJson(undo.value("args", Json::object()));
-    request.gid = txn.value("gid", "");
-    request.branch = branch_id;
-    request.op = "compensate";
-    engine::EffectOutcome outcome = engine.PerformNow(txn.value("execution", ""), request);
-
-    std::string message = outcome.ok ? "compensated" : DebugString(outcome.value);
-    fprintf(stderr, "  %s (%s): %s\n", branch_id.c_str(), request.step.c_str(), message.c_str());
-    all_landed = all_landed && outcome.ok;
-  }
-  return all_landed;
 }
 
 void PrintTable(const Json& transactions) {
@@ -138,40 +90,20 @@ int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool
   StderrProgress progress(true, "resolved");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
-  store::Store& store = *(*engine)->store();
-  Result<Json> txn = atomflow::txn::FindTransaction(store, gid);
-  if (!txn.ok()) return Invalid(options, txn.message());
-  std::string txn_state = txn->value("state", "");
-  if (txn_state != "COMPENSATION_FAILED") {
-    return Invalid(options, "transaction '" + gid + "' is " + txn_state +
-                                "; only a COMPENSATION_FAILED transaction can be resolved");
+  if (retry) fprintf(stderr, "retrying the compensations of %s\n", gid.c_str());
+  auto report = [](const std::string& branch, const std::string& step, const std::string& what) {
+    fprintf(stderr, "  %s (%s): %s\n", branch.c_str(), step.c_str(), what.c_str());
+  };
+  txn::Resolution resolution = retry ? txn::Resolution::kRetry : txn::Resolution::kMarkCompensated;
+  txn::ResolveOutcome outcome = txn::ResolveTransaction(**engine, gid, resolution, report);
+  if (!outcome.status.ok()) return Invalid(options, outcome.status.message());
+  if (outcome.failed_again) {
+    fprintf(stderr, "atomflow: some compensations failed again; %s stays COMPENSATION_FAILED\n",
+            gid.c_str());
+    return kExitFailed;
   }
-  // A commit never turns back: what is left of it is finishing, never undoing.
-  bool committed = txn->value("decision", "") == "COMMIT";
-  if (committed && retry) {
-    return Invalid(options, "transaction '" + gid +
-                                "' was decided COMMIT: --retry runs undo "
-                                "steps and would undo committed work; finish the branches that "
-                                "did not land by hand, then record it with --mark-compensated");
-  }
-
-  std::string resolution =
-      committed ? "finished by an operator" : "marked compensated by an operator";
-  if (retry) {
-    fprintf(stderr, "retrying the compensations of %s\n", gid.c_str());
-    if (!RetryCompensations(**engine, *txn)) {
-      fprintf(stderr, "atomflow: some compensations failed again; %s stays COMPENSATION_FAILED\n",
-              gid.c_str());
-      return kExitFailed;
-    }
-    resolution = "compensations retried by an operator";
-  }
-  std::string state = committed ? "COMMITTED" : "ABORTED";
-  Status written =
-      AppendDurably(store, txn->value("execution", ""), "txn_resolved", "operator/" + gid,
-                    {{"gid", gid}, {"state", state}, {"resolution", resolution}});
-  if (!written.ok()) return Invalid(options, written.message());
-  fprintf(stderr, "%s: %s (%s)\n", gid.c_str(), state.c_str(), resolution.c_str());
+  fprintf(stderr, "%s: %s (%s)\n", gid.c_str(), outcome.end_state.c_str(),
+          outcome.resolution.c_str());
   return kExitSucceeded;
 }
 

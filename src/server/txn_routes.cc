@@ -1,12 +1,12 @@
 // The transaction routes: listing and resolving the store's transactions, and TxnApi over HTTP.
 #include "server/txn_routes.h"
 
-#include <chrono>
 #include <set>
 
 #include "common/log.h"
 #include "server/api_support.h"
 #include "server/server.h"
+#include "txn/txn_resolve.h"
 #include "txn/txn_view.h"
 
 namespace atomflow::server {
@@ -42,52 +42,6 @@ std::vector<ApiRoute> ApiRoutes() {
       {Method::kPost, std::string("/") + kApiGid + ":abort",
        [](txn::TxnApi& api, const httplib::Request& req) { return api.Abort(req.matches[1]); }},
   };
-}
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-Status AppendDurably(store::Store& store, const std::string& execution_id, std::string kind,
-                     std::string key, Json payload) {
-  store::JournalEntry entry;
-  entry.kind = std::move(kind);
-  entry.key = std::move(key);
-  entry.payload = std::move(payload);
-  entry.time_ms = NowMs();
-  Status appended;
-  store.Append(execution_id, std::move(entry), [&appended](Status status) { appended = status; });
-  Status flushed = store.Flush();
-  return appended.ok() ? flushed : appended;
-}
-
-// Issues each compensation that has not landed again, newest branch first, journaling intent
-// and outcome under keys of their own. True when every one of them succeeded.
-bool RetryCompensations(engine::Engine& engine, const Json& txn) {
-  bool all_landed = true;
-  const Json& branches = txn["branches"];
-  for (auto it = branches.rbegin(); it != branches.rend(); ++it) {
-    const Json& branch = *it;
-    if (branch.value("kind", "") != "compensable" || branch.value("compensated", false)) continue;
-    std::string branch_id = branch.value("branch", "");
-    Json undo = branch.value("undo", Json::object());
-
-    engine::EffectRequest request;
-    // A key of its own per attempt: a participant that remembers answers by key must not
-    // hand back the failure of an earlier attempt.
-    request.key = "operator/" + branch_id + "/" + std::to_string(NowMs());
-    request.step = branch.value("step", "");
-    request.function = undo.value("function", "");
-    request.args = FromJournalJson(undo.value("args", Json::object()));
-    request.gid = txn.value("gid", "");
-    request.branch = branch_id;
-    request.op = "compensate";
-    engine::EffectOutcome outcome = engine.PerformNow(txn.value("execution", ""), request);
-    all_landed = all_landed && outcome.ok;
-  }
-  return all_landed;
 }
 
 void ListTransactions(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
@@ -172,39 +126,15 @@ Result<Json> ResolveTransaction(engine::Engine& engine, const std::string& gid,
     return Status::InvalidArgument("action must be RETRY or MARK_COMPENSATED, not '" + action +
                                    "'");
   }
-  store::Store& store = *engine.store();
-  Result<Json> txn = txn::FindTransaction(store, gid);
-  if (!txn.ok()) return txn.status();
-  std::string state = txn->value("state", "");
-  if (state != "COMPENSATION_FAILED") {
-    return Status::FailedPrecondition("transaction '" + gid + "' is " + state +
-                                      "; only a COMPENSATION_FAILED transaction can be resolved");
+  txn::Resolution resolution =
+      action == "RETRY" ? txn::Resolution::kRetry : txn::Resolution::kMarkCompensated;
+  txn::ResolveOutcome outcome = txn::ResolveTransaction(engine, gid, resolution);
+  if (!outcome.status.ok()) return outcome.status;
+  if (outcome.failed_again) {
+    return Status::FailedPrecondition("some compensations of '" + gid +
+                                      "' failed again; it stays COMPENSATION_FAILED");
   }
-  // A commit never turns back: what is left of it is finishing, never undoing.
-  bool committed = txn->value("decision", "") == "COMMIT";
-  if (committed && action == "RETRY") {
-    return Status::FailedPrecondition(
-        "transaction '" + gid +
-        "' was decided COMMIT: RETRY runs undo steps and would undo "
-        "committed work; finish the branches that did not land by hand, then MARK_COMPENSATED");
-  }
-
-  std::string resolution =
-      committed ? "finished by an operator" : "marked compensated by an operator";
-  if (action == "RETRY") {
-    if (!RetryCompensations(engine, *txn)) {
-      return Status::FailedPrecondition("some compensations of '" + gid +
-                                        "' failed again; it stays COMPENSATION_FAILED");
-    }
-    resolution = "compensations retried by an operator";
-  }
-  std::string end_state = committed ? "COMMITTED" : "ABORTED";
-  Status written =
-      AppendDurably(store, txn->value("execution", ""), "txn_resolved", "operator/" + gid,
-                    {{"gid", gid}, {"state", end_state}, {"resolution", resolution}});
-  if (!written.ok()) return written;
-  log::Event("transaction.resolved", {{"gid", gid}, {"state", end_state}, {"action", action}});
-  return txn::FindTransaction(store, gid);
+  return outcome.transaction;
 }
 
 void RegisterTransactionRoutes(ApiServer& server) {
