@@ -8,10 +8,10 @@ baseline / engine for costs (memory, time). Benchmarks measure; nothing here is 
 
   bench/run.py --build build-bench [--only durable_txn,interpreter] [--no-docs] [--redraw]
 
-ATOMFLOW_BENCH_SCALE (default 1) multiplies every count; ATOMFLOW_BENCH_RECOVERY_SCALE (default
-0.05) the recovery benchmark's, whose engine side is slow enough today (see docs/performance.md)
-that 100,000 executions would take most of the ten minutes the suite may use. The counts used
-are printed and recorded.
+ATOMFLOW_BENCH_SCALE (default 1) multiplies every count but recovery's;
+ATOMFLOW_BENCH_RECOVERY_SCALE (default 1) multiplies recovery's, whose engine side takes about a
+minute for 100,000 executions on a quiet machine today (ten on a loaded one); below 1 its figure
+is projected linearly to 100,000 executions. The counts used are printed and recorded.
 """
 
 import argparse
