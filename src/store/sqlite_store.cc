@@ -214,6 +214,11 @@ Status NotFound(const std::string& execution_id) {
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  // Without this, a connection URL would quietly become the name of a new SQLite file.
+  if (path.rfind("postgres://", 0) == 0 || path.rfind("postgresql://", 0) == 0) {
+    return Status::InvalidArgument(
+        "a PostgreSQL store is not available yet: --store takes the path of a SQLite file");
+  }
   Result<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(path);
   if (!store.ok()) return store.status();
   return std::unique_ptr<Store>(std::move(store).value());

@@ -421,5 +421,13 @@ TEST(OwnerTest, KilledButUnreapedProcessIsNotALiveOwner) {
   EXPECT_FALSE(IsLiveLocalOwner(host + ":" + std::to_string(child)));
 }
 
+TEST(OpenTest, APostgresqlUrlIsRefusedRatherThanTakenForAFileName) {
+  Result<std::unique_ptr<Store>> store = OpenSqliteStore("postgresql://localhost/atomflow");
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(store.message(), ::testing::HasSubstr("SQLite file"));
+  EXPECT_FALSE(std::filesystem::exists("postgresql:"));
+}
+
 }  // namespace
 }  // namespace atomflow::store
