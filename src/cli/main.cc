@@ -1,5 +1,6 @@
 // The atomflow command: argument parsing and dispatch to the subcommands.
 #include <CLI/CLI.hpp>
+#include <cstdio>
 
 #include "cli/admin_commands.h"
 #include "cli/commands.h"
@@ -69,7 +70,15 @@ int main(int argc, char** argv) {
   if (validate->parsed()) return atomflow::cli::ValidateCommand(options, file);
   if (recover->parsed()) return atomflow::cli::RecoverCommand(options);
   for (const auto& [command, handler] : handlers) {
-    if (command->parsed()) return handler();
+    if (!command->parsed()) continue;
+    // A reply of an unexpected shape (a server that is not atomflow's) must end in a message,
+    // not an abort.
+    try {
+      return handler();
+    } catch (const std::exception& error) {
+      fprintf(stderr, "atomflow: %s\n", error.what());
+      return 2;
+    }
   }
   return 2;
 }

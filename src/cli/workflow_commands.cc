@@ -75,6 +75,11 @@ Result<std::string> ReadSource(const std::string& file) {
   if (!in) return Status::InvalidArgument("cannot read workflow file " + file);
   std::stringstream text;
   text << in.rdbuf();
+  size_t bad = 0;
+  if (!IsValidUtf8(text.str(), &bad)) {
+    return Status::InvalidArgument(file + " is not UTF-8 text (at byte " + std::to_string(bad) +
+                                   ")");
+  }
   return text.str();
 }
 

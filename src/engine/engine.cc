@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <future>
 #include <random>
+#include <unordered_map>
 
 #include "common/log.h"
 #include "engine/execution.h"
@@ -173,6 +174,48 @@ Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow
   return id;
 }
 
+// Parses each distinct workflow (source file and text) once during one Recover call, so that
+// the executions of one workflow share its parsed form; failures are kept too. Not thread safe.
+class WorkflowCache {
+ public:
+  Result<std::shared_ptr<const lang::Workflow>> Load(const std::string& file,
+                                                     const std::string& source) {
+    size_t key = std::hash<std::string>{}(source)*31 + std::hash<std::string>{}(file);
+    std::vector<Entry>& entries = entries_[key];
+    for (const Entry& entry : entries) {
+      if (entry.file != file || entry.source != source) continue;
+      if (!entry.error.ok()) return entry.error;
+      return entry.workflow;
+    }
+
+    Result<std::shared_ptr<const lang::Workflow>> loaded = lang::LoadWorkflow(file, source);
+    Entry entry{file, source, nullptr, Status::Ok()};
+    if (loaded.ok()) {
+      entry.workflow = *loaded;
+    } else {
+      entry.error = loaded.status();
+    }
+    entries.push_back(std::move(entry));
+    return loaded;
+  }
+
+ private:
+  struct Entry {
+    std::string file;
+    std::string source;
+    std::shared_ptr<const lang::Workflow> workflow;
+    Status error;
+  };
+  std::unordered_map<size_t, std::vector<Entry>> entries_;  // by hash of (source, file)
+};
+
+namespace {
+
+// Executions claimed per commit during recovery.
+constexpr size_t kRecoverBatch = 1000;
+
+}  // namespace
+
 Result<std::string> Engine::Resume(const std::string& execution_id) {
   Result<store::ExecutionRecord> record = store_->GetExecution(execution_id);
   if (!record.ok()) return record.status();
@@ -188,15 +231,21 @@ Result<std::string> Engine::Resume(const std::string& execution_id) {
   Result<std::shared_ptr<const lang::Workflow>> workflow =
       lang::LoadWorkflow(record->source_file, record->source);
   if (!workflow.ok()) return Status::Error("cannot reload the workflow: " + workflow.message());
+  return ResumeClaimed(std::move(record).value(), std::move(workflow).value());
+}
+
+Result<std::string> Engine::ResumeClaimed(store::ExecutionRecord record,
+                                          std::shared_ptr<const lang::Workflow> workflow) {
+  std::string execution_id = record.id;
   Result<std::vector<store::JournalEntry>> journal = store_->ReadJournal(execution_id);
   if (!journal.ok()) return journal.status();
 
-  Value argument = FromJson(Json::parse(record->argument, nullptr, false));
+  Value argument = FromJson(Json::parse(record.argument, nullptr, false));
   callbacks_.Rebuild(execution_id, *journal);
   log::Event("execution.resumed", {{"execution", execution_id},
-                                   {"workflow", record->workflow_name},
+                                   {"workflow", record.workflow_name},
                                    {"journal_entries", journal->size()}});
-  Launch(std::make_shared<Execution>(this, std::move(record).value(), std::move(workflow).value(),
+  Launch(std::make_shared<Execution>(this, std::move(record), std::move(workflow),
                                      std::move(argument), std::move(journal).value()));
   return execution_id;
 }
@@ -205,19 +254,68 @@ Result<std::vector<std::string>> Engine::Recover() {
   Result<std::vector<store::ExecutionRecord>> active = store_->ListExecutions("ACTIVE", 100000);
   if (!active.ok()) return active.status();
   log::Event("recovery.started", {{"active", active->size()}});
-  std::vector<std::string> resumed;
+
+  std::vector<std::vector<std::string>> batches;
   for (const store::ExecutionRecord& record : *active) {
     if (!record.owner.empty() && record.owner != owner_ && store::IsLiveLocalOwner(record.owner)) {
       continue;  // another live process drives it
     }
-    Result<std::string> id = Resume(record.id);
+    if (batches.empty() || batches.back().size() == kRecoverBatch) batches.emplace_back();
+    batches.back().push_back(record.id);
+  }
+
+  // The next batch is claimed while this one is resumed, so replays do not wait for commits.
+  auto claim = [this](const std::vector<std::string>& ids) {
+    return std::async(std::launch::async, [this, &ids] { return store_->ClaimMany(ids, owner_); });
+  };
+  WorkflowCache workflows;
+  std::vector<std::string> resumed;
+  std::future<Result<std::vector<bool>>> next;
+  if (!batches.empty()) next = claim(batches[0]);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    Result<std::vector<bool>> claimed = next.get();
+    if (b + 1 < batches.size()) next = claim(batches[b + 1]);
+    if (!claimed.ok()) {
+      log::Warn("cannot claim {} executions to resume: {}", batches[b].size(), claimed.message());
+      continue;
+    }
+    ResumeBatch(batches[b], *claimed, workflows, resumed);
+  }
+
+  log::Event("recovery.finished", {{"active", active->size()}, {"resumed", resumed.size()}});
+  return resumed;
+}
+
+void Engine::ResumeBatch(const std::vector<std::string>& ids, const std::vector<bool>& claimed,
+                         WorkflowCache& workflows, std::vector<std::string>& resumed) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!claimed[i]) continue;  // a live process took it since the listing, or it is gone
+
+    // Read after the claim: an execution that ended since the listing is not run again.
+    Result<store::ExecutionRecord> record = store_->GetExecution(ids[i]);
+    if (!record.ok()) {
+      log::Warn("cannot resume execution {}: {}", ids[i], record.message());
+      continue;
+    }
+    if (record->state != "ACTIVE") {
+      Status released = store_->Release(ids[i], owner_);
+      if (!released.ok()) log::Warn("cannot release execution {}: {}", ids[i], released.message());
+      continue;
+    }
+
+    Result<std::shared_ptr<const lang::Workflow>> workflow =
+        workflows.Load(record->source_file, record->source);
+    if (!workflow.ok()) {
+      log::Warn("cannot resume execution {}: cannot reload the workflow: {}", ids[i],
+                workflow.message());
+      continue;
+    }
+    Result<std::string> id = ResumeClaimed(std::move(record).value(), std::move(workflow).value());
     if (id.ok())
       resumed.push_back(*id);
     else
-      log::Warn("cannot resume execution {}: {}", record.id, id.message());
+      log::Warn("cannot resume execution {}: {}", ids[i], id.message());
   }
-  log::Event("recovery.finished", {{"active", active->size()}, {"resumed", resumed.size()}});
-  return resumed;
 }
 
 void Engine::Launch(std::shared_ptr<Execution> execution) {

@@ -24,6 +24,7 @@
 namespace atomflow::engine {
 
 class Execution;
+class WorkflowCache;
 
 // One finished step, for progress output.
 struct StepReport {
@@ -124,6 +125,13 @@ class Engine {
 
  private:
   Engine(EngineOptions options, std::unique_ptr<store::Store> store, ProgressSink* progress);
+
+  // Recover's step: resumes those of a batch of executions that ClaimMany gave this process.
+  void ResumeBatch(const std::vector<std::string>& ids, const std::vector<bool>& claimed,
+                   WorkflowCache& workflows, std::vector<std::string>& resumed);
+  // Resumes a claimed execution read after its claim: replays its journal on `workflow`.
+  Result<std::string> ResumeClaimed(store::ExecutionRecord record,
+                                    std::shared_ptr<const lang::Workflow> workflow);
 
   void Launch(std::shared_ptr<Execution> execution);
   void Enqueue(std::shared_ptr<Execution> execution);

@@ -233,8 +233,11 @@ Result<int> PageSize(const httplib::Request& req) {
   if (text.empty()) return kDefaultPageSize;
   static const std::regex kNumber("[0-9]{1,9}");
   if (!std::regex_match(text, kNumber)) {
-    return Status::InvalidArgument("pageSize must be a number from 1 to " +
-                                   std::to_string(kMaxPageSize) + ", not '" + text + "'");
+    // As in Google's APIs: 0 means the default, and a larger number is capped.
+    return Status::InvalidArgument("pageSize must be a whole number (0 for the default of " +
+                                   std::to_string(kDefaultPageSize) + ", at most " +
+                                   std::to_string(kMaxPageSize) + " are returned), not '" + text +
+                                   "'");
   }
   int size = std::stoi(text);
   if (size == 0) return kDefaultPageSize;

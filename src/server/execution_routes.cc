@@ -351,9 +351,34 @@ bool HadCallback(ApiServer& server, const store::ExecutionRecord& record,
   });
 }
 
+// A callback is handed to the workflow as strings: bytes that are not UTF-8 could never be
+// returned or journaled as JSON, so they are refused here rather than fail the execution.
+Status CheckCallbackText(const httplib::Request& req) {
+  size_t at = 0;
+  if (!IsValidUtf8(req.body, &at)) {
+    return Status::InvalidArgument("the callback body is not UTF-8 text (at byte " +
+                                   std::to_string(at) + ")");
+  }
+  if (!IsValidUtf8(req.target, &at)) {
+    return Status::InvalidArgument("the callback URL's query is not UTF-8 text");
+  }
+  for (const auto& [name, value] : req.headers) {
+    if (!IsValidUtf8(name, &at) || !IsValidUtf8(value, &at)) {
+      return Status::InvalidArgument("a callback header is not UTF-8 text");
+    }
+  }
+  for (const auto& [name, value] : QueryParams(req)) {
+    if (!IsValidUtf8(name, &at) || !IsValidUtf8(value, &at)) {
+      return Status::InvalidArgument("a callback query parameter is not UTF-8 text");
+    }
+  }
+  return Status::Ok();
+}
+
 void DeliverCallback(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
   Result<store::ExecutionRecord> record = LoadExecution(server, req);
   if (!record.ok()) return ReplyError(res, record.status());
+  if (Status text = CheckCallbackText(req); !text.ok()) return ReplyError(res, text);
   std::string callback_id = req.matches[3];
   if (record->state != "ACTIVE" && !HadCallback(server, *record, callback_id)) {
     return ReplyError(res, Status::NotFound("no callback '" + callback_id + "' in execution '" +

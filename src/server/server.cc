@@ -2,6 +2,7 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <map>
@@ -62,6 +63,27 @@ ApiServer::ApiServer(ServerOptions options) : options_(std::move(options)) {
   int threads = options_.threads;
   http_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_.set_payload_max_length(kMaxBodyBytes);
+  // httplib's default socket options add SO_REUSEPORT, which would let a second server bind
+  // this port and take a share of its connections (and its clients' tokens). SO_REUSEADDR
+  // alone still allows a restart over connections in TIME_WAIT.
+  http_.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  // This httplib applies the body limit to bodies with a Content-Length only: a chunked one
+  // would be read into memory whatever its size, so it is refused before it is read.
+  http_.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    std::string encoding = req.get_header_value("Transfer-Encoding");
+    if (encoding.find("chunked") == std::string::npos) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    ReplyError(res, Status::InvalidArgument(
+                        "a chunked request body is not accepted: send it with a Content-Length "
+                        "(at most " +
+                        std::to_string(kMaxBodyBytes / 1024) + " KiB)"));
+    res.set_header("Connection", "close");  // the unread body must not pass for a request
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // A keep-alive connection holds a pool thread while idle: keep idle ones short.
   http_.set_keep_alive_timeout(2);
   http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

@@ -1,6 +1,9 @@
 // SqliteStore: opening and schema, the write queue, and the group-committing writer thread.
 #include "store/sqlite_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -128,6 +131,13 @@ Status CheckFolder(const std::string& path) {
   return Status::Error("folder " + folder.string() + " does not exist");
 }
 
+// Journals hold arguments and results, which may be private: a new store file is readable by
+// its owner only (SQLite gives its -wal and -shm files the same mode).
+void CreatePrivately(const std::string& path) {
+  int fd = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) close(fd);
+}
+
 Result<Connection> OpenConnection(const std::string& path) {
   sqlite3* raw = nullptr;
   int code =
@@ -227,6 +237,7 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
   Status status = CheckFolder(path);
+  if (status.ok()) CreatePrivately(path);
   if (status.ok()) status = store->OpenConnections();
   if (status.ok()) status = store->PrepareStatements();
   if (!status.ok()) return Status::Error("cannot open store " + path + ": " + status.message());
@@ -434,6 +445,18 @@ Result<bool> SqliteStore::Claim(const std::string& execution_id, const std::stri
   return claimed;
 }
 
+Result<std::vector<bool>> SqliteStore::ClaimMany(const std::vector<std::string>& ids,
+                                                 const std::string& owner) {
+  std::vector<bool> claimed(ids.size(), false);
+  if (ids.empty()) return claimed;
+
+  // Whole or not at all: a failed claim must not leave some of them owned and unreported.
+  Status status = EnqueueAndWait(
+      [&] { return ApplyAtomically([&] { return ApplyClaimMany(ids, owner, claimed); }); });
+  if (!status.ok()) return status;
+  return claimed;
+}
+
 Status SqliteStore::Release(const std::string& execution_id, const std::string& owner) {
   return EnqueueAndWait([&] { return ApplyRelease(execution_id, owner); });
 }
@@ -531,6 +554,34 @@ Status SqliteStore::ApplyClaim(const std::string& execution_id, const std::strin
   ScopedReset reset(update);
   update.Bind(1, execution_id).Bind(2, owner);
   return update.Run().status();
+}
+
+// Claim's rule for each id, in the one batch transaction; an unknown id is false, not an error.
+Status SqliteStore::ApplyClaimMany(const std::vector<std::string>& ids, const std::string& owner,
+                                   std::vector<bool>& claimed) {
+  LivenessCache live;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Result<std::string> current = CurrentOwner(ids[i]);
+    if (!current.ok() && current.status().code() == StatusCode::kNotFound) continue;
+    if (!current.ok()) return current.status();
+    if (*current == owner) {
+      claimed[i] = true;
+      continue;
+    }
+
+    // The write lock is held for the whole batch, as in ApplyClaim.
+    auto known = live.find(*current);
+    if (known == live.end()) known = live.emplace(*current, IsLiveLocalOwner(*current)).first;
+    if (known->second) continue;
+
+    Statement& update = writer_statements_.set_owner;
+    ScopedReset reset(update);
+    update.Bind(1, ids[i]).Bind(2, owner);
+    Result<int> updated = update.Run();
+    if (!updated.ok()) return updated.status();
+    claimed[i] = true;
+  }
+  return Status::Ok();
 }
 
 Status SqliteStore::ApplyRelease(const std::string& execution_id, const std::string& owner) {

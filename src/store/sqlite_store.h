@@ -50,6 +50,8 @@ class SqliteStore final : public Store {
   Result<std::vector<JournalEntry>> ReadJournal(const std::string& execution_id) override;
 
   Result<bool> Claim(const std::string& execution_id, const std::string& owner) override;
+  Result<std::vector<bool>> ClaimMany(const std::vector<std::string>& ids,
+                                      const std::string& owner) override;
   Status Release(const std::string& execution_id, const std::string& owner) override;
 
   // sqlite_store_workflows.cc
@@ -80,6 +82,9 @@ class SqliteStore final : public Store {
     std::function<void(Status)> done;
     bool is_append = false;
   };
+
+  // Whether an owner is a live local process, asked once per owner during one write.
+  using LivenessCache = std::unordered_map<std::string, bool>;
 
   // Statements of the writer connection; used only by the writer thread.
   struct WriterStatements {
@@ -120,6 +125,8 @@ class SqliteStore final : public Store {
   Status ApplyFinish(const std::string& execution_id, const std::string& state,
                      const std::string& result, const std::string& error);
   Status ApplyClaim(const std::string& execution_id, const std::string& owner, bool& claimed);
+  Status ApplyClaimMany(const std::vector<std::string>& ids, const std::string& owner,
+                        std::vector<bool>& claimed);
   Status ApplyRelease(const std::string& execution_id, const std::string& owner);
   Result<std::string> CurrentOwner(const std::string& execution_id);
 

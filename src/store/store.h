@@ -84,7 +84,7 @@ struct StoreStats {
 // to one writer that commits many of them in one transaction; the on_durable callbacks run
 // on that writer's thread once the transaction holding the write committed (or failed), so
 // they must be quick and must not call the blocking methods (CreateExecution, Flush, Claim,
-// Release), which wait for that same thread.
+// ClaimMany, Release), which wait for that same thread.
 class Store {
  public:
   virtual ~Store() = default;
@@ -118,6 +118,11 @@ class Store {
   // `owner` holds it: then returns false. Owners on other hosts are taken over.
   [[nodiscard]] virtual Result<bool> Claim(const std::string& execution_id,
                                            const std::string& owner) = 0;
+
+  // Claim for many executions in one write transaction: element i is true when ids[i] is now
+  // driven by `owner`, false when a live local process holds it or there is no such execution.
+  [[nodiscard]] virtual Result<std::vector<bool>> ClaimMany(const std::vector<std::string>& ids,
+                                                            const std::string& owner) = 0;
 
   // Clears the owner if it is `owner`; releasing an execution held by another is a no-op.
   [[nodiscard]] virtual Status Release(const std::string& execution_id,

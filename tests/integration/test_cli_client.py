@@ -2,12 +2,14 @@
 against a real `atomflow serve` on loopback, and the same commands on a local store without
 a server."""
 
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import unittest
 
 from pipeline_harness import BINARY, RUN_TIMEOUT
@@ -263,6 +265,33 @@ class UnreachableServerTest(ClientTestCase):
         self.assertIn("cannot reach the server at http://127.0.0.1:1", done.stderr)
 
 
+class NotAnAtomflowServerTest(ClientTestCase):
+
+    # Regression: a 200 answer of another shape aborted the client with a JSON type error.
+    def test_an_answer_of_another_shape_is_an_error_not_a_crash(self):
+        class StringAnswer(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b'"not atomflow"'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StringAnswer)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        for command in (("executions", "list"), ("workflows", "list")):
+            done = self.atomflow(*command, "--server", url)
+            self.assertEqual(done.returncode, 2, done.stderr)
+            self.assertIn("atomflow:", done.stderr)
+
+
 class LocalStoreClientTest(ClientTestCase):
     """Without a server the same commands work on the local store."""
 
@@ -308,6 +337,12 @@ class LocalStoreClientTest(ClientTestCase):
                                store)
         self.assertEqual(broken.returncode, 2)
         self.assertIn("broken.yaml:4:17: undefined variable", broken.stderr)
+        with open(self.path("binary"), "wb") as file:
+            file.write(b"main:\n  steps:\n    - a:\n        return: \xb9\xff\n")
+        binary = self.atomflow("workflows", "deploy", "binary", self.path("binary"), "--store",
+                               store)
+        self.assertEqual(binary.returncode, 2, binary.stderr)
+        self.assertIn("binary.yaml is not UTF-8 text", binary.stderr)
         unknown = self.atomflow("executions", "describe", "no-such-id", "--store", store)
         self.assertEqual(unknown.returncode, 2)
         missing = self.atomflow("executions", "run", "no-such-workflow", "--store", store)

@@ -2,6 +2,7 @@
 // the real server on a loopback port, and httplib's client.
 #include "server/server.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <stdlib.h>
@@ -403,6 +404,62 @@ TEST_F(ServerTest, CallbackResumesTheExecutionThatAwaitsIt) {
   json execution = WaitDone("waits", id);
   EXPECT_EQ(execution["state"], "SUCCEEDED") << execution.dump();
   EXPECT_EQ(testing::ParseOrNull(execution.value("result", "")), json({{"ok", true}}));
+}
+
+// Regression: bytes that are not UTF-8 in a callback were accepted, and then failed the
+// execution that awaited them when its result could not be written as JSON.
+TEST_F(ServerTest, ACallbackThatIsNotUtf8IsRefusedAndTheAwaitGoesOn) {
+  ASSERT_EQ(Deploy("waits", kAwaitsCallback).status, 200);
+  std::string id = Run("waits");
+  std::string url;
+  for (int i = 0; i < 3000 && url.empty(); ++i) {
+    Answer listed = Get("/v1/workflows/waits/executions/" + id + "/callbacks");
+    if (!listed.body["callbacks"].empty()) url = listed.body["callbacks"][0].value("url", "");
+    if (url.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(url.empty());
+  std::string path = url.substr(api_->Url().size());
+
+  Answer refused = PostText(path, std::string("raw \xff\xfe body"));
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_THAT(refused.body.dump(), ::testing::HasSubstr("not UTF-8"));
+  ASSERT_EQ(Post(path, json{{"ok", true}}).status, 200);
+  EXPECT_EQ(WaitDone("waits", id)["state"], "SUCCEEDED");
+}
+
+// Regression: this httplib reads a chunked body whole whatever its size, past the 256 KiB limit.
+TEST_F(ServerTest, AChunkedBodyIsRefusedBeforeItIsRead) {
+  ASSERT_EQ(Deploy("add", kAddOne).status, 200);
+  // A small, valid body: before the fix it started an execution.
+  bool sent = false;
+  httplib::Result res = client_->Post(
+      "/v1/workflows/add/executions",
+      [&sent](size_t, httplib::DataSink& sink) {
+        std::string body = R"({"argument": "{\"n\": 1}"})";
+        if (!sent) sink.write(body.data(), body.size());
+        if (sent) sink.done();
+        sent = true;
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, ::testing::HasSubstr("chunked"));
+  EXPECT_TRUE(Get("/v1/workflows/add/executions").body["executions"].empty());
+}
+
+// Regression: httplib's default SO_REUSEPORT let a second server bind the same port and take
+// a share of the first one's connections.
+TEST_F(ServerTest, ASecondServerCannotListenOnATakenPort) {
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = api_->port();
+  options.auth = false;
+  options.store_path = (temp_.path() / "other.db").string();
+  ApiServer second(options);
+  Result<int> bound = second.Bind();
+  ASSERT_FALSE(bound.ok());
+  EXPECT_THAT(bound.message(), ::testing::HasSubstr("address in use"));
 }
 
 TEST_F(ServerTest, HealthReadinessAndMetrics) {

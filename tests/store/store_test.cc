@@ -304,6 +304,55 @@ TEST_F(StoreTest, ClaimRefusesALiveOwnerAndTakesOverADeadOne) {
   EXPECT_EQ(store->Claim("nope", mine).message(), "execution nope not found");
 }
 
+TEST_F(StoreTest, ClaimManyRefusesLiveOwnersTakesOverDeadOnesAndSkipsUnknownIds) {
+  pid_t live = fork();
+  ASSERT_GE(live, 0);
+  if (live == 0) {
+    while (true) pause();  // a live process on this host, until the test kills it
+  }
+  pid_t dead = fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) _exit(0);
+  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  std::string mine = ProcessOwner();
+  std::string host = mine.substr(0, mine.rfind(':'));
+  std::string lives = host + ":" + std::to_string(live);
+  std::string died = host + ":" + std::to_string(dead);
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (const char* id : {"held", "orphan", "free", "other-host", "mine"}) {
+    ASSERT_TRUE(store->CreateExecution(MakeRecord(id, 100)).ok());
+  }
+  ASSERT_TRUE(*store->Claim("held", lives));
+  ASSERT_TRUE(*store->Claim("orphan", died));
+  ASSERT_TRUE(*store->Claim("other-host", "some-other-host.invalid:1"));
+  ASSERT_TRUE(*store->Claim("mine", mine));
+  uint64_t commits = store->stats().commits;
+
+  Result<std::vector<bool>> claimed =
+      store->ClaimMany({"held", "orphan", "nope", "free", "other-host", "mine"}, mine);
+  ASSERT_TRUE(claimed.ok()) << claimed.message();
+  EXPECT_EQ(*claimed, (std::vector<bool>{false, true, false, true, true, true}));
+  EXPECT_EQ(store->stats().commits, commits + 1) << "one write transaction for the lot";
+
+  EXPECT_EQ(store->GetExecution("held")->owner, lives);
+  for (const char* id : {"orphan", "free", "other-host", "mine"}) {
+    EXPECT_EQ(store->GetExecution(id)->owner, mine) << id;
+  }
+  EXPECT_EQ(store->GetExecution("nope").status().code(), StatusCode::kNotFound);
+  Result<std::vector<bool>> none = store->ClaimMany({}, mine);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+
+  ASSERT_EQ(kill(live, SIGKILL), 0);
+  ASSERT_EQ(waitpid(live, nullptr, 0), live);
+  claimed = store->ClaimMany({"held"}, mine);
+  ASSERT_TRUE(claimed.ok()) << claimed.message();
+  EXPECT_EQ(*claimed, std::vector<bool>{true});
+  EXPECT_EQ(store->GetExecution("held")->owner, mine);
+}
+
 TEST_F(StoreTest, OwnerOnAnotherHostIsTakenOver) {
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
@@ -427,6 +476,22 @@ TEST(OpenTest, APostgresqlUrlIsRefusedRatherThanTakenForAFileName) {
   EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(store.message(), ::testing::HasSubstr("SQLite file"));
   EXPECT_FALSE(std::filesystem::exists("postgresql:"));
+}
+
+// Journals hold arguments and results: a new store file must not be readable by others.
+TEST(OpenTest, ANewStoreFileIsReadableByItsOwnerOnly) {
+  std::filesystem::path folder =
+      std::filesystem::temp_directory_path() / ("atomflow-mode-" + std::to_string(getpid()));
+  std::filesystem::create_directories(folder);
+  std::string path = (folder / "atomflow.db").string();
+  {
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(path);
+    ASSERT_TRUE(store.ok()) << store.message();
+  }
+  std::filesystem::perms perms = std::filesystem::status(path).permissions();
+  EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+            std::filesystem::perms::none);
+  std::filesystem::remove_all(folder);
 }
 
 }  // namespace
