@@ -244,6 +244,14 @@ Result<int> PageSize(const httplib::Request& req) {
   return std::min(size, kMaxPageSize);
 }
 
+std::string PageScope(const httplib::Request& req, const std::string& kind) {
+  std::string scope = kind + " " + req.path;
+  for (const char* name : {"filter", "orderBy", "state"}) {
+    scope += " " + QueryParam(req, name);
+  }
+  return scope;
+}
+
 std::string EncodePageToken(const std::string& kind, const std::string& cursor) {
   return Base64Encode(kind + "|" + cursor);
 }

@@ -58,6 +58,9 @@ Result<int> PageSize(const httplib::Request& req);
 
 // Opaque page tokens: the base64 of "<kind>|<cursor>". DecodePageToken returns the cursor,
 // InvalidArgument when the token is malformed or belongs to another kind of list.
+// The list a page token belongs to: kind, path (which workflow or execution) and the
+// query that selects and orders it, so that a token is refused by any other list or filter.
+std::string PageScope(const httplib::Request& req, const std::string& kind);
 std::string EncodePageToken(const std::string& kind, const std::string& cursor);
 Result<std::string> DecodePageToken(const std::string& token, const std::string& kind);
 

@@ -141,10 +141,10 @@ Status ExecutionQueryOf(const httplib::Request& req, store::ExecutionQuery* quer
   std::string token = QueryParam(req, "pageToken");
   if (token.empty()) return Status::Ok();
 
-  Result<std::string> cursor = DecodePageToken(token, "executions");
+  Result<std::string> cursor = DecodePageToken(token, PageScope(req, "executions"));
   if (!cursor.ok()) return cursor.status();
   size_t bar = cursor->find('|');
-  if (bar == std::string::npos) return DecodePageToken("", "executions").status();
+  if (bar == std::string::npos) return DecodePageToken("", PageScope(req, "executions")).status();
   query->cursor_start_time_ms = std::atoll(cursor->substr(0, bar).c_str());
   query->cursor_id = cursor->substr(bar + 1);
   return Status::Ok();
@@ -168,8 +168,8 @@ void ListExecutions(ApiServer& server, const httplib::Request& req, httplib::Res
   }
   if (static_cast<int>(records->size()) > *size) {
     const store::ExecutionRecord& last = (*records)[*size - 1];
-    out["nextPageToken"] =
-        EncodePageToken("executions", std::to_string(last.start_time_ms) + "|" + last.id);
+    out["nextPageToken"] = EncodePageToken(PageScope(req, "executions"),
+                                           std::to_string(last.start_time_ms) + "|" + last.id);
   }
   ReplyJson(res, out);
 }
@@ -212,7 +212,7 @@ void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Re
   int64_t before = 0;
   std::string token = QueryParam(req, "pageToken");
   if (!token.empty()) {
-    Result<std::string> cursor = DecodePageToken(token, "steps");
+    Result<std::string> cursor = DecodePageToken(token, PageScope(req, "steps"));
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     after_seq = std::atoll(cursor->c_str());
     before = std::atoll(cursor->substr(cursor->find('|') + 1).c_str());
@@ -231,8 +231,8 @@ void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Re
   }
   if (static_cast<int>(entries->size()) > *size) {
     int64_t seq = (*entries)[*size - 1].seq;
-    out["nextPageToken"] =
-        EncodePageToken("steps", std::to_string(seq) + "|" + std::to_string(before + *size));
+    out["nextPageToken"] = EncodePageToken(
+        PageScope(req, "steps"), std::to_string(seq) + "|" + std::to_string(before + *size));
   }
   ReplyJson(res, out);
 }
@@ -263,7 +263,7 @@ void ListLogs(ApiServer& server, const httplib::Request& req, httplib::Response&
   if (!size.ok()) return ReplyError(res, size.status());
   int64_t after_seq = 0;
   if (std::string token = QueryParam(req, "pageToken"); !token.empty()) {
-    Result<std::string> cursor = DecodePageToken(token, "logs");
+    Result<std::string> cursor = DecodePageToken(token, PageScope(req, "logs"));
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     after_seq = std::atoll(cursor->c_str());
   }
@@ -278,7 +278,8 @@ void ListLogs(ApiServer& server, const httplib::Request& req, httplib::Response&
     out["entries"].push_back(LogEntryJson((*entries)[i]));
   }
   if (static_cast<int>(entries->size()) > *size) {
-    out["nextPageToken"] = EncodePageToken("logs", std::to_string((*entries)[*size - 1].seq));
+    out["nextPageToken"] =
+        EncodePageToken(PageScope(req, "logs"), std::to_string((*entries)[*size - 1].seq));
   }
   ReplyJson(res, out);
 }

@@ -59,7 +59,7 @@ void ListTransactions(ApiServer& server, const httplib::Request& req, httplib::R
   if (!size.ok()) return ReplyError(res, size.status());
   int offset = 0;
   if (std::string token = QueryParam(req, "pageToken"); !token.empty()) {
-    Result<std::string> cursor = DecodePageToken(token, "transactions");
+    Result<std::string> cursor = DecodePageToken(token, PageScope(req, "transactions"));
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     offset = std::atoi(cursor->c_str());
   }
@@ -72,7 +72,8 @@ void ListTransactions(ApiServer& server, const httplib::Request& req, httplib::R
     out["transactions"].push_back(all[i]);
   }
   if (static_cast<int>(all.size()) > *size) {
-    out["nextPageToken"] = EncodePageToken("transactions", std::to_string(offset + *size));
+    out["nextPageToken"] =
+        EncodePageToken(PageScope(req, "transactions"), std::to_string(offset + *size));
   }
   ReplyJson(res, out);
 }

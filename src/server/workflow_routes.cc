@@ -124,7 +124,8 @@ void ListRevisions(ApiServer& server, const httplib::Request& req, httplib::Resp
   if (!size.ok()) return ReplyError(res, size.status());
   int offset = 0;
   if (!QueryParam(req, "pageToken").empty()) {
-    Result<std::string> cursor = DecodePageToken(QueryParam(req, "pageToken"), "revisions");
+    Result<std::string> cursor =
+        DecodePageToken(QueryParam(req, "pageToken"), PageScope(req, "revisions"));
     if (!cursor.ok()) return ReplyError(res, cursor.status());
     offset = std::atoi(cursor->c_str());
   }
@@ -141,7 +142,8 @@ void ListRevisions(ApiServer& server, const httplib::Request& req, httplib::Resp
     out["workflows"].push_back(WorkflowJson((*records)[i], prefix));
   }
   if (static_cast<int>(records->size()) > *size) {
-    out["nextPageToken"] = EncodePageToken("revisions", std::to_string(offset + *size));
+    out["nextPageToken"] =
+        EncodePageToken(PageScope(req, "revisions"), std::to_string(offset + *size));
   }
   ReplyJson(res, out);
 }

@@ -337,6 +337,13 @@ TEST_F(ServerTest, ListsExecutionsNewestFirstWithFilters) {
   Answer three = Parse(client_->Get("/v1/workflows/add/executions", recent, Headers()));
   ASSERT_EQ(three.status, 200) << three.body.dump();
   EXPECT_EQ(three.body["executions"].size(), 3u);
+
+  // A token continues its own list only: another workflow or another filter refuses it.
+  std::string token = all.body.value("nextPageToken", "");
+  Answer elsewhere = Get("/v1/workflows/fails/executions?pageToken=" + token);
+  EXPECT_EQ(elsewhere.status, 400) << elsewhere.body.dump();
+  httplib::Params refiltered = {{"filter", "state=\"FAILED\""}, {"pageToken", token}};
+  EXPECT_EQ(Parse(client_->Get("/v1/workflows/add/executions", refiltered, Headers())).status, 400);
 }
 
 TEST_F(ServerTest, RejectedRequestsChangeNothing) {
