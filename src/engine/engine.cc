@@ -507,6 +507,15 @@ void Engine::CancelIfCancelled(const std::shared_ptr<Execution>& execution,
   loop_.Post([this, execution, request] { CancelEffect(execution, request); });
 }
 
+// On the loop thread, once a wait's timer is registered. A cancel that came while the wait was
+// being set up posted its CancelEffect before the timer existed, found nothing to stop, and
+// would leave the wait to run its full length: the flag it set first is seen here instead.
+void Engine::CutOffIfCancelled(const std::shared_ptr<Execution>& execution,
+                               const EffectRequest& request) {
+  if (!execution->cancel_requested() || request.shielded) return;
+  CancelEffect(execution, request);
+}
+
 void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
                          const EffectRequest& request) {
   double deadline = 0;
@@ -527,6 +536,7 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
       Complete(execution, request, EffectOutcome::Success(Value()));
     });
     sleeping_[{execution->id(), request.key}] = timer;
+    CutOffIfCancelled(execution, request);
   });
 }
 
@@ -821,6 +831,7 @@ void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution,
                                        callback_id + " before its timeout")));
     });
     sleeping_[{execution->id(), request.key}] = timer;
+    CutOffIfCancelled(execution, request);
   });
 }
 

@@ -152,6 +152,7 @@ class Engine {
   void WaitForQuiet(double timeout_seconds);
   void CancelIfCancelled(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void CancelEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& running);
+  void CutOffIfCancelled(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
   void Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,

@@ -182,9 +182,14 @@ class CancelResumeTest(unittest.TestCase):
         run = self.start_run()
         self.addCleanup(run.kill)
         self.assertTrue(self.server.deploy_arrived.wait(timeout=RUN_TIMEOUT))
-        time.sleep(0.5)
-        run.send_signal(signal.SIGINT)
         execution_id = self.execution_id()
+        # The cancel is meant to arrive during the sleep: wait until its intent is journaled.
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while self.journal_kinds(execution_id).count("intent") < 2:
+            self.assertLess(time.monotonic(), deadline, "the sleep never began")
+            time.sleep(0.05)
+        time.sleep(0.2)
+        run.send_signal(signal.SIGINT)
         deadline = time.monotonic() + RUN_TIMEOUT
         while "cancel" not in self.journal_kinds(execution_id):
             self.assertLess(time.monotonic(), deadline, "the cancel was never journaled")

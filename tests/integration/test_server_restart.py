@@ -229,6 +229,12 @@ class ServerRestartTest(ServerTestCase):
         # exactly what was in flight (requests may arrive until the very end).
         self.assertEqual(server.kill(), -signal.SIGKILL)
         self.kill_times.append(round(time.monotonic(), 3))
+        # Requests the process wrote just before it died may still sit in the participant's
+        # socket buffers: wait until nothing new has come in for a while before counting.
+        seen = -1
+        while seen != self.participant.count():
+            seen = self.participant.count()
+            time.sleep(0.5)
         in_flight = self.participant.unanswered()
         self.participant.thaw()
         return in_flight

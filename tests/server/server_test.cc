@@ -449,9 +449,12 @@ TEST_F(ServerTest, AChunkedBodyIsRefusedBeforeItIsRead) {
         return true;
       },
       "application/json");
-  ASSERT_TRUE(res);
-  EXPECT_EQ(res->status, 400);
-  EXPECT_THAT(res->body, ::testing::HasSubstr("chunked"));
+  // The server answers before reading and closes: the client may see the answer, or only the
+  // closed connection while it still writes. Either way no execution started.
+  if (res) {
+    EXPECT_EQ(res->status, 400);
+    EXPECT_THAT(res->body, ::testing::HasSubstr("chunked"));
+  }
   EXPECT_TRUE(Get("/v1/workflows/add/executions").body["executions"].empty());
 }
 
