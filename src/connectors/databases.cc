@@ -6,10 +6,9 @@
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
+#include "connectors/config_file.h"
 #include "connectors/identities.h"
 #include "store/secret_store.h"
 
@@ -55,35 +54,25 @@ std::string DatabaseCatalog::OverrideVariable(const std::string& name) {
 }
 
 Result<DatabaseCatalog> DatabaseCatalog::Load(const std::string& config_path, bool required) {
-  std::ifstream in(config_path);
-  if (!in) {
-    if (required) return Status::Error("cannot read the configuration file " + config_path);
+  Result<std::optional<std::string>> text = ReadConfigFile(config_path, required);
+  if (!text.ok()) return text.status();
+  std::string absolute = std::filesystem::absolute(config_path).string();
+  if (!*text) {
     DatabaseCatalog empty;
-    empty.config_path_ = std::filesystem::absolute(config_path).string();
+    empty.config_path_ = absolute;
     return empty;
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return Parse(text.str(), std::filesystem::absolute(config_path).string());
+  return Parse(**text, absolute);
 }
 
 Result<DatabaseCatalog> DatabaseCatalog::Parse(const std::string& text,
                                                const std::string& config_path) {
   DatabaseCatalog catalog;
   catalog.config_path_ = config_path;
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& error) {
-    // The parser's message quotes no values, only positions.
-    return Status::Error(config_path + ": not valid YAML: " + error.msg);
-  }
-  if (!root.IsDefined() || root.IsNull()) return catalog;
-  if (!root.IsMap()) return Status::Error(config_path + ": expected a map at the top");
-  YAML::Node databases = root["databases"];
-  if (!databases || databases.IsNull()) return catalog;
-  if (!databases.IsMap()) return Status::Error(config_path + ": 'databases' must be a map");
-  for (const auto& entry : databases) {
+  Result<YAML::Node> databases = ConfigSection(text, config_path, "databases");
+  if (!databases.ok()) return databases.status();
+  if (databases->IsNull()) return catalog;
+  for (const auto& entry : *databases) {
     std::string name = entry.first.as<std::string>();
     Result<DatabaseSource> source = ParseSource(name, entry.second, config_path);
     if (!source.ok()) return source.status();

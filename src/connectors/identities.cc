@@ -5,9 +5,8 @@
 
 #include <cctype>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "connectors/config_file.h"
 #include "store/secret_store.h"
 
 namespace atomflow::connectors {
@@ -170,35 +169,25 @@ Result<std::string> ResolveSecret(const SecretRef& ref, store::SecretStore* secr
 }
 
 Result<IdentityCatalog> IdentityCatalog::Load(const std::string& config_path, bool required) {
+  Result<std::optional<std::string>> text = ReadConfigFile(config_path, required);
+  if (!text.ok()) return text.status();
   std::string absolute = std::filesystem::absolute(config_path).string();
-  std::ifstream in(config_path);
-  if (!in) {
-    if (required) return Status::Error("cannot read the configuration file " + config_path);
+  if (!*text) {
     IdentityCatalog empty;
     empty.config_path_ = absolute;
     return empty;
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return Parse(text.str(), absolute);
+  return Parse(**text, absolute);
 }
 
 Result<IdentityCatalog> IdentityCatalog::Parse(const std::string& text,
                                                const std::string& config_path) {
   IdentityCatalog catalog;
   catalog.config_path_ = config_path;
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& error) {
-    return Status::Error(config_path + ": not valid YAML: " + error.msg);
-  }
-  if (!root.IsDefined() || root.IsNull()) return catalog;
-  if (!root.IsMap()) return Status::Error(config_path + ": expected a map at the top");
-  YAML::Node identities = root["identities"];
-  if (!identities || identities.IsNull()) return catalog;
-  if (!identities.IsMap()) return Status::Error(config_path + ": 'identities' must be a map");
-  for (const auto& entry : identities) {
+  Result<YAML::Node> identities = ConfigSection(text, config_path, "identities");
+  if (!identities.ok()) return identities.status();
+  if (identities->IsNull()) return catalog;
+  for (const auto& entry : *identities) {
     std::string name = entry.first.as<std::string>();
     Result<Identity> identity = ParseIdentity(name, entry.second, config_path);
     if (!identity.ok()) return identity.status();
