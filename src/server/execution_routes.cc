@@ -1,5 +1,6 @@
 // The execution routes: run, get, list, cancel, step entries, logs, transactions and callbacks.
 #include <algorithm>
+#include <set>
 
 #include "common/log.h"
 #include "engine/callbacks.h"
@@ -109,11 +110,10 @@ Json CurrentSteps(ApiServer& server, const store::ExecutionRecord& record) {
   Result<std::vector<store::JournalEntry>> results =
       server.store().ReadJournalKind(record.id, "result", 0, 0);
   if (!intents.ok() || !results.ok()) return steps;
+  std::set<std::string> done;
+  for (const store::JournalEntry& result : *results) done.insert(result.key);
   for (const store::JournalEntry& intent : *intents) {
-    bool done =
-        std::any_of(results->begin(), results->end(),
-                    [&intent](const store::JournalEntry& r) { return r.key == intent.key; });
-    if (done) continue;
+    if (done.count(intent.key)) continue;
     // The journal's effect keys number effects and strands; they do not name the routine.
     steps.push_back({{"step", intent.payload.value("step", "")}});
   }
