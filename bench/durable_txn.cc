@@ -86,19 +86,30 @@ LoadRun RunLoad(engine::Engine& engine, const std::shared_ptr<const lang::Workfl
   int starter_count = Starters();
   for (int s = 0; s < starter_count; ++s) {
     starters.emplace_back([&] {
-      for (int64_t i = next++; i < count; i = next++) {
+      for (;;) {
+        int64_t i = 0;
+        {
+          // The slot is taken before the index, so what is in flight is always the oldest
+          // not yet collected: the waiter, collecting in order, never waits for a start whose
+          // thread waits for a slot (a deadlock once Start stopped waiting for its commit).
+          std::unique_lock<std::mutex> lock(mutex);
+          changed.wait(lock, [&] { return in_flight < kWindow; });
+          i = next++;
+          if (i >= count) break;
+          ++in_flight;
+        }
         if (rate > 0) {
           double due = t0 + static_cast<double>(i) / rate;
           double wait = due - Now();
           if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
         }
-        {
-          std::unique_lock<std::mutex> lock(mutex);
-          changed.wait(lock, [&] { return in_flight < kWindow; });
-          ++in_flight;
-        }
         started[i] = Now();
-        Result<std::string> id = engine.Start(workflow, Value());
+        // Returns once the execution runs; its row becomes durable with its first intent.
+        engine::StartOptions options;
+        options.on_durable = [](const Status& status) {
+          if (!status.ok()) Fail("start: " + status.message());
+        };
+        Result<std::string> id = engine.Start(workflow, Value(), options);
         if (!id.ok()) Fail("start: " + id.message());
         {
           // Under the lock, so the waiter cannot miss the wake-up between check and wait.

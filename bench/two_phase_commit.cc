@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,12 +66,12 @@ PGconn* MustConnect(const std::string& uri) {
 }
 
 // The same work by hand: per transaction, a prepared INSERT on each database, then COMMIT
-// PREPARED on each, from kConcurrency threads with a connection per database each.
-double BaselineSeconds(const BenchPostgres& server, int64_t count) {
+// PREPARED on each, from `concurrency` threads with a connection per database each.
+double BaselineSeconds(const BenchPostgres& server, int64_t count, int concurrency) {
   std::atomic<int64_t> next{0};
   std::vector<std::thread> threads;
   double start = Now();
-  for (int t = 0; t < kConcurrency; ++t) {
+  for (int t = 0; t < concurrency; ++t) {
     threads.emplace_back([&, t] {
       PGconn* a = MustConnect(server.Uri("bank_a"));
       PGconn* b = MustConnect(server.Uri("bank_b"));
@@ -93,13 +94,13 @@ double BaselineSeconds(const BenchPostgres& server, int64_t count) {
   return Now() - start;
 }
 
-// kConcurrency client threads each start an execution and wait for its durable end.
+// `concurrency` client threads each start an execution and wait for its durable end.
 double EngineSeconds(engine::Engine& engine, const std::shared_ptr<const lang::Workflow>& workflow,
-                     int64_t count) {
+                     int64_t count, int concurrency) {
   std::atomic<int64_t> next{0};
   std::vector<std::thread> threads;
   double start = Now();
-  for (int t = 0; t < kConcurrency; ++t) {
+  for (int t = 0; t < concurrency; ++t) {
     threads.emplace_back([&] {
       for (int64_t i = next++; i < count; i = next++) {
         Result<std::string> id = engine.Start(workflow, Value());
@@ -127,6 +128,9 @@ void Run() {
 
   std::string config = "databases:\n  bank_a: \"" + server.Uri("bank_a") + "\"\n  bank_b: \"" +
                        server.Uri("bank_b") + "\"\n";
+  // ATOMFLOW_BENCH_SQL_POOL sets atomflow.yaml's sql.pool_size (default: the engine's own).
+  const char* pool = std::getenv("ATOMFLOW_BENCH_SQL_POOL");
+  if (pool != nullptr && *pool != '\0') config += std::string("sql:\n  pool_size: ") + pool + "\n";
   Result<connectors::DatabaseCatalog> catalog =
       connectors::DatabaseCatalog::Parse(config, "bench atomflow.yaml");
   if (!catalog.ok()) Fail(catalog.message());
@@ -141,10 +145,21 @@ void Run() {
   if (!engine.ok()) Fail(engine.message());
   std::shared_ptr<const lang::Workflow> workflow = MustLoad("two_phase_commit.yaml", kWorkflow);
 
-  BaselineSeconds(server, count / 10);  // warm up the server and its caches
-  EngineSeconds(**engine, workflow, count / 10);
-  double baseline_seconds = BaselineSeconds(server, count);
-  double engine_seconds = EngineSeconds(**engine, workflow, count);
+  BaselineSeconds(server, count / 10, kConcurrency);  // warm up the server and its caches
+  EngineSeconds(**engine, workflow, count / 10, kConcurrency);
+  double baseline_seconds = BaselineSeconds(server, count, kConcurrency);
+  store::StoreStats before = (*engine)->store()->stats();
+  double engine_seconds = EngineSeconds(**engine, workflow, count, kConcurrency);
+  store::StoreStats after = (*engine)->store()->stats();
+
+  // One transaction at a time: with no group commit to share, the store's commits per
+  // transaction are the commit cycles each transaction waits for, and the latencies say how
+  // much of a transaction is PostgreSQL's and how much the engine's.
+  int64_t serial = Scaled(200, 50);
+  double serial_baseline_ms = BaselineSeconds(server, serial, 1) * 1000 / serial;
+  store::StoreStats serial_before = (*engine)->store()->stats();
+  double serial_engine_ms = EngineSeconds(**engine, workflow, serial, 1) * 1000 / serial;
+  store::StoreStats serial_after = (*engine)->store()->stats();
   engine->reset();
 
   std::string prepared = server.Query("bank_a", "SELECT count(*) FROM pg_prepared_xacts");
@@ -152,7 +167,14 @@ void Run() {
                   {"concurrency", kConcurrency},
                   {"branches_per_transaction", 2},
                   {"postgres", "fsync=on, synchronous_commit=on (server defaults)"},
-                  {"left_prepared", prepared}};
+                  {"left_prepared", prepared},
+                  {"sql_pool_size", catalog->pool_size()},
+                  {"journal_commits_per_transaction",
+                   static_cast<double>(after.commits - before.commits) / count},
+                  {"serial_commits_per_transaction",
+                   static_cast<double>(serial_after.commits - serial_before.commits) / serial},
+                  {"serial_ms_per_transaction", serial_engine_ms},
+                  {"serial_baseline_ms_per_transaction", serial_baseline_ms}};
   PrintFigure("two_phase_commit", count / engine_seconds, count / baseline_seconds,
               "transactions/s", details);
 }

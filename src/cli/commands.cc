@@ -16,6 +16,7 @@
 #include "connectors/databases.h"
 #include "connectors/sql_recovery.h"
 #include "engine/engine.h"
+#include "engine/step_history.h"
 #include "lang/ast.h"
 #include "lang/error.h"
 
@@ -276,18 +277,18 @@ Json Describe(const store::ExecutionRecord& record,
   out["revision_id"] = record.revision_id;
   out["labels"] = ParseOrNull(record.labels);
   Json steps = Json::array();
-  for (const store::JournalEntry& entry : journal) {
+  std::vector<engine::StepEntry> entries;
+  for (const store::JournalEntry& entry : journal) engine::AppendStepEntries(entry, entries);
+  for (const engine::StepEntry& entry : entries) {
     const Json& p = entry.payload;
-    if (entry.kind == "step") {
-      int64_t start = p.value("start_ms", int64_t{0});
-      int64_t end = p.value("end_ms", int64_t{0});
-      steps.push_back({{"step", p.value("step", "")},
-                       {"routine", p.value("routine", "")},
-                       {"state", p.value("state", "")},
-                       {"start_time", Rfc3339(start)},
-                       {"end_time", Rfc3339(end)},
-                       {"duration_ms", end - start}});
-    }
+    int64_t start = p.value("start_ms", int64_t{0});
+    int64_t end = p.value("end_ms", int64_t{0});
+    steps.push_back({{"step", p.value("step", "")},
+                     {"routine", p.value("routine", "")},
+                     {"state", p.value("state", "")},
+                     {"start_time", Rfc3339(start)},
+                     {"end_time", Rfc3339(end)},
+                     {"duration_ms", end - start}});
   }
   out["steps"] = steps;
   out["transactions"] = TransactionsJson(record, journal);  // as `atomflow txn` sees them

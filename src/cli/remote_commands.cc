@@ -13,6 +13,7 @@
 
 #include "cli/output.h"
 #include "cli/progress.h"
+#include "engine/step_history.h"
 #include "server/workflow_registry.h"
 
 namespace atomflow::cli {
@@ -436,12 +437,14 @@ Result<store::ExecutionRecord> WaitRemote(ApiClient& client, const ExecutionRef&
 Result<store::ExecutionRecord> WaitLocal(store::Store& store, const std::string& id,
                                          int64_t deadline_ms) {
   int64_t after_seq = 0;
+  int64_t after_offset = 0;
   std::string last_step;
   return PollUntilFinished(id, deadline_ms, [&](std::string* steps) {
-    Result<std::vector<store::JournalEntry>> entries =
-        store.ReadJournalKind(id, "step", after_seq, 0);
+    Result<std::vector<engine::StepEntry>> entries =
+        engine::ReadStepEntries(store, id, after_seq, after_offset, 0);
     if (entries.ok() && !entries->empty()) {
       after_seq = entries->back().seq;
+      after_offset = entries->back().offset;
       const Json& p = entries->back().payload;
       last_step = p.value("step", "");
     }
@@ -642,13 +645,13 @@ Result<std::vector<LogLine>> LogsLocal(const CommonOptions& options, const std::
   if (!store.ok()) return store.status();
   Result<store::ExecutionRecord> record = (*store)->GetExecution(id);
   if (!record.ok()) return record.status();
-  Result<std::vector<store::JournalEntry>> steps = (*store)->ReadJournalKind(id, "step", 0, 0);
+  Result<std::vector<engine::StepEntry>> steps = engine::ReadStepEntries(**store, id, 0, 0, 0);
   if (!steps.ok()) return steps.status();
   Result<std::vector<store::JournalEntry>> logs = (*store)->ReadJournalKind(id, "log", 0, 0);
   if (!logs.ok()) return logs.status();
 
   std::vector<LogLine> lines;
-  for (const store::JournalEntry& entry : *steps) {
+  for (const engine::StepEntry& entry : *steps) {
     const Json& p = entry.payload;
     int64_t start = p.value("start_ms", int64_t{0});
     int64_t end = p.value("end_ms", int64_t{0});

@@ -42,6 +42,33 @@ Result<DatabaseSource> ParseSource(const std::string& name, const YAML::Node& no
                        "' must be a connection string, {secret: NAME} or {secret_env: VARIABLE}");
 }
 
+// `sql: {pool_size: N}`: an integer from 1 to kMaxPoolSize; kDefaultPoolSize when absent.
+Result<int> ParsePoolSize(const std::string& text, const std::string& config_path) {
+  Result<YAML::Node> sql = ConfigSection(text, config_path, "sql");
+  if (!sql.ok()) return sql.status();
+  if (sql->IsNull()) return DatabaseCatalog::kDefaultPoolSize;
+  for (const auto& entry : *sql) {
+    std::string key = entry.first.as<std::string>();
+    if (key != "pool_size") {
+      return Status::Error(config_path + ": 'sql' has no setting '" + key +
+                           "' (the only one is pool_size)");
+    }
+  }
+  const std::string range = "an integer from 1 to " +
+                            std::to_string(DatabaseCatalog::kMaxPoolSize) +
+                            " (the SQL operations run at once; default " +
+                            std::to_string(DatabaseCatalog::kDefaultPoolSize) + ")";
+  YAML::Node node = (*sql)["pool_size"];
+  if (!node || node.IsNull()) return DatabaseCatalog::kDefaultPoolSize;
+  long long size = 0;
+  if (!node.IsScalar() || !YAML::convert<long long>::decode(node, size) || size < 1 ||
+      size > DatabaseCatalog::kMaxPoolSize) {
+    std::string shown = node.IsScalar() ? "'" + node.Scalar() + "'" : "a map or a list";
+    return Status::Error(config_path + ": sql.pool_size must be " + range + ", not " + shown);
+  }
+  return static_cast<int>(size);
+}
+
 }  // namespace
 
 std::string DatabaseCatalog::OverrideVariable(const std::string& name) {
@@ -69,6 +96,9 @@ Result<DatabaseCatalog> DatabaseCatalog::Parse(const std::string& text,
                                                const std::string& config_path) {
   DatabaseCatalog catalog;
   catalog.config_path_ = config_path;
+  Result<int> pool_size = ParsePoolSize(text, config_path);
+  if (!pool_size.ok()) return pool_size.status();
+  catalog.pool_size_ = *pool_size;
   Result<YAML::Node> databases = ConfigSection(text, config_path, "databases");
   if (!databases.ok()) return databases.status();
   if (databases->IsNull()) return catalog;

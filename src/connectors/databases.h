@@ -24,7 +24,8 @@ struct DatabaseSource {
   std::string secret;      // set when the secret store holds it
 };
 
-// Resolves database names to libpq connection strings. An environment variable
+// Resolves database names to libpq connection strings, and says how many SQL operations may
+// run at once (`sql: {pool_size: N}`). An environment variable
 // ATOMFLOW_DATABASE_<NAME> (the name upper-cased, other characters as '_') overrides the
 // file. Connection strings are secrets: no message of this class repeats one. Immutable after
 // Load (and set_secrets), so thread safe; `{secret: NAME}` is read from the secret store each
@@ -50,12 +51,20 @@ class DatabaseCatalog {
   // The environment variable that overrides database `name`.
   static std::string OverrideVariable(const std::string& name);
 
+  // The most SQL operations in flight at once (`sql: {pool_size: N}`, kDefaultPoolSize when
+  // unset): SqlExecutor's threads, and so the most connections open per database.
+  int pool_size() const { return pool_size_; }
+  void set_pool_size(int pool_size) { pool_size_ = pool_size; }
+  static constexpr int kDefaultPoolSize = 32;
+  static constexpr int kMaxPoolSize = 1024;
+
   // Where `{secret: NAME}` databases are read from; shared with the other connectors.
   void set_secrets(std::shared_ptr<store::SecretStore> secrets) { secrets_ = std::move(secrets); }
 
  private:
   std::string config_path_;  // for messages; empty when no file was read
   std::map<std::string, DatabaseSource> sources_;
+  int pool_size_ = kDefaultPoolSize;
   std::shared_ptr<store::SecretStore> secrets_;
 };
 

@@ -1,6 +1,8 @@
 // SqlExecutor: the pool threads, the idle connections, and SQL outcomes as workflow values.
 #include "connectors/sql_executor.h"
 
+#include <algorithm>
+
 #include "lang/error.h"
 
 namespace atomflow::connectors {
@@ -79,9 +81,9 @@ Result<SqlTask> SqlExecutor::ParseExecArgs(const Value& args) {
   return task;
 }
 
-SqlExecutor::SqlExecutor(DatabaseCatalog catalog) : catalog_(std::move(catalog)) {
-  for (int i = 0; i < kThreads; ++i) threads_.emplace_back([this] { ThreadLoop(); });
-}
+SqlExecutor::SqlExecutor(DatabaseCatalog catalog)
+    : catalog_(std::move(catalog)),
+      max_threads_(static_cast<size_t>(std::max(1, catalog_.pool_size()))) {}
 
 SqlExecutor::~SqlExecutor() {
   {
@@ -89,7 +91,16 @@ SqlExecutor::~SqlExecutor() {
     stopping_ = true;
   }
   ready_.notify_all();
+  // No thread starts once stopping_ is set, so threads_ no longer changes.
   for (std::thread& thread : threads_) thread.join();
+}
+
+// A queued task that no idle thread will take starts a thread, up to the pool size. A thread
+// woken but not yet running counts as idle, so a burst of submits starts one thread per task
+// beyond the idle ones, never more.
+void SqlExecutor::StartThreadIfNeeded() {
+  if (stopping_ || threads_.size() >= max_threads_ || queue_.size() <= idle_threads_) return;
+  threads_.emplace_back([this] { ThreadLoop(); });
 }
 
 void SqlExecutor::Submit(SqlTask task, std::function<void(EffectOutcome)> done) {
@@ -103,6 +114,7 @@ void SqlExecutor::Submit(SqlTask task, std::function<void(EffectOutcome)> done) 
       }
     }
     queue_.push_back(Queued{std::move(task), std::move(done)});
+    StartThreadIfNeeded();
   }
   ready_.notify_one();
 }
@@ -119,6 +131,7 @@ void SqlExecutor::Finished(const std::string& xid) {
     }
     queue_.push_back(std::move(busy->second.front()));
     busy->second.pop_front();
+    StartThreadIfNeeded();
   }
   ready_.notify_one();
 }
@@ -128,7 +141,9 @@ void SqlExecutor::ThreadLoop() {
     Queued queued;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      ++idle_threads_;
       ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      --idle_threads_;
       if (queue_.empty()) return;  // stopping, and nothing left to run
       queued = std::move(queue_.front());
       queue_.pop_front();

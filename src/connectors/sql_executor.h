@@ -1,5 +1,5 @@
-// Runs blocking PostgreSQL work (libpq) on its own small thread pool, so that neither the
-// I/O loop nor the engine's workers ever wait on a database.
+// Runs blocking PostgreSQL work (libpq) on its own thread pool, so that neither the I/O loop
+// nor the engine's workers ever wait on a database.
 #pragma once
 
 #include <condition_variable>
@@ -28,17 +28,21 @@ struct SqlTask {
   bool resumed = false;  // a prepare an earlier process may already have made
 };
 
-// A fixed pool of threads and, per database, a pool of idle connections. Submit queues a task;
-// a pool thread takes a connection (opening one when none is idle), runs the task and calls
-// done with the effect's outcome from that thread. A connection that broke is dropped, never
-// reused. Tasks on one gid run in submission order: a ROLLBACK PREPARED sent while the
-// prepare of its gid still runs (the transaction's timeout cut the prepare off) waits for it,
-// so it cannot overtake the prepare and leave the gid prepared. Thread safe. The destructor
-// finishes the queued tasks first.
+// A pool of up to catalog.pool_size() threads and, per database, a pool of idle connections.
+// Threads start on demand (a task queued while every thread is busy starts one, up to the
+// limit) and live until the destructor, so a process that runs no SQL has none, and one that
+// runs N operations at once (N <= pool size) keeps N in flight: each libpq call blocks its
+// thread for a whole round trip (PREPARE TRANSACTION and COMMIT waiting for the server's WAL
+// flush), and PostgreSQL shares one flush among the commits that arrive together. Submit
+// queues a task; a pool thread takes a connection (opening one when none is idle), runs the
+// task and calls done with the effect's outcome from that thread. A thread holds one
+// connection at a time, so a database has at most pool-size connections open (busy and idle).
+// A connection that broke is dropped, never reused. Tasks on one gid run in submission order: a
+// ROLLBACK PREPARED sent while the prepare of its gid still runs (the transaction's timeout cut the
+// prepare off) waits for it, so it cannot overtake the prepare and leave the gid prepared. Thread
+// safe. The destructor finishes the queued tasks first.
 class SqlExecutor {
  public:
-  static constexpr int kThreads = 2;
-
   explicit SqlExecutor(DatabaseCatalog catalog);
   ~SqlExecutor();
   SqlExecutor(const SqlExecutor&) = delete;
@@ -56,6 +60,7 @@ class SqlExecutor {
     std::function<void(engine::EffectOutcome)> done;
   };
 
+  void StartThreadIfNeeded();  // mutex_ held
   void ThreadLoop();
   void Finished(const std::string& xid);
   engine::EffectOutcome Run(const SqlTask& task);
@@ -72,7 +77,9 @@ class SqlExecutor {
   std::map<std::string, std::deque<Queued>> busy_;
   std::map<std::string, std::vector<std::unique_ptr<SqlConnection>>> idle_;  // by database
   bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  const size_t max_threads_;
+  size_t idle_threads_ = 0;           // threads waiting for a task
+  std::vector<std::thread> threads_;  // grows under mutex_ until stopping_
 };
 
 // The outcome of a SQL operation as the workflow sees it: {results, rows, row_count}, a

@@ -19,7 +19,9 @@ struct EffectOutcome {
 
 }  // namespace atomflow::engine
 
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace atomflow::engine {
@@ -31,8 +33,10 @@ struct EffectRequest {
   std::string step;          // the step that asked, for messages and crash points
   std::string function;      // "http.post", "atomflow.jobs.run", "sys.sleep", ...
   Value args;                // the rendered args map
-  Value intent;              // what the intent record adds: job id, deadline, idempotency key
   bool needs_intent = true;  // outside consequences: the intent is durable before issuing
+  // Issued while the strand finishes a transaction (phase two): cancelling the execution
+  // must not cut it off.
+  bool shielded = false;
   // Transaction headers (Atomflow-Gid, -Branch, -Op) when the effect is a branch operation.
   std::string gid;
   std::string branch;
@@ -40,10 +44,20 @@ struct EffectRequest {
   // The enclosing transaction's deadline (epoch seconds, 0 for none): an effect still running
   // then is cut off with a TimeoutError, so the transaction aborts on time.
   double txn_deadline = 0;
-  // Issued while the strand finishes a transaction (phase two): cancelling the execution
-  // must not cut it off.
-  bool shielded = false;
 };
+
+// An effect from the moment a strand asks for it until its outcome is handed back: the request,
+// kept once and shared (by pointer) by the strand's awaiter, the execution's set of running
+// effects and every callback that carries the effect out, so a waiting execution holds one
+// copy of it however many parties wait with it.
+struct PendingEffect {
+  explicit PendingEffect(EffectRequest request) : request(std::move(request)) {}
+  const EffectRequest request;
+  // The I/O loop timer of a sleep or of a callback await, 0 while none is armed. Touched on
+  // the loop thread only.
+  uint64_t timer = 0;
+};
+using EffectPtr = std::shared_ptr<PendingEffect>;
 
 // Where an effect is carried out, for handlers.
 struct EffectContext {

@@ -26,20 +26,6 @@ int64_t NowMs() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::string NewExecutionId() {
-  static std::mt19937_64 generator(std::random_device{}());
-  static std::mutex mutex;
-  std::lock_guard<std::mutex> lock(mutex);
-  uint64_t high = generator();
-  uint64_t low = generator();
-  char text[40];
-  snprintf(text, sizeof(text), "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(high >> 32),
-           static_cast<unsigned>((high >> 16) & 0xffff), static_cast<unsigned>(high & 0xfff),
-           static_cast<unsigned>(0x8000 | ((low >> 48) & 0x3fff)),
-           static_cast<unsigned long long>(low & 0xffffffffffffULL));
-  return text;
-}
-
 // An execution's error as people read it: bytes as {"$bytes": ...}, text as text.
 std::string ErrorJson(const Value& error) { return DebugString(error); }
 
@@ -93,6 +79,42 @@ std::string CallbackIdOf(const Value& callback) {
 }
 
 }  // namespace
+
+// A UUIDv7 (RFC 9562) as 36 lowercase characters: 48 bits of Unix milliseconds, the version
+// 7, 12 bits, the variant, 62 bits. Ids grow with time, so the journal's primary key
+// (execution_id, seq) takes new rows at the right edge of its B-tree instead of on random
+// pages. Within one millisecond (or if the clock steps back) the 74 bits after the time count
+// up from the last id, so this process never hands out an id twice or out of order; they
+// start from random bits at each new millisecond, so two processes do not collide.
+std::string NewExecutionId() {
+  static std::mutex mutex;
+  static std::mt19937_64 generator(std::random_device{}());
+  static uint64_t last_ms = 0;
+  static uint64_t rand_a = 0;  // 12 bits
+  static uint64_t rand_b = 0;  // 62 bits
+  constexpr uint64_t kRandBMask = (uint64_t{1} << 62) - 1;
+  std::lock_guard<std::mutex> lock(mutex);
+
+  uint64_t now = static_cast<uint64_t>(NowMs());
+  if (now > last_ms) {
+    last_ms = now;
+    rand_a = generator() & 0xfff;
+    rand_b = generator() & kRandBMask;
+  } else if (++rand_b > kRandBMask) {
+    rand_b = 0;
+    if (++rand_a > 0xfff) {
+      rand_a = 0;
+      ++last_ms;  // borrows the next millisecond rather than repeat an id
+    }
+  }
+
+  char text[40];
+  snprintf(text, sizeof(text), "%08x-%04x-7%03x-%04x-%012llx", static_cast<unsigned>(last_ms >> 16),
+           static_cast<unsigned>(last_ms & 0xffff), static_cast<unsigned>(rand_a),
+           static_cast<unsigned>(0x8000 | (rand_b >> 48)),
+           static_cast<unsigned long long>(rand_b & 0xffffffffffffULL));
+  return text;
+}
 
 Result<std::unique_ptr<Engine>> Engine::Open(EngineOptions options, HandlerFactory factory,
                                              ProgressSink* progress) {
@@ -164,14 +186,97 @@ Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow
   record.revision_id = options.revision_id;
   record.service_account = options.service_account;
   record.labels = options.labels;
-  Status created = store_->CreateExecution(record);
-  if (!created.ok()) return created;
-
-  log::Event("execution.started", {{"execution", record.id}, {"workflow", record.workflow_name}});
   std::string id = record.id;
-  Launch(std::make_shared<Execution>(this, std::move(record), std::move(workflow),
-                                     std::move(argument), std::vector<store::JournalEntry>()));
+  auto execution = std::make_shared<Execution>(
+      this, record, std::move(workflow), std::move(argument), std::vector<store::JournalEntry>());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    creating_.emplace(id, std::vector<std::function<void()>>());
+  }
+
+  // The row is queued before the execution runs or can be found (CancelAll journals a cancel):
+  // the store's one FIFO queue writes it before any append of the execution, so its first
+  // intent can share the row's commit, and an effect is still issued only once both are
+  // durable.
+  auto durable = std::make_shared<std::promise<Status>>();
+  std::future<Status> created = durable->get_future();
+  std::function<void(Status)> on_durable = options.on_durable;
+  log::Event("execution.started", {{"execution", id}, {"workflow", record.workflow_name}});
+  store_->CreateExecutionAsync(std::move(record), [this, id, durable, on_durable](Status status) {
+    OnCreated(id, status);
+    if (on_durable) on_durable(status);
+    durable->set_value(status);
+  });
+  bool unborn = false;
+  {
+    // Under the lock OnCreated takes: a create that already failed is not made active again.
+    std::lock_guard<std::mutex> lock(mutex_);
+    unborn = unborn_.count(id) != 0;
+    if (!unborn) active_[id] = execution;
+  }
+  if (!unborn) {
+    execution->Start();
+    Enqueue(std::move(execution));
+  }
+  if (on_durable) return id;
+
+  Status outcome = created.get();
+  if (!outcome.ok()) return outcome;
   return id;
+}
+
+void Engine::OnCreated(const std::string& execution_id, const Status& status) {
+  std::vector<std::function<void()>> waiting;
+  std::shared_ptr<Execution> unborn;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto pending = creating_.find(execution_id);
+    if (pending != creating_.end()) {
+      waiting = std::move(pending->second);
+      creating_.erase(pending);
+    }
+    if (!status.ok()) {
+      unborn_.insert(execution_id);
+      auto found = active_.find(execution_id);
+      if (found != active_.end()) {
+        unborn = std::move(found->second);
+        active_.erase(found);
+      }
+      store::ExecutionRecord record;
+      if (unborn != nullptr) record = unborn->record();
+      record.id = execution_id;
+      record.state = "FAILED";
+      record.error = ErrorJson(lang::MakeError(
+          "SystemError", "the execution could not be recorded: " + status.message()));
+      done_[execution_id] = std::move(record);
+      finished_.notify_all();
+    }
+  }
+  if (status.ok()) {
+    for (std::function<void()>& issue : waiting) issue();
+    return;
+  }
+
+  // The store refuses its writes from now on, so no intent becomes durable and no effect is
+  // issued; cancelling stops its steps at their next cancel point.
+  log::Error("execution {} could not be recorded, it will not run: {}", execution_id,
+             status.message());
+  if (unborn != nullptr) unborn->RequestCancel();
+}
+
+bool Engine::IssueWhenCreated(const std::shared_ptr<Execution>& execution,
+                              const EffectPtr& effect) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (unborn_.count(execution->id()) != 0) return true;
+  auto pending = creating_.find(execution->id());
+  if (pending == creating_.end()) return false;
+  pending->second.push_back([this, execution, effect] { Issue(execution, effect, false); });
+  return true;
+}
+
+bool Engine::CreateFailed(const std::string& execution_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return unborn_.count(execution_id) != 0;
 }
 
 // Parses each distinct workflow (source file and text) once during one Recover call, so that
@@ -337,7 +442,7 @@ void Engine::Cancel(const std::string& execution_id) {
   }
   execution->RequestCancel();
   loop_.Post([this, execution] {
-    for (const EffectRequest& running : execution->RunningEffects()) {
+    for (const EffectPtr& running : execution->RunningEffects()) {
       CancelEffect(execution, running);
     }
   });
@@ -345,24 +450,22 @@ void Engine::Cancel(const std::string& execution_id) {
 
 // On the loop thread. Phase two of a transaction is never cut off; a sleep ends at once; a
 // job is cancelled (it ends, and its outcome comes back as usual); an HTTP call finishes.
-void Engine::CancelEffect(const std::shared_ptr<Execution>& execution,
-                          const EffectRequest& running) {
+void Engine::CancelEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
+  const EffectRequest& running = effect->request;
   if (running.shielded) return;
-  auto timer = sleeping_.find({execution->id(), running.key});
-  if (timer == sleeping_.end()) {
+  if (effect->timer == 0) {
     handler_->Cancel(execution->id(), running);
     return;
   }
-  loop_.CancelTimer(timer->second);
-  sleeping_.erase(timer);
+  loop_.CancelTimer(std::exchange(effect->timer, 0));
   if (running.function != kAwaitCallback) {
-    Complete(execution, running, EffectOutcome::Success(Value()));
+    Complete(execution, effect, EffectOutcome::Success(Value()));
     return;
   }
   // A failure, so that a rebuilt queue does not count this await as having taken a request.
   callbacks_.RemoveWaiter(execution->id(), running.key);
   Complete(
-      execution, running,
+      execution, effect,
       EffectOutcome::Failure(lang::MakeError("CancelledError", "the execution was cancelled")));
 }
 
@@ -422,38 +525,40 @@ void Engine::Drive(const std::shared_ptr<Execution>& execution) {
     }
     execution->ResumeSlice();
     if (execution->finished()) continue;
-    for (EffectRequest& request : execution->TakePendingEffects()) {
-      Dispatch(execution, std::move(request));
-    }
+    for (const EffectPtr& effect : execution->TakePendingEffects()) Dispatch(execution, effect);
     if (execution->EndSlice()) return;
   }
 }
 
-void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request) {
+void Engine::Dispatch(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
   // Draining: the effect is neither journaled nor issued; the next process asks for it again.
   if (draining_) return;
+  const EffectRequest& request = effect->request;
   if (request.function == "txn.decide") {
-    Decide(execution, request);
+    Decide(execution, effect);
     return;
   }
-  if (request.txn_deadline > 0) WatchDeadline(execution, request);
+  if (request.txn_deadline > 0) WatchDeadline(execution, effect);
   bool resumed = execution->IntentJournaled(request.key);
   if (request.function == "sys.sleep") {
-    SleepEffect(execution, request);
-    if (resumed) CancelIfCancelled(execution, request);
+    SleepEffect(execution, effect);
+    if (resumed) CancelIfCancelled(execution, effect);
     return;
   }
   if (request.function == kCreateCallback) {
-    CreateCallbackEffect(execution, request);
+    CreateCallbackEffect(execution, effect);
     return;
   }
   if (request.function == kAwaitCallback) {
-    AwaitCallbackEffect(execution, request);
-    if (resumed) CancelIfCancelled(execution, request);
+    AwaitCallbackEffect(execution, effect);
+    if (resumed) CancelIfCancelled(execution, effect);
     return;
   }
   if (!request.needs_intent || resumed) {
-    Issue(execution, std::move(request), resumed);
+    // Such an effect has no intent to wait for, but Start does not wait for the execution's
+    // row either: it waits for the row here, and is never issued if the row is never written.
+    if (!resumed && IssueWhenCreated(execution, effect)) return;
+    Issue(execution, effect, resumed);
     return;
   }
 
@@ -466,14 +571,15 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest
                  {"branch", request.branch},
                  {"op", request.op}};
   Journal(*execution, "intent", request.key, std::move(intent),
-          [this, execution, request]() mutable { Issue(execution, std::move(request), false); });
+          [this, execution, effect] { Issue(execution, effect, false); });
 }
 
-void Engine::Issue(const std::shared_ptr<Execution>& execution, EffectRequest request,
+void Engine::Issue(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
                    bool resumed) {
+  const EffectRequest& request = effect->request;
   EffectContext context;
   context.execution_id = execution->id();
-  context.service_account = execution->record().service_account;
+  context.service_account = execution->service_account();
   context.resumed = resumed;
   context.jobs_root = options_.jobs_root;
   context.staging_root = options_.staging_root;
@@ -484,40 +590,40 @@ void Engine::Issue(const std::shared_ptr<Execution>& execution, EffectRequest re
   context.on_started = [this, step] { CrashPoint("job_started:" + step); };
   // A prepared SQL branch: its record and intent are durable, PREPARE TRANSACTION not sent.
   if (request.op == "prepare") CrashPoint("before_prepare:" + step);
-  EffectRequest copy = request;
   ++in_flight_;
-  handler_->Perform(copy, std::move(context),
-                    [this, execution, request = std::move(request)](EffectOutcome outcome) {
-                      // Prepared on the server, and the result not yet in the journal.
-                      if (request.op == "prepare" && outcome.ok) {
-                        CrashPoint("after_prepare:" + request.step);
-                      }
-                      Complete(execution, request, std::move(outcome));
-                      --in_flight_;
-                    });
-  if (resumed) CancelIfCancelled(execution, copy);
+  handler_->Perform(request, std::move(context), [this, execution, effect](EffectOutcome outcome) {
+    // Prepared on the server, and the result not yet in the journal.
+    if (effect->request.op == "prepare" && outcome.ok) {
+      CrashPoint("after_prepare:" + effect->request.step);
+    }
+    Complete(execution, effect, std::move(outcome));
+    --in_flight_;
+  });
+  if (resumed) CancelIfCancelled(execution, effect);
 }
 
 // An effect that was in flight when a cancelled execution's process died is issued again, so
 // that it can be stopped like any running effect: a job is reattached, then cancelled. Posted
 // after the issuing, which queued its own work on the loop first.
 void Engine::CancelIfCancelled(const std::shared_ptr<Execution>& execution,
-                               const EffectRequest& request) {
-  if (!execution->cancel_requested() || request.shielded) return;
-  loop_.Post([this, execution, request] { CancelEffect(execution, request); });
+                               const EffectPtr& effect) {
+  if (!execution->cancel_requested() || effect->request.shielded) return;
+  loop_.Post([this, execution, effect] { CancelEffect(execution, effect); });
 }
 
 // On the loop thread, once a wait's timer is registered. A cancel that came while the wait was
 // being set up posted its CancelEffect before the timer existed, found nothing to stop, and
 // would leave the wait to run its full length: the flag it set first is seen here instead.
 void Engine::CutOffIfCancelled(const std::shared_ptr<Execution>& execution,
-                               const EffectRequest& request) {
-  if (!execution->cancel_requested() || request.shielded) return;
-  CancelEffect(execution, request);
+                               const EffectPtr& effect) {
+  if (!execution->cancel_requested() || effect->request.shielded) return;
+  CancelEffect(execution, effect);
 }
 
-void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
-                         const EffectRequest& request) {
+// The timer lives in the effect (PendingEffect::timer) and its callback holds the effect and
+// the execution, nothing more: a sleeping execution keeps one request and one small callback.
+void Engine::SleepEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
+  const EffectRequest& request = effect->request;
   double deadline = 0;
   if (execution->IntentJournaled(request.key)) {
     deadline = execution->IntentPayload(request.key).value("deadline", 0.0);
@@ -530,44 +636,42 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution,
   }
   auto delay = std::chrono::milliseconds(
       std::max<int64_t>(0, static_cast<int64_t>((deadline - NowSeconds()) * 1000)));
-  loop_.Post([this, execution, request, delay] {
-    IoLoop::TimerId timer = loop_.AddTimer(delay, [this, execution, request] {
-      sleeping_.erase({execution->id(), request.key});
-      Complete(execution, request, EffectOutcome::Success(Value()));
+  loop_.Post([this, execution, effect, delay] {
+    effect->timer = loop_.AddTimer(delay, [this, execution, effect] {
+      effect->timer = 0;
+      Complete(execution, effect, EffectOutcome::Success(Value()));
     });
-    sleeping_[{execution->id(), request.key}] = timer;
-    CutOffIfCancelled(execution, request);
+    CutOffIfCancelled(execution, effect);
   });
 }
 
-void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request) {
-  Json record = ToJournalJson(request.args);
+void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
+  Json record = ToJournalJson(effect->request.args);
   std::string decision = record.value("decision", "ABORT");
-  Journal(*execution, "decision", "d" + request.key, record, [this, execution, request, decision] {
-    CrashPoint("decision");
-    Complete(execution, request, EffectOutcome::Success(Value(decision)));
-  });
+  Journal(*execution, "decision", "d" + effect->request.key, record,
+          [this, execution, effect, decision] {
+            CrashPoint("decision");
+            Complete(execution, effect, EffectOutcome::Success(Value(decision)));
+          });
 }
 
 // Cuts the effect off when its transaction's deadline passes first: a sleep's timer is
 // cancelled, a job is cancelled, an HTTP call's late answer is ignored (Deliver keeps the
 // first outcome). The TimeoutError is journaled like any outcome, so a replay sees it too.
-void Engine::WatchDeadline(const std::shared_ptr<Execution>& execution,
-                           const EffectRequest& request) {
-  auto delay = std::chrono::milliseconds(
-      std::max<int64_t>(0, static_cast<int64_t>((request.txn_deadline - NowSeconds()) * 1000)));
-  loop_.Post([this, execution, request, delay] {
-    loop_.AddTimer(delay, [this, execution, request] {
+void Engine::WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
+  auto delay = std::chrono::milliseconds(std::max<int64_t>(
+      0, static_cast<int64_t>((effect->request.txn_deadline - NowSeconds()) * 1000)));
+  loop_.Post([this, execution, effect, delay] {
+    loop_.AddTimer(delay, [this, execution, effect] {
+      const EffectRequest& request = effect->request;
       if (!execution->IsRunning(request.key)) return;
-      auto timer = sleeping_.find({execution->id(), request.key});
-      if (timer != sleeping_.end()) {
-        loop_.CancelTimer(timer->second);
-        sleeping_.erase(timer);
+      if (effect->timer != 0) {
+        loop_.CancelTimer(std::exchange(effect->timer, 0));
         callbacks_.RemoveWaiter(execution->id(), request.key);
       } else {
         handler_->Cancel(execution->id(), request);
       }
-      Complete(execution, request,
+      Complete(execution, effect,
                EffectOutcome::Failure(
                    lang::MakeError("TimeoutError", "step '" + request.step +
                                                        "' was cut off: its transaction "
@@ -615,10 +719,10 @@ EffectOutcome Engine::PerformNow(const std::string& execution_id, EffectRequest 
   return result;
 }
 
-void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
+void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
                       EffectOutcome outcome) {
   if (drained_) return;  // the next process owns the execution now
-  if (execution->Deliver(request, std::move(outcome))) Enqueue(execution);
+  if (execution->Deliver(effect->request, std::move(outcome))) Enqueue(execution);
 }
 
 void Engine::JournalResult(Execution& execution, const EffectRequest& request,
@@ -645,15 +749,19 @@ void Engine::Journal(Execution& execution, const std::string& kind, std::string 
     log::Event("transaction." + Lower(entry.payload.value("state", "")),
                {{"gid", entry.payload.value("gid", "")}, {"execution", id}});
   }
-  JournalIfLive(id, std::move(entry), [id, on_durable = std::move(on_durable)](Status status) {
+  auto done = [this, id, on_durable = std::move(on_durable)](Status status) {
     if (!status.ok()) {
+      // Refused because Start's create failed: the execution never existed, nothing of it
+      // may happen (OnCreated ended it).
+      if (CreateFailed(id)) return;
       // The journal is the execution's only durable memory: going on without it would
       // break the promise that no completed effect repeats.
       log::Error("journal write for execution {} failed: {}", id, status.message());
       std::abort();
     }
     if (on_durable) on_durable();
-  });
+  };
+  JournalIfLive(id, std::move(entry), std::move(done));
 }
 
 // journaling_ is raised before drained_ is read, and Drain sets drained_ before it waits for
@@ -705,6 +813,8 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
   }
   store_->Finish(execution->id(), state, result, error, [this, record](Status status) {
     // Finish also clears the owner. This runs on the store's writer thread: no store calls.
+    // Refused because the create failed: OnCreated already reported the execution FAILED.
+    if (!status.ok() && CreateFailed(record.id)) return;
     if (!status.ok()) log::Error("finishing {} failed: {}", record.id, status.message());
     if (status.ok()) handler_->Forget(record.id);
     callbacks_.Forget(record.id);
@@ -725,14 +835,15 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
 // workflow sees its URL, so a request to it after a crash finds it again; the id depends only
 // on the execution and the effect key, so a resumed create hands out the same URL.
 void Engine::CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
-                                  const EffectRequest& request) {
+                                  const EffectPtr& effect) {
+  const EffectRequest& request = effect->request;
   if (execution->IntentJournaled(request.key)) {
     std::string url = execution->IntentPayload(request.key).value("url", "");
-    Complete(execution, request, EffectOutcome::Success(Value(Map{{"url", Value(url)}})));
+    Complete(execution, effect, EffectOutcome::Success(Value(Map{{"url", Value(url)}})));
     return;
   }
   if (options_.public_url.empty()) {
-    Complete(execution, request,
+    Complete(execution, effect,
              EffectOutcome::Failure(lang::MakeError(
                  "SystemError",
                  "events.create_callback_endpoint: callbacks need `atomflow serve`, which "
@@ -746,16 +857,16 @@ void Engine::CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
   CallbackEndpoint endpoint;
   endpoint.id = CallbackBook::CallbackId(execution->id(), request.key);
   endpoint.method = method;
-  endpoint.url = options_.public_url + "/v1/workflows/" + execution->record().workflow_name +
+  endpoint.url = options_.public_url + "/v1/workflows/" + execution->workflow_name() +
                  "/executions/" + execution->id() + "/callbacks/" + endpoint.id;
   endpoint.create_time_ms = NowMs();
   Json intent = {{"function", request.function}, {"step", request.step},
                  {"callback", endpoint.id},      {"method", endpoint.method},
                  {"url", endpoint.url},          {"create_time_ms", endpoint.create_time_ms}};
   Journal(*execution, "intent", request.key, std::move(intent),
-          [this, execution, request, endpoint] {
+          [this, execution, effect, endpoint] {
             callbacks_.AddEndpoint(execution->id(), endpoint);
-            Complete(execution, request,
+            Complete(execution, effect,
                      EffectOutcome::Success(Value(Map{{"url", Value(endpoint.url)}})));
           });
 }
@@ -763,18 +874,18 @@ void Engine::CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
 // The await's intent holds its callback and its deadline, so a resumed await waits only for
 // what is left of its timeout, and a rebuilt queue knows which awaits took requests.
 void Engine::AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
-                                 const EffectRequest& request) {
+                                 const EffectPtr& effect) {
+  const EffectRequest& request = effect->request;
   if (execution->IntentJournaled(request.key)) {
     const Json& intent = execution->IntentPayload(request.key);
-    WaitForCallback(execution, request, intent.value("callback", ""),
-                    intent.value("deadline", 0.0));
+    WaitForCallback(execution, effect, intent.value("callback", ""), intent.value("deadline", 0.0));
     return;
   }
   const Map& args = request.args.AsMap();
   const Value* callback = args.Find("callback");
   std::string callback_id = callback ? CallbackIdOf(*callback) : "";
   if (callback_id.empty() || !callbacks_.HasEndpoint(execution->id(), callback_id)) {
-    Complete(execution, request,
+    Complete(execution, effect,
              EffectOutcome::Failure(
                  lang::MakeError("ValueError",
                                  "events.await_callback: 'callback' must be a callback endpoint "
@@ -783,7 +894,7 @@ void Engine::AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
   }
   const Value* timeout = args.Find("timeout");
   if (timeout != nullptr && !timeout->is_null() && !timeout->is_number()) {
-    Complete(execution, request,
+    Complete(execution, effect,
              EffectOutcome::Failure(lang::MakeError(
                  "TypeError", "events.await_callback: 'timeout' must be a number of seconds")));
     return;
@@ -796,42 +907,36 @@ void Engine::AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
            {"callback", callback_id},
            {"deadline", deadline}},
           nullptr);
-  WaitForCallback(execution, request, callback_id, deadline);
+  WaitForCallback(execution, effect, callback_id, deadline);
 }
 
 // On the loop thread: takes the oldest queued request, or waits for one until the deadline.
-void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution,
-                             const EffectRequest& request, const std::string& callback_id,
-                             double deadline) {
+void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
+                             const std::string& callback_id, double deadline) {
   auto delay = std::chrono::milliseconds(
       std::max<int64_t>(0, static_cast<int64_t>((deadline - NowSeconds()) * 1000)));
-  loop_.Post([this, execution, request, callback_id, delay] {
-    auto take = [this, execution, request](const Json& delivered) {
-      if (!execution->IsRunning(request.key)) return false;  // cut off: the request stays
-      auto timer = sleeping_.find({execution->id(), request.key});
-      if (timer != sleeping_.end()) {
-        loop_.CancelTimer(timer->second);
-        sleeping_.erase(timer);
-      }
-      Complete(execution, request, EffectOutcome::Success(FromJson(delivered)));
+  loop_.Post([this, execution, effect, callback_id, delay] {
+    const std::string& key = effect->request.key;
+    auto take = [this, execution, effect](const Json& delivered) {
+      if (!execution->IsRunning(effect->request.key)) return false;  // cut off: the request stays
+      if (effect->timer != 0) loop_.CancelTimer(std::exchange(effect->timer, 0));
+      Complete(execution, effect, EffectOutcome::Success(FromJson(delivered)));
       return true;
     };
-    std::optional<Json> queued =
-        callbacks_.TakeOrWait(execution->id(), callback_id, request.key, take);
+    std::optional<Json> queued = callbacks_.TakeOrWait(execution->id(), callback_id, key, take);
     if (queued) {
-      Complete(execution, request, EffectOutcome::Success(FromJson(*queued)));
+      Complete(execution, effect, EffectOutcome::Success(FromJson(*queued)));
       return;
     }
-    IoLoop::TimerId timer = loop_.AddTimer(delay, [this, execution, request, callback_id] {
-      sleeping_.erase({execution->id(), request.key});
-      if (!callbacks_.RemoveWaiter(execution->id(), request.key)) return;
-      Complete(execution, request,
+    effect->timer = loop_.AddTimer(delay, [this, execution, effect, callback_id] {
+      effect->timer = 0;
+      if (!callbacks_.RemoveWaiter(execution->id(), effect->request.key)) return;
+      Complete(execution, effect,
                EffectOutcome::Failure(lang::MakeError(
                    "TimeoutError", "events.await_callback: no request reached callback " +
                                        callback_id + " before its timeout")));
     });
-    sleeping_[{execution->id(), request.key}] = timer;
-    CutOffIfCancelled(execution, request);
+    CutOffIfCancelled(execution, effect);
   });
 }
 

@@ -11,6 +11,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -27,11 +29,12 @@ class Execution;
 class WorkflowCache;
 
 // One finished step, for progress output.
+// The strings are the engine's own and live only for the call (no copies on the step path).
 struct StepReport {
-  std::string execution_id;
-  std::string routine;
-  std::string step;
-  std::string state;  // SUCCEEDED or FAILED
+  const std::string& execution_id;
+  const std::string& routine;
+  const std::string& step;
+  const std::string& state;  // SUCCEEDED or FAILED
   int64_t duration_ms = 0;
   int depth = 0;  // nesting, for indentation
 };
@@ -56,6 +59,12 @@ struct StartOptions {
   std::string revision_id;
   std::string service_account;
   std::string labels = "{}";  // JSON text
+  // Empty: Start returns once the execution's row is durable (the REST API, `atomflow run`).
+  // Set: Start returns as soon as the execution runs, and this receives whether its row
+  // became durable, on the store's writer thread (quick; no blocking store calls). If it
+  // did not, none of the execution's effects was or will be issued, and Wait reports it
+  // FAILED.
+  std::function<void(Status)> on_durable;
 };
 
 struct EngineOptions {
@@ -67,6 +76,10 @@ struct EngineOptions {
   // `atomflow serve` can receive them).
   std::string public_url;
 };
+
+// A new execution id: a UUIDv7, so ids grow with time (journal inserts in key order).
+// Thread safe; never the same id twice in one process.
+std::string NewExecutionId();
 
 // Owns the store, the I/O loop, the workers and the effect handler. Thread safe.
 class Engine {
@@ -134,28 +147,36 @@ class Engine {
                                     std::shared_ptr<const lang::Workflow> workflow);
 
   void Launch(std::shared_ptr<Execution> execution);
+  // Start's create is durable or failed: issues the effects that waited for it, or ends the
+  // execution that will never exist. On the store's writer thread.
+  void OnCreated(const std::string& execution_id, const Status& status);
+  // True when the effect must wait for its execution's row (then issued by OnCreated) or is
+  // dropped because the row will never exist; false when it may be issued now.
+  bool IssueWhenCreated(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  // Whether Start's create of this execution failed (its writes are refused by the store).
+  bool CreateFailed(const std::string& execution_id);
   void Enqueue(std::shared_ptr<Execution> execution);
   void WorkerLoop();
   void Drive(const std::shared_ptr<Execution>& execution);
-  void Dispatch(const std::shared_ptr<Execution>& execution, EffectRequest request);
-  void Issue(const std::shared_ptr<Execution>& execution, EffectRequest request, bool resumed);
-  void SleepEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
-  void CreateCallbackEffect(const std::shared_ptr<Execution>& execution,
-                            const EffectRequest& request);
-  void AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
-                           const EffectRequest& request);
-  void WaitForCallback(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
+  // The effect functions below share the effect (EffectPtr) with the execution and with the
+  // callbacks that carry it out; none copies its request.
+  void Dispatch(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void Issue(const std::shared_ptr<Execution>& execution, const EffectPtr& effect, bool resumed);
+  void SleepEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void CreateCallbackEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void AwaitCallbackEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void WaitForCallback(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
                        const std::string& callback_id, double deadline);
   // Appends unless the engine has drained (then the process must write nothing more): false.
   bool JournalIfLive(const std::string& execution_id, store::JournalEntry entry,
                      std::function<void(Status)> on_durable);
   void WaitForQuiet(double timeout_seconds);
-  void CancelIfCancelled(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
-  void CancelEffect(const std::shared_ptr<Execution>& execution, const EffectRequest& running);
-  void CutOffIfCancelled(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
-  void WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
-  void Decide(const std::shared_ptr<Execution>& execution, const EffectRequest& request);
-  void Complete(const std::shared_ptr<Execution>& execution, const EffectRequest& request,
+  void CancelIfCancelled(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void CancelEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void CutOffIfCancelled(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void Decide(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void Complete(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
                 EffectOutcome outcome);
   void Finalize(const std::shared_ptr<Execution>& execution);
 
@@ -173,8 +194,11 @@ class Engine {
   std::deque<std::shared_ptr<Execution>> runnable_;
   std::map<std::string, std::shared_ptr<Execution>> active_;
   std::map<std::string, store::ExecutionRecord> done_;
-  // (execution id, effect key) -> timer of a sleep; touched on the loop thread only.
-  std::map<std::pair<std::string, std::string>, IoLoop::TimerId> sleeping_;
+  // Started executions whose row is queued and not yet durable, with the effects that need
+  // no intent of their own and so wait for the row instead; and the ids whose create
+  // failed. Under mutex_.
+  std::unordered_map<std::string, std::vector<std::function<void()>>> creating_;
+  std::unordered_set<std::string> unborn_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
   int busy_workers_ = 0;  // workers inside Drive; under mutex_

@@ -44,10 +44,14 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
                      std::shared_ptr<const lang::Workflow> workflow, Value argument,
                      std::vector<store::JournalEntry> journal)
     : engine_(engine),
-      record_(std::move(record)),
+      created_{std::move(record.id),          std::move(record.workflow_name),
+               std::move(record.source_file), std::move(record.argument),
+               std::move(record.state),       std::move(record.owner),
+               std::move(record.revision_id), std::move(record.service_account),
+               std::move(record.labels),      record.start_time_ms},
       workflow_(std::move(workflow)),
       argument_(std::move(argument)),
-      interpreter_(std::make_unique<Interpreter>(this)) {
+      interpreter_(this) {
   // The journal comes in append order, which for delivered results is the order the earlier
   // process consumed them in.
   for (store::JournalEntry& entry : journal) {
@@ -62,6 +66,10 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
       cancel_requested_ = true;
     } else if (entry.kind == "cancelled") {
       cancelled_at_[entry.payload.value("key", "")] = entry.payload.value("phase", "");
+    } else if (entry.kind == "steps") {
+      for (std::string& key : StepRecordKeys(entry.payload)) {
+        journaled_records_.insert(std::move(key));
+      }
     } else if (entry.key.rfind("r", 0) == 0) {
       journaled_records_.insert(entry.key);
     }
@@ -69,6 +77,24 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
 }
 
 Execution::~Execution() = default;
+
+// An execution in memory has no outcome yet: its state is the one it was given (ACTIVE),
+// without result, error or end time.
+store::ExecutionRecord Execution::record() const {
+  store::ExecutionRecord record;
+  record.id = created_.id;
+  record.workflow_name = created_.workflow_name;
+  record.source_file = created_.source_file;
+  record.source = workflow_->source;
+  record.argument = created_.argument;
+  record.state = created_.state;
+  record.start_time_ms = created_.start_time_ms;
+  record.owner = created_.owner;
+  record.revision_id = created_.revision_id;
+  record.service_account = created_.service_account;
+  record.labels = created_.labels;
+  return record;
+}
 
 bool Execution::replaying() const { return replay_cursor_ < replay_order_.size(); }
 
@@ -81,26 +107,26 @@ Execution::EffectAwaiter Execution::Perform(EffectRequest request) {
 // Every effect suspends its strand, even one whose outcome is journaled: the replay hands
 // outcomes back in journal order (DeliverReplayed), which is what rebuilds the interleaving.
 bool Execution::EffectAwaiter::await_ready() {
-  auto found = execution_->results_.find(request_.key);
+  auto found = execution_->results_.find(request().key);
   if (found != execution_->results_.end()) {
-    execution_->CheckReplayed(request_, found->second);
+    execution_->CheckReplayed(request(), found->second);
     return false;
   }
   // An effect whose intent is journaled was in flight when the earlier process stopped: it
   // is issued again (a job reattached) and cancelled like any running effect, not skipped.
-  auto intent = execution_->intents_.find(request_.key);
+  auto intent = execution_->intents_.find(request().key);
   bool in_flight = intent != execution_->intents_.end();
-  if (in_flight) execution_->CheckReplayed(request_, intent->second);
-  execution_->CancelPoint(request_.key, "before", !in_flight && !execution_->current_->shielded);
+  if (in_flight) execution_->CheckReplayed(request(), intent->second);
+  execution_->CancelPoint(request().key, "before", !in_flight && !execution_->current_->shielded);
   return false;
 }
 
 void Execution::EffectAwaiter::await_suspend(std::coroutine_handle<> handle) {
   handle_ = handle;
   strand_ = execution_->current_;
-  execution_->waiting_[request_.key] = this;
-  if (execution_->results_.count(request_.key) == 0) {
-    execution_->pending_.push_back(request_);
+  execution_->waiting_[request().key] = this;
+  if (execution_->results_.count(request().key) == 0) {
+    execution_->pending_.push_back(effect_);
   }
 }
 
@@ -109,7 +135,7 @@ EffectOutcome Execution::EffectAwaiter::await_resume() {
   outcome_.reset();
   // A replayed outcome was consumed by the earlier process before any cancellation it did
   // not record: only the journal may cancel there.
-  execution_->CancelPoint(request_.key, "after", !replayed_ && !strand_->shielded);
+  execution_->CancelPoint(request().key, "after", !replayed_ && !strand_->shielded);
   return outcome;
 }
 
@@ -147,12 +173,32 @@ Value Execution::Local(const std::string& function, const std::string& step,
 }
 
 void Execution::Record(const std::string& kind, Json payload) {
+  FlushSteps();  // the steps that ended before this record come before it in the journal
   std::string key = "r" + current_->prefix + std::to_string(++current_->record_counter);
   if (journaled_records_.count(key)) return;  // written by the process we resume
   engine_->Journal(*this, kind, std::move(key), std::move(payload), nullptr);
 }
 
+void Execution::RecordStep(const std::string& step, const std::string& routine, int line,
+                           bool failed, int64_t start_ms, int64_t end_ms) {
+  int64_t counter = ++current_->record_counter;
+  // Only a resumed execution has journaled records; a fresh one builds no key string.
+  if (!journaled_records_.empty() &&
+      journaled_records_.count("r" + current_->prefix + std::to_string(counter))) {
+    return;
+  }
+  StepRecord record{&step, &routine, current_->prefix, counter, start_ms, end_ms, line, failed};
+  if (step_history_.Add(std::move(record))) FlushSteps();
+}
+
+void Execution::FlushSteps() {
+  if (step_history_.empty()) return;
+  store::JournalEntry batch = step_history_.Take();
+  engine_->Journal(*this, batch.kind, std::move(batch.key), std::move(batch.payload), nullptr);
+}
+
 void Execution::RecordBranch(Json payload, const std::string& step) {
+  FlushSteps();
   std::string key = "r" + current_->prefix + std::to_string(++current_->record_counter);
   if (journaled_records_.count(key)) return;
   engine_->Journal(*this, "branch", std::move(key), std::move(payload),
@@ -179,19 +225,21 @@ void Execution::CancelPoint(const std::string& key, const char* phase, bool live
 }
 
 void Execution::Schedule(std::coroutine_handle<> handle, Strand* strand) {
-  ready_.emplace_back(handle, strand);
+  ready_.push_back({handle, strand});
 }
 
+// The root is the interpreter's RunMain itself, with no coroutine of its own above it (a
+// frame fewer per waiting execution): its outcome is taken by TakeOutcome once it finishes.
 void Execution::Start() {
-  root_.emplace(RunRoot());
+  root_.emplace(interpreter_.RunMain(std::move(argument_)));
   Schedule(root_->handle(), &main_strand_);
   std::lock_guard<std::mutex> lock(mutex_);
   scheduled_ = true;
 }
 
-Task<int> Execution::RunRoot() {
+void Execution::TakeOutcome() {
   try {
-    final_value_ = co_await interpreter_->RunMain(argument_);
+    final_value_ = root_->TakeResult();
     final_state_ = "SUCCEEDED";
   } catch (const lang::RaisedError& raised) {
     final_value_ = raised.payload();
@@ -205,12 +253,16 @@ Task<int> Execution::RunRoot() {
   } catch (const std::bad_alloc&) {
     final_value_ = lang::MakeError("ResourceLimitError", "the execution ran out of memory");
     final_state_ = "FAILED";
+  } catch (...) {
+    // Any other exception ends the execution with no state, as it always has; the interpreter
+    // turns the errors a workflow can make into RaisedError.
   }
-  co_return 0;
 }
 
 // Strands that are ready run first, in the order they became ready; only when all of them
-// wait is the next outcome handed over: journaled ones first (replay), then live ones.
+// wait is the next outcome handed over: journaled ones first (replay), then live ones. The
+// steps the slice ran are journaled when it ends, before the intents of the effects it asked
+// for and before the execution's final state.
 void Execution::ResumeSlice() {
   while (!finished()) {
     if (!ready_.empty()) {
@@ -220,10 +272,11 @@ void Execution::ResumeSlice() {
     if (DeliverReplayed()) continue;
     if (replaying()) {
       FailStuckReplay();
-      return;
+      break;
     }
-    if (!DeliverLive()) return;
+    if (!DeliverLive()) break;
   }
+  FlushSteps();
 }
 
 // Resumes one ready coroutine on its strand: the interpreter's registers and the shared
@@ -232,14 +285,15 @@ void Execution::RunReady() {
   auto [handle, strand] = ready_.front();
   ready_.pop_front();
   current_ = strand;
-  interpreter_->LoadRegisters(*strand);
+  interpreter_.LoadRegisters(*strand);
   SyncIn(strand);
   handle.resume();
   // The strand suspended or ended; it lives until the coroutine that owns it resumes, which
   // can happen only after this returns.
   SyncOut(strand);
-  interpreter_->SaveRegisters(*strand);
+  interpreter_.SaveRegisters(*strand);
   current_ = &main_strand_;
+  if (root_->done()) TakeOutcome();
 }
 
 bool Execution::DeliverReplayed() {
@@ -292,12 +346,12 @@ bool Execution::finished() const { return stuck_ || (root_ && root_->done()); }
 
 bool Execution::MarkFinalized() { return !std::exchange(finalized_, true); }
 
-std::vector<EffectRequest> Execution::TakePendingEffects() {
-  std::vector<EffectRequest> requests = std::move(pending_);
+std::vector<EffectPtr> Execution::TakePendingEffects() {
+  std::vector<EffectPtr> effects = std::move(pending_);
   pending_.clear();
   std::lock_guard<std::mutex> lock(mutex_);
-  for (const EffectRequest& request : requests) running_[request.key] = request;
-  return requests;
+  for (const EffectPtr& effect : effects) running_[effect->request.key] = effect;
+  return effects;
 }
 
 bool Execution::Deliver(const EffectRequest& request, EffectOutcome outcome) {
@@ -307,15 +361,19 @@ bool Execution::Deliver(const EffectRequest& request, EffectOutcome outcome) {
   if (running_.count(request.key) == 0) return false;
   // Journaled under the same lock as it is queued: journal order is consumption order.
   engine_->JournalResult(*this, request, outcome);
-  inbox_.emplace_back(request.key, std::move(outcome));
+  inbox_.push_back({request.key, std::move(outcome)});
   running_.erase(request.key);
   return !std::exchange(scheduled_, true);
 }
 
+// A turn that ends leaves the execution waiting, maybe for hours: its queues give their memory
+// back.
 bool Execution::EndSlice() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!inbox_.empty()) return false;
   scheduled_ = false;
+  inbox_.Release();
+  ready_.Release();
   return true;
 }
 
@@ -324,10 +382,10 @@ bool Execution::IsRunning(const std::string& key) const {
   return running_.count(key) > 0;
 }
 
-std::vector<EffectRequest> Execution::RunningEffects() const {
+std::vector<EffectPtr> Execution::RunningEffects() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<EffectRequest> running;
-  for (const auto& [key, request] : running_) running.push_back(request);
+  std::vector<EffectPtr> running;
+  for (const auto& [key, effect] : running_) running.push_back(effect);
   return running;
 }
 

@@ -6,19 +6,21 @@
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "engine/effect.h"
+#include "engine/interpreter.h"
+#include "engine/step_history.h"
 #include "engine/task.h"
 #include "lang/ast.h"
 #include "store/store.h"
@@ -65,6 +67,75 @@ struct JournalMismatch {
   std::string message;
 };
 
+// A first-in first-out queue that holds no memory while it has never been used and gives its
+// memory back on Release: a waiting execution keeps two of these empty. Not thread safe.
+template <typename T>
+class FifoQueue {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  void push_back(T item) { items_.push_back(std::move(item)); }
+  T& front() { return items_[head_]; }
+  // Once the last item is taken the storage is reused from its start.
+  void pop_front() {
+    if (++head_ < items_.size()) return;
+    items_.clear();
+    head_ = 0;
+  }
+  // Frees the storage of an empty queue.
+  void Release() {
+    if (empty()) std::vector<T>().swap(items_);
+  }
+
+ private:
+  std::vector<T> items_;
+  size_t head_ = 0;  // the first item not yet taken
+};
+
+// A hash map or set that allocates nothing, not even its own header, until its first insertion:
+// the replay index of an execution that never replays (most executions in memory started in
+// this process) costs a pointer per container. Lookups on an empty one answer from a shared
+// empty container, which nothing ever modifies. Not thread safe, like the container.
+template <typename Container>
+class LazyContainer {
+ public:
+  using const_iterator = typename Container::const_iterator;
+
+  template <typename Key>
+  size_t count(const Key& key) const {
+    return items_ ? items_->count(key) : 0;
+  }
+  bool empty() const { return !items_ || items_->empty(); }
+  template <typename Key>
+  const_iterator find(const Key& key) const {
+    return Get().find(key);
+  }
+  const_iterator end() const { return Get().end(); }
+  template <typename Key>
+  const auto& at(const Key& key) const {
+    return Get().at(key);
+  }
+  template <typename Key>
+  auto& operator[](Key&& key) {
+    return Make()[std::forward<Key>(key)];
+  }
+  template <typename Item>
+  auto insert(Item&& item) {
+    return Make().insert(std::forward<Item>(item));
+  }
+
+ private:
+  const Container& Get() const {
+    static const Container kEmpty;
+    return items_ ? *items_ : kEmpty;
+  }
+  Container& Make() {
+    if (!items_) items_ = std::make_unique<Container>();
+    return *items_;
+  }
+
+  std::unique_ptr<Container> items_;
+};
+
 // An execution in memory. Driven by one worker thread at a time (Deliver/EndSlice keep it
 // scheduled at most once): a worker resumes ready strands until every strand waits for an
 // effect or the execution finishes. Several effects may be in flight at once (parallel
@@ -78,24 +149,32 @@ class Execution {
             std::vector<store::JournalEntry> journal);
   ~Execution();
 
-  const std::string& id() const { return record_.id; }
-  const store::ExecutionRecord& record() const { return record_; }
+  const std::string& id() const { return created_.id; }
+  const std::string& workflow_name() const { return created_.workflow_name; }
+  const std::string& service_account() const { return created_.service_account; }
+  // The record the execution was created or resumed with, rebuilt on each call: the execution
+  // keeps only the fields that do not change while it runs (no outcome yet), and the source
+  // text only in its workflow (workflow().source), once for all the workflow's executions.
+  store::ExecutionRecord record() const;
   const lang::Workflow& workflow() const { return *workflow_; }
   Engine* engine() const { return engine_; }
 
-  // Awaited by the interpreter for every effect with outside consequences.
+  // Awaited by the interpreter for every effect with outside consequences. It lives in the
+  // awaiting coroutine's frame, so it holds the request by pointer (PendingEffect).
   class EffectAwaiter {
    public:
     EffectAwaiter(Execution* execution, EffectRequest request)
-        : execution_(execution), request_(std::move(request)) {}
+        : execution_(execution), effect_(std::make_shared<PendingEffect>(std::move(request))) {}
     bool await_ready();
     void await_suspend(std::coroutine_handle<> handle);
     EffectOutcome await_resume();
 
    private:
     friend class Execution;
+    const EffectRequest& request() const { return effect_->request; }
+
     Execution* execution_;
-    EffectRequest request_;
+    EffectPtr effect_;
     std::coroutine_handle<> handle_;
     Strand* strand_ = nullptr;
     std::optional<EffectOutcome> outcome_;
@@ -112,6 +191,14 @@ class Execution {
   // A journal record that is not an effect (step history, transaction branches, logs).
   // Records are numbered deterministically, so a replay does not write them twice.
   void Record(const std::string& kind, Json payload);
+  // A named step that ended: buffered (no journal write) and journaled with the next batch
+  // (see FlushSteps). Keyed like Record, so a replay skips the steps already journaled.
+  void RecordStep(const std::string& step, const std::string& routine, int line, bool failed,
+                  int64_t start_ms, int64_t end_ms);
+  // Journals the buffered steps as one "steps" record. Runs before any other record, at the
+  // end of every slice (so before the intents of the effects it asked for) and when the
+  // buffer is full; a crash loses only what is buffered, which a replay records again.
+  void FlushSteps();
   // A transaction branch record; the crash point `branch:<step>` fires once it is durable.
   void RecordBranch(Json payload, const std::string& step);
   // True while the replay has not yet reached the point where the earlier process stopped.
@@ -137,8 +224,8 @@ class Execution {
   void Start();        // builds the root task; the execution counts as scheduled
   void ResumeSlice();  // runs strands until all of them wait or the execution ends
   bool finished() const;
-  bool MarkFinalized();                             // true the first time only
-  std::vector<EffectRequest> TakePendingEffects();  // effects to issue, in request order
+  bool MarkFinalized();                         // true the first time only
+  std::vector<EffectPtr> TakePendingEffects();  // effects to issue, in request order
   // Journals an effect's outcome and queues it for the strand that waits; from any thread.
   // True when the caller must queue the execution on a worker.
   [[nodiscard]] bool Deliver(const EffectRequest& request, EffectOutcome outcome);
@@ -146,7 +233,7 @@ class Execution {
   [[nodiscard]] bool EndSlice();
   bool IntentJournaled(const std::string& key) const { return intents_.count(key) > 0; }
   const Json& IntentPayload(const std::string& key) const { return intents_.at(key).payload; }
-  std::vector<EffectRequest> RunningEffects() const;  // issued and not yet delivered
+  std::vector<EffectPtr> RunningEffects() const;  // issued and not yet delivered
   bool IsRunning(const std::string& key) const;
 
   // Final outcome, valid once finished(): state and JSON result or error.
@@ -160,7 +247,7 @@ class Execution {
   friend class EffectAwaiter;
   std::string NextKey() { return current_->prefix + std::to_string(++current_->effect_counter); }
   void CheckReplayed(const EffectRequest& request, const store::JournalEntry& entry) const;
-  Task<int> RunRoot();
+  void TakeOutcome();  // sets the final state and value once the root task has finished
   void RunReady();
   bool DeliverReplayed();
   bool DeliverLive();
@@ -173,38 +260,54 @@ class Execution {
   void CancelPoint(const std::string& key, const char* phase, bool live);
 
   Engine* engine_;
-  store::ExecutionRecord record_;
+  // The fields of the record given to the constructor that record() repeats.
+  struct CreatedRecord {
+    std::string id;
+    std::string workflow_name;
+    std::string source_file;
+    std::string argument;
+    std::string state;
+    std::string owner;
+    std::string revision_id;
+    std::string service_account;
+    std::string labels;
+    int64_t start_time_ms = 0;
+  };
+  CreatedRecord created_;
   std::shared_ptr<const lang::Workflow> workflow_;
   Value argument_;
-  std::unique_ptr<Interpreter> interpreter_;
+  Interpreter interpreter_;  // held in place: one allocation fewer per execution
 
   // Replay index built from the journal of an earlier process: results and intents by key,
   // the keys of delivered (not local) results in journal order, and the record keys.
-  std::unordered_map<std::string, store::JournalEntry> results_;
-  std::unordered_map<std::string, store::JournalEntry> intents_;
+  LazyContainer<std::unordered_map<std::string, store::JournalEntry>> results_;
+  LazyContainer<std::unordered_map<std::string, store::JournalEntry>> intents_;
   std::vector<std::string> replay_order_;
   size_t replay_cursor_ = 0;
-  std::unordered_set<std::string> journaled_records_;
+  LazyContainer<std::unordered_set<std::string>> journaled_records_;
+  StepHistory step_history_;  // steps not yet journaled; worker-side
   // Effects at which the earlier process threw CancelledSignal: key -> "before" (the effect
   // was never issued) or "after" (its outcome was delivered, then discarded).
-  std::unordered_map<std::string, std::string> cancelled_at_;
+  LazyContainer<std::unordered_map<std::string, std::string>> cancelled_at_;
 
   int64_t steps_executed_ = 0;
 
   // Worker-side state: touched only by the worker that drives the execution.
   Strand main_strand_;
   Strand* current_ = &main_strand_;
-  std::optional<Task<int>> root_;
-  std::deque<std::pair<std::coroutine_handle<>, Strand*>> ready_;
-  std::unordered_map<std::string, EffectAwaiter*> waiting_;  // by effect key
-  std::vector<EffectRequest> pending_;
+  std::optional<Task<Value>> root_;  // the interpreter's RunMain
+  FifoQueue<std::pair<std::coroutine_handle<>, Strand*>> ready_;
+  // By effect key; the keys point into the awaiters' requests, which outlive their entries.
+  std::map<std::string_view, EffectAwaiter*> waiting_;
+  std::vector<EffectPtr> pending_;
   bool stuck_ = false;  // the replay cannot go on: the workflow differs from the journal
   bool finalized_ = false;
 
   // Shared with the threads that complete effects.
   mutable std::mutex mutex_;
-  std::deque<std::pair<std::string, EffectOutcome>> inbox_;  // outcomes in journal order
-  std::map<std::string, EffectRequest> running_;
+  FifoQueue<std::pair<std::string, EffectOutcome>> inbox_;  // outcomes in journal order
+  // By effect key, pointing into the effect's own request.
+  std::map<std::string_view, EffectPtr> running_;
   bool scheduled_ = false;  // queued on or held by a worker
   std::atomic<bool> cancel_requested_{false};
 

@@ -29,16 +29,46 @@ struct NeedCall {
 
 // Turns a step's `next:` into the flow that carries it out.
 Flow JumpTo(const std::string& target) {
-  if (target == "end") return {Flow::Kind::kEnd};
-  if (target == "break") return {Flow::Kind::kBreak};
-  if (target == "continue") return {Flow::Kind::kContinue};
-  return {Flow::Kind::kJump, target};
+  if (target == "end") return Flow(Flow::Kind::kEnd);
+  if (target == "break") return Flow(Flow::Kind::kBreak);
+  if (target == "continue") return Flow(Flow::Kind::kContinue);
+  return Flow(Flow::Kind::kJump, &target);
 }
 
 int64_t NowMs() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
+
+}  // namespace
+
+bool RunsInline(const lang::Step& step) {
+  switch (step.kind) {
+    case lang::Step::Kind::kNext:
+      return true;
+    case lang::Step::Kind::kAssign:
+      for (const lang::Assignment& assignment : step.assign) {
+        if (assignment.target.calls_host || !lang::IsPure(assignment.value)) return false;
+      }
+      return true;
+    case lang::Step::Kind::kSwitch:
+      for (const lang::SwitchCase& arm : step.switch_cases) {
+        if (!lang::IsPure(arm.condition) || !RunsInline(*arm.body)) return false;
+      }
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool RunsInline(const lang::Block& block) {
+  for (const auto& step : block.steps) {
+    if (!RunsInline(*step)) return false;
+  }
+  return true;
+}
+
+namespace {
 
 // Evaluates without suspending; false when the expression needs a call (see NeedCall).
 bool TryEval(const lang::Template& tmpl, Frame& frame, Value* out) {
@@ -67,52 +97,125 @@ Value Frame::CallHost(std::string_view name, std::vector<Value> args) {
   throw NeedCall{std::string(name), std::move(args)};
 }
 
+// Not a coroutine: main runs in RunRoutine's frame, which also gives an uncaught error its
+// stack trace, so that no frame of RunMain's own waits with every execution.
 Task<Value> Interpreter::RunMain(Value argument) {
   const lang::Routine& main = execution_->workflow().main();
   Map args;
   if (!main.params.empty()) args.Set(main.params[0].name, std::move(argument));
-  std::optional<Value> failure;
-  try {
-    co_return co_await RunRoutine(main, std::move(args), 0);
-  } catch (const lang::RaisedError& raised) {
-    failure = raised.payload();
-  }
-  // Nothing can catch it any more: the execution's error says where it came from.
-  throw lang::RaisedError(WithStackTrace(std::move(*failure)));
+  return RunRoutine(main, std::move(args), 0);
 }
 
-Task<Value> Interpreter::RunRoutine(const lang::Routine& routine, Map args, int depth) {
-  lang::CheckCallDepth(depth, routine.name);
-  Frame frame(&execution_->workflow(), &routine, depth);
-  for (const lang::Param& param : routine.params) {
+namespace {
+
+// Error paths out of line: the strings they build would otherwise take room in the frame of
+// every routine call for as long as it runs.
+[[noreturn]] void RaiseMissingArgument(const lang::Param& param, const lang::Routine& routine) {
+  lang::Raise("TypeError", "missing argument '" + param.name + "' calling '" + routine.name + "'");
+}
+
+[[noreturn]] void RaiseJumpNotFound(const Flow& flow) {
+  lang::Raise("SystemError", "jump target '" + *flow.target + "' not found");
+}
+
+// What a routine whose steps ended with `flow` returns.
+Value RoutineResult(Flow flow) {
+  if (flow.kind == Flow::Kind::kReturn) return std::move(flow.value);
+  if (flow.kind == Flow::Kind::kJump) RaiseJumpNotFound(flow);
+  return Value();
+}
+
+}  // namespace
+
+// Binds the parameters without suspending, from the first; returns the index of the first one
+// whose default calls a subworkflow or an effect (BindParamsSlow binds the rest), or the count.
+size_t Interpreter::BindParams(const lang::Routine& routine, Map& args, Frame& frame) {
+  for (size_t i = 0; i < routine.params.size(); ++i) {
+    const lang::Param& param = routine.params[i];
     if (Value* given = args.Find(param.name)) {
       frame.vars().Set(param.name, std::move(*given));
     } else if (param.default_value) {
-      frame.vars().Set(param.name, co_await Eval(*param.default_value, frame));
+      Value value;
+      if (!TryEval(*param.default_value, frame, &value)) return i;
+      frame.vars().Set(param.name, std::move(value));
     } else {
-      lang::Raise("TypeError",
-                  "missing argument '" + param.name + "' calling '" + routine.name + "'");
+      RaiseMissingArgument(param, routine);
     }
   }
-
-  Flow flow = co_await RunBlock(routine.steps, frame);
-  if (flow.kind == Flow::Kind::kReturn) co_return std::move(flow.value);
-  if (flow.kind == Flow::Kind::kJump) {
-    lang::Raise("SystemError", "jump target '" + flow.target + "' not found");
-  }
-  co_return Value();
+  return routine.params.size();
 }
 
+// Its own coroutine, so that the locals of a suspending default do not take room in the frame
+// of every routine call for as long as it runs.
+Task<int> Interpreter::BindParamsSlow(const lang::Routine& routine, Map& args, Frame& frame,
+                                      size_t first) {
+  for (size_t i = first; i < routine.params.size(); ++i) {
+    const lang::Param& param = routine.params[i];
+    if (Value* given = args.Find(param.name)) {
+      frame.vars().Set(param.name, std::move(*given));
+    } else if (param.default_value) {
+      Value value = co_await Eval(*param.default_value, frame);
+      frame.vars().Set(param.name, std::move(value));
+    } else {
+      RaiseMissingArgument(param, routine);
+    }
+  }
+  co_return 0;
+}
+
+// Depth 0 is main: an error nothing caught leaves it with its stack trace, and the steps not
+// yet counted are counted however the execution ends.
+Task<Value> Interpreter::RunRoutine(const lang::Routine& routine, Map args, int depth) {
+  lang::CheckCallDepth(depth, routine.name);
+  Frame frame(&execution_->workflow(), &routine, depth);
+  try {
+    size_t bound = BindParams(routine, args, frame);
+    if (bound < routine.params.size()) co_await BindParamsSlow(routine, args, frame, bound);
+    Flow flow = co_await RunBlock(routine.steps, frame);
+    if (depth == 0) FlushStepCount();
+    co_return RoutineResult(std::move(flow));
+  } catch (const lang::RaisedError& raised) {
+    if (depth != 0) throw;
+    FlushStepCount();
+    // Nothing can catch it any more: the execution's error says where it came from.
+    throw lang::RaisedError(WithStackTrace(raised.payload()));
+  } catch (...) {
+    if (depth == 0) FlushStepCount();
+    throw;
+  }
+}
+
+// Runs a block's steps, resolving the jumps between them. A step that may suspend runs in this
+// frame (BeginStep, the body's task, EndStep / FailStep) rather than in a coroutine of its own,
+// so that a waiting execution keeps one frame per block it is in, not two.
 Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
   size_t i = 0;
   while (i < block.steps.size()) {
-    Flow flow = co_await RunStep(*block.steps[i], frame);
+    const lang::Step& step = *block.steps[i];
+    Flow flow;
+    if (RunsInline(step)) {
+      flow = RunStepInline(step, frame);
+    } else {
+      int64_t start_ms = BeginStep();
+      int nesting = nesting_;
+      try {
+        bool nested = EnterStepBody(step, frame);
+        flow = co_await StepBodyTask(step, frame);
+        flow = LeaveStepBody(step, std::move(flow), nested);
+        lang::CheckVariableMemory(step, frame.vars());
+      } catch (...) {
+        nesting_ = nesting;  // the body's own bookkeeping was skipped by the throw
+        FailStep(step, frame, start_ms);
+        throw;
+      }
+      EndStep(step, frame, start_ms);
+    }
     if (flow.kind == Flow::Kind::kNormal) {
       ++i;
       continue;
     }
     if (flow.kind == Flow::Kind::kJump) {
-      auto target = block.index.find(flow.target);
+      auto target = block.index.find(*flow.target);
       if (target != block.index.end()) {
         i = target->second;
         continue;
@@ -123,42 +226,102 @@ Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
   co_return Flow::Normal();
 }
 
-Task<Flow> Interpreter::RunStep(const lang::Step& step, Frame& frame) {
+// The steps run inline since the last flush go to the counter with this one: one atomic add
+// per step that may suspend, so the counter lags by at most the inline steps since then.
+void Interpreter::FlushStepCount() {
+  if (uncounted_steps_ == 0) return;
+  StepsTotal()->Add(static_cast<double>(uncounted_steps_));
+  uncounted_steps_ = 0;
+}
+
+// The start of a step that may suspend: counts it and returns its start time.
+int64_t Interpreter::BeginStep() {
   lang::CheckStepCount(execution_->CountStep());
-  StepsTotal()->Add();
-  int64_t start_ms = NowMs();
+  ++uncounted_steps_;
+  FlushStepCount();
+  inline_clock_ms_ = 0;  // the body may suspend
+  return NowMs();
+}
+
+void Interpreter::EndStep(const lang::Step& step, Frame& frame, int64_t start_ms) {
+  inline_clock_ms_ = 0;
+  if (!step.name.empty()) ReportStep(step, frame, start_ms, NowMs(), false);
+}
+
+// The bookkeeping of a step whose body threw: the error remembers where it came from.
+void Interpreter::FailStep(const lang::Step& step, Frame& frame, int64_t start_ms) {
+  if (error_step_.empty()) error_step_ = step.name;
+  NoteErrorStep(step, frame);
+  inline_clock_ms_ = 0;
+  if (!step.name.empty()) ReportStep(step, frame, start_ms, NowMs(), true);
+}
+
+// RunBlock's loop for a block whose every step runs inline.
+Flow Interpreter::RunBlockInline(const lang::Block& block, Frame& frame) {
+  size_t i = 0;
+  while (i < block.steps.size()) {
+    Flow flow = RunStepInline(*block.steps[i], frame);
+    if (flow.kind == Flow::Kind::kNormal) {
+      ++i;
+      continue;
+    }
+    if (flow.kind == Flow::Kind::kJump) {
+      auto target = block.index.find(*flow.target);
+      if (target != block.index.end()) {
+        i = target->second;
+        continue;
+      }
+    }
+    return flow;
+  }
+  return Flow::Normal();
+}
+
+Flow Interpreter::RunStepInline(const lang::Step& step, Frame& frame) {
+  lang::CheckStepCount(execution_->CountStep());
+  ++uncounted_steps_;  // counted by the next FlushStepCount
+  // Nothing between the end of the inline step before and this one can suspend: its end is
+  // this one's start, so a step reads the clock once.
+  int64_t start_ms = inline_clock_ms_ != 0 ? inline_clock_ms_ : NowMs();
   int nesting = nesting_;
-  std::exception_ptr error;
   Flow flow;
   try {
-    flow = co_await RunStepBody(step, frame);
+    flow = RunStepBodyInline(step, frame);
     lang::CheckVariableMemory(step, frame.vars());
   } catch (...) {
     nesting_ = nesting;  // the body's own bookkeeping was skipped by the throw
-    error = std::current_exception();
+    inline_clock_ms_ = 0;
     if (error_step_.empty()) error_step_ = step.name;
     NoteErrorStep(step, frame);
+    if (!step.name.empty()) ReportStep(step, frame, start_ms, NowMs(), true);
+    throw;
   }
-
-  if (!step.name.empty()) {
-    ReportStep(step, frame, start_ms, error ? "FAILED" : "SUCCEEDED");
-  }
-  if (error) std::rethrow_exception(error);
-  co_return flow;
+  inline_clock_ms_ = NowMs();
+  if (!step.name.empty()) ReportStep(step, frame, start_ms, inline_clock_ms_, false);
+  return flow;
 }
 
-void Interpreter::ReportStep(const lang::Step& step, Frame& frame, int64_t start_ms,
-                             const char* state) {
-  int64_t end_ms = NowMs();
+// RunStepBody for the kinds RunsInline admits.
+Flow Interpreter::RunStepBodyInline(const lang::Step& step, Frame& frame) {
+  if (frame.read_only() != nullptr) CheckWritable(step, frame);
+  if (step.kind == lang::Step::Kind::kSwitch) return RunSwitchInline(step, frame);
+  if (step.kind == lang::Step::Kind::kAssign) {
+    ++nesting_;
+    AssignAll(step, frame);
+    --nesting_;
+  }
+  return step.next.empty() ? Flow::Normal() : JumpTo(step.next);
+}
+
+void Interpreter::ReportStep(const lang::Step& step, Frame& frame, int64_t start_ms, int64_t end_ms,
+                             bool failed) {
+  static const std::string kSucceeded = "SUCCEEDED";
+  static const std::string kFailed = "FAILED";
   bool replayed = execution_->replaying();
-  execution_->Record("step", {{"step", step.name},
-                              {"routine", frame.routine().name},
-                              {"state", state},
-                              {"start_ms", start_ms},
-                              {"end_ms", end_ms},
-                              {"line", step.pos.line}});
+  execution_->RecordStep(step.name, frame.routine().name, step.pos.line, failed, start_ms, end_ms);
   if (replayed) return;
-  StepReport report{execution_->id(),  frame.routine().name,    step.name, state,
+  StepReport report{execution_->id(),  frame.routine().name,
+                    step.name,         failed ? kFailed : kSucceeded,
                     end_ms - start_ms, frame.depth() + nesting_};
   execution_->engine()->progress()->OnStep(report);
 }
@@ -173,6 +336,7 @@ void Interpreter::LoadRegisters(const Strand& strand) {
   }
   nesting_ = strand.nesting;
   parallel_depth_ = strand.parallel_depth;
+  inline_clock_ms_ = 0;
 }
 
 void Interpreter::SaveRegisters(Strand& strand) const {
@@ -185,57 +349,74 @@ void Interpreter::SaveRegisters(Strand& strand) const {
   strand.parallel_depth = parallel_depth_;
 }
 
-Task<Flow> Interpreter::RunStepBody(const lang::Step& step, Frame& frame) {
+namespace {
+
+Task<Flow> NormalFlow() { co_return Flow::Normal(); }
+
+}  // namespace
+
+// Switch, raise and return run at the nesting of the step itself; the other bodies one deeper.
+bool Interpreter::EnterStepBody(const lang::Step& step, Frame& frame) {
   using Kind = lang::Step::Kind;
   if (frame.read_only() != nullptr) CheckWritable(step, frame);
-  Flow flow;
-  ++nesting_;
+  bool nested = step.kind != Kind::kSwitch && step.kind != Kind::kRaise &&
+                step.kind != Kind::kReturn;
+  if (nested) ++nesting_;
+  return nested;
+}
+
+// A switch applies its own `next`; a raise never ends normally, a return never normally.
+Flow Interpreter::LeaveStepBody(const lang::Step& step, Flow flow, bool nested) {
+  if (nested) --nesting_;
+  if (step.kind == lang::Step::Kind::kSwitch) return flow;
+  if (flow.kind == Flow::Kind::kNormal && !step.next.empty()) return JumpTo(step.next);
+  return flow;
+}
+
+Task<Flow> Interpreter::StepBodyTask(const lang::Step& step, Frame& frame) {
+  using Kind = lang::Step::Kind;
   switch (step.kind) {
     case Kind::kAssign:
-      flow = co_await RunAssign(step, frame);
-      break;
+      return RunAssign(step, frame);
     case Kind::kCall:
-      flow = co_await RunCallStep(step, frame);
-      break;
+      // Inside a transaction a compensable step registers its branch even when the action's
+      // outcome is unknown (see interpreter_tcc.cc).
+      if (step.compensate && !transactions_.empty()) return RunCompensableCall(step, frame);
+      return RunCallStep(step, frame);
     case Kind::kSwitch:
-      --nesting_;
-      co_return co_await RunSwitch(step, frame);  // applies its own `next`
+      return RunSwitch(step, frame);
     case Kind::kFor:
-      flow = co_await RunFor(step, frame);
-      break;
-    case Kind::kRaise: {
-      --nesting_;
-      Value raised = co_await Eval(*step.raise, frame);
-      throw lang::RaisedError(std::move(raised));
-    }
-    case Kind::kReturn: {
-      --nesting_;
-      // g++ 12 miscompiles a co_await inside a conditional expression: keep it a statement.
-      Value returned;
-      if (step.return_value) returned = co_await Eval(*step.return_value, frame);
-      co_return Flow::Return(std::move(returned));
-    }
+      return RunFor(step, frame);
+    case Kind::kRaise:
+      return RunRaise(step, frame);
+    case Kind::kReturn:
+      return RunReturn(step, frame);
     case Kind::kTry:
-      flow = co_await RunTry(step, frame);
-      break;
+      return RunTry(step, frame);
     case Kind::kSteps:
-      flow = co_await RunBlock(step.steps, frame);
-      break;
+      return RunBlock(step.steps, frame);
     case Kind::kTransaction:
-      flow = co_await RunTransaction(step, frame);
-      break;
+      return RunTransaction(step, frame);
     case Kind::kNext:
       break;
     case Kind::kParallel:
-      flow = co_await RunParallel(step, frame);
-      break;
+      return RunParallel(step, frame);
     case Kind::kTcc:
-      flow = co_await RunTcc(step, frame);
-      break;
+      return RunTcc(step, frame);
   }
-  --nesting_;
-  if (flow.kind == Flow::Kind::kNormal && !step.next.empty()) flow = JumpTo(step.next);
-  co_return flow;
+  return NormalFlow();
+}
+
+Task<Flow> Interpreter::RunRaise(const lang::Step& step, Frame& frame) {
+  Value raised = co_await Eval(*step.raise, frame);
+  throw lang::RaisedError(std::move(raised));
+}
+
+Task<Flow> Interpreter::RunReturn(const lang::Step& step, Frame& frame) {
+  // g++ 12 miscompiles a co_await inside a conditional expression: keep it a statement.
+  Value returned;
+  if (step.return_value) returned = co_await Eval(*step.return_value, frame);
+  co_return Flow::Return(std::move(returned));
 }
 
 Task<Value> Interpreter::Eval(const lang::Template& tmpl, Frame& frame) {

@@ -20,23 +20,31 @@ class Execution;
 struct Strand;
 
 // How a step or block ended: normally, or by a jump that an enclosing block must resolve.
+// Small (40 bytes), because the frames of waiting coroutines hold one: a jump's target points
+// at the `next:` of the step in the syntax tree, which outlives every execution.
 struct Flow {
-  enum class Kind { kNormal, kJump, kReturn, kEnd, kBreak, kContinue };
+  enum class Kind : uint8_t { kNormal, kJump, kReturn, kEnd, kBreak, kContinue };
   Kind kind = Kind::kNormal;
-  std::string target;  // kJump
-  Value value;         // kReturn
+  const std::string* target = nullptr;  // kJump
+  Value value;                          // kReturn
 
   Flow() = default;
-  Flow(Kind kind, std::string target = "", Value value = Value())
-      : kind(kind), target(std::move(target)), value(std::move(value)) {}
+  explicit Flow(Kind kind, const std::string* target = nullptr, Value value = Value())
+      : kind(kind), target(target), value(std::move(value)) {}
 
   static Flow Normal() { return {}; }
-  static Flow Return(Value value) { return {Kind::kReturn, "", std::move(value)}; }
+  static Flow Return(Value value) { return Flow(Kind::kReturn, nullptr, std::move(value)); }
 };
 
 // The loop values of `range: [a, b]`: inclusive, step 1, integers when both ends are (else
 // doubles); TypeError for anything but two numbers. Shared by `for` and parallel `for`.
 List RangeValues(const Value& range);
+
+// True when a step cannot suspend: a `next`, an assign, or a switch of those, whose
+// expressions call no subworkflow or effect function (lang::IsPure). A block runs inline when
+// all its steps do.
+bool RunsInline(const lang::Step& step);
+bool RunsInline(const lang::Block& block);
 
 // The variables of one routine call. Also the expression evaluator's view of them: calls to
 // subworkflows and effect functions inside expressions are answered from `memo`, filled by
@@ -91,10 +99,34 @@ class Interpreter {
   struct ParallelRun;
   struct ParallelBranch;
   Task<Value> RunRoutine(const lang::Routine& routine, Map args, int depth);
+  size_t BindParams(const lang::Routine& routine, Map& args, Frame& frame);
+  Task<int> BindParamsSlow(const lang::Routine& routine, Map& args, Frame& frame, size_t first);
   Task<Flow> RunBlock(const lang::Block& block, Frame& frame);
-  Task<Flow> RunStep(const lang::Step& step, Frame& frame);
-  Task<Flow> RunStepBody(const lang::Step& step, Frame& frame);
-  void ReportStep(const lang::Step& step, Frame& frame, int64_t start_ms, const char* state);
+  // A step that may suspend runs in RunBlock's frame: BeginStep (counting, clock), then its
+  // body in three parts, so that no coroutine frame of its own waits with the body:
+  // EnterStepBody's bookkeeping, the body's task (StepBodyTask is not a coroutine: it returns
+  // the task of the coroutine the step's kind runs), and LeaveStepBody's, which applies `next`;
+  // then EndStep, or FailStep when the body threw.
+  int64_t BeginStep();
+  void EndStep(const lang::Step& step, Frame& frame, int64_t start_ms);
+  void FailStep(const lang::Step& step, Frame& frame, int64_t start_ms);
+  bool EnterStepBody(const lang::Step& step, Frame& frame);
+  Task<Flow> StepBodyTask(const lang::Step& step, Frame& frame);
+  Flow LeaveStepBody(const lang::Step& step, Flow flow, bool nested);
+  Task<Flow> RunRaise(const lang::Step& step, Frame& frame);
+  Task<Flow> RunReturn(const lang::Step& step, Frame& frame);
+  void ReportStep(const lang::Step& step, Frame& frame, int64_t start_ms, int64_t end_ms,
+                  bool failed);
+  void FlushStepCount();  // adds uncounted_steps_ to atomflow_steps_total
+
+  // The synchronous path: a step that cannot suspend (RunsInline: an assign, a `next`, or a
+  // switch of those, whose expressions call no subworkflow or effect function) runs without
+  // coroutine frames, with the same counting, error bookkeeping and step record as
+  // RunBlock gives a step that may suspend.
+  Flow RunBlockInline(const lang::Block& block, Frame& frame);
+  Flow RunStepInline(const lang::Step& step, Frame& frame);
+  Flow RunStepBodyInline(const lang::Step& step, Frame& frame);
+  Flow RunSwitchInline(const lang::Step& step, Frame& frame);
 
   // interpreter_steps.cc
   Task<Flow> RunAssign(const lang::Step& step, Frame& frame);
@@ -105,6 +137,7 @@ class Interpreter {
   Task<bool> ShouldRetry(const lang::RetrySpec& retry, const Value& error, int attempt,
                          Frame& frame, double* delay_seconds);
   void Assign(Frame& frame, const lang::AssignTarget& target, Value value);
+  void AssignAll(const lang::Step& step, Frame& frame);  // a pure assign step's assignments
   void NoteErrorStep(const lang::Step& step, const Frame& frame);
   Value WithStackTrace(Value error) const;
 
@@ -135,10 +168,15 @@ class Interpreter {
   // interpreter_txn.cc
   Task<Flow> RunTransaction(const lang::Step& step, Frame& frame);
   Task<Value> StageFile(const std::string& function, const Map& args, const std::string& step);
+  Task<Value> StageFileWithArgs(const std::string& function, Map args, const std::string& step);
   Task<txn::Decision> Decide(txn::Transaction& txn, txn::Decision decision, const Value& cause);
   Task<bool> Undo(txn::Transaction& txn);
   Task<bool> RunCompensation(const txn::Branch& branch, const txn::Transaction& txn);
+  struct PhaseTwoRun;
   Task<bool> Publish(txn::Transaction& txn);
+  Task<int> RunPhaseTwoOp(PhaseTwoRun& run, const txn::Branch& branch,
+                          const txn::Transaction& txn);
+  Task<bool> PublishBranch(const txn::Branch& branch, const txn::Transaction& txn);
   Task<EffectOutcome> FileOp(const std::string& function, const txn::Branch& branch,
                              const txn::Transaction& txn);
 
@@ -189,6 +227,11 @@ class Interpreter {
   std::vector<TraceElement> error_trace_;  // innermost routine first; cleared when caught
   int nesting_ = 0;         // depth of step bodies being run, for progress indentation
   int parallel_depth_ = 0;  // parallel steps around the running strand
+  // When the last inline step ended (epoch ms), the next inline step's start; 0 once anything
+  // that may suspend ran (a coroutine step, a strand switch).
+  int64_t inline_clock_ms_ = 0;
+  // Steps run inline and not yet added to atomflow_steps_total (see FlushStepCount).
+  int64_t uncounted_steps_ = 0;
   // The URL of the last http.* call that raised, for the retry metric; cleared when caught.
   Value failed_http_url_;
 };

@@ -73,35 +73,40 @@ std::string RandomUuid() {
 }  // namespace
 
 Task<Flow> Interpreter::RunCallStep(const lang::Step& step, Frame& frame) {
-  // Inside a transaction a compensable step registers its branch even when the action's
-  // outcome is unknown (see interpreter_tcc.cc).
-  if (step.compensate && !transactions_.empty()) co_return co_await RunCompensableCall(step, frame);
   const lang::CallSpec& call = *step.call;
   Map args = co_await EvalArgs(call.args, frame);
   Value result = co_await Call(call.function, std::move(args), frame, step.name);
-  if (!call.result.empty()) frame.vars().Set(call.result, result);
+  if (!call.result.empty()) frame.vars().Set(call.result, std::move(result));
   co_return Flow::Normal();
 }
 
+namespace {
+
+Task<Value> ReadyValue(Value value) { co_return value; }
+
+}  // namespace
+
+// Not a coroutine: it returns the task of the coroutine that carries the call out, so no frame
+// of its own waits with it. Its checks run when the task is made, just before it is awaited.
 Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& frame,
                               const std::string& step) {
   if (const lang::Routine* routine = execution_->workflow().FindRoutine(function);
       routine != nullptr && function != "main") {
-    co_return co_await CallSubworkflow(*routine, std::move(args), frame);
+    return CallSubworkflow(*routine, std::move(args), frame);
   }
   const lang::FunctionSignature* signature = lang::FindFunction(function);
   if (signature == nullptr) lang::Raise("TypeError", "unknown function '" + function + "'");
 
   if (function == "sys.log") {
     Log(args, step);
-    co_return Value();
+    return ReadyValue(Value());
   }
   if (function == "sys.sleep") {
     const Value* seconds = args.Find("seconds");
     if (seconds == nullptr || !seconds->is_number()) {
       lang::Raise("TypeError", "sys.sleep: 'seconds' must be a number");
     }
-    co_return co_await Sleep(seconds->AsNumber(), step);
+    return Sleep(seconds->AsNumber(), step);
   }
   if (function == "sys.sleep_until") {
     // The time is an RFC 3339 timestamp (or epoch seconds); a time already past returns at once.
@@ -114,19 +119,22 @@ Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& fram
                                       : lang::CallPureFunction("time.parse", {*time}).AsDouble();
     double now = CallLocal("sys.now", {}, step).AsNumber();
     double seconds = target > now ? target - now : 0;
-    co_return co_await Sleep(seconds, step);
+    return Sleep(seconds, step);
   }
   if (StartsWith(function, "atomflow.files.")) {
-    co_return co_await StageFile(function, args, step);
+    return StageFileWithArgs(function, std::move(args), step);
   }
-  if (function == "atomflow.sql.exec") co_return co_await SqlExec(std::move(args), step);
+  if (function == "atomflow.sql.exec") return SqlExec(std::move(args), step);
   // Callbacks are carried out by the engine (engine/callbacks.h), journaled like effects.
-  if (StartsWith(function, "events.")) {
-    co_return co_await CallEffect(function, std::move(args), step);
-  }
-  if (IsOutsideEffect(function)) co_return co_await CallEffect(function, std::move(args), step);
-  co_return co_await CallPositional(function, ToPositional(*signature, std::move(args)), frame,
-                                    step);
+  if (StartsWith(function, "events.")) return CallEffect(function, std::move(args), step);
+  if (IsOutsideEffect(function)) return CallEffect(function, std::move(args), step);
+  return CallPositional(function, ToPositional(*signature, std::move(args)), frame, step);
+}
+
+// StageFile reads its args by reference: this frame owns them while it runs.
+Task<Value> Interpreter::StageFileWithArgs(const std::string& function, Map args,
+                                           const std::string& step) {
+  co_return co_await StageFile(function, args, step);
 }
 
 Task<Value> Interpreter::CallPositional(const std::string& function, std::vector<Value> args,
@@ -160,6 +168,27 @@ Task<Value> Interpreter::CallSubworkflow(const lang::Routine& routine, Map args,
   co_return co_await RunRoutine(routine, std::move(args), frame.depth() + 1);
 }
 
+namespace {
+
+// An effect call's awaiter, built outside the coroutine that awaits it (see SleepAwaiter).
+Execution::EffectAwaiter CallAwaiter(Execution* execution, const std::string& function, Map args,
+                                     const std::string& step, const txn::Transaction* txn,
+                                     double txn_deadline) {
+  EffectRequest request;
+  request.step = step;
+  request.function = function;
+  request.args = Value(std::move(args));
+  request.needs_intent = true;
+  if (txn != nullptr) {
+    request.gid = txn->gid();
+    request.op = "action";
+    request.txn_deadline = txn_deadline;
+  }
+  return execution->Perform(std::move(request));
+}
+
+}  // namespace
+
 Task<Value> Interpreter::CallEffect(const std::string& function, Map args,
                                     const std::string& step) {
   if (!transactions_.empty() && transaction_deadline_ > 0 && !execution_->replaying() &&
@@ -169,30 +198,34 @@ Task<Value> Interpreter::CallEffect(const std::string& function, Map args,
   }
   Value url;
   if (const Value* given = args.Find("url"); given != nullptr) url = *given;
-  EffectRequest request;
-  request.step = step;
-  request.function = function;
-  request.args = Value(std::move(args));
-  request.needs_intent = true;
-  if (!transactions_.empty()) {
-    request.gid = transactions_.back()->gid();
-    request.op = "action";
-    request.txn_deadline = transaction_deadline_;
-  }
-  EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+  const txn::Transaction* txn = transactions_.empty() ? nullptr : transactions_.back();
+  EffectOutcome outcome =
+      co_await CallAwaiter(execution_, function, std::move(args), step, txn, transaction_deadline_);
   if (!outcome.ok && StartsWith(function, "http.")) failed_http_url_ = std::move(url);
   if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
   co_return std::move(outcome.value);
 }
 
-Task<Value> Interpreter::Sleep(double seconds, const std::string& step) {
+namespace {
+
+// Builds a sleep's awaiter outside the coroutine that awaits it, so that only the awaiter (a
+// pointer to the request) waits in that coroutine's frame, not the request it was built from.
+Execution::EffectAwaiter SleepAwaiter(Execution* execution, double seconds,
+                                      const std::string& step, double txn_deadline) {
   EffectRequest request;
   request.step = step;
   request.function = "sys.sleep";
   request.args = Value(Map{{"seconds", seconds * SleepScale()}});
   request.needs_intent = true;
-  if (!transactions_.empty()) request.txn_deadline = transaction_deadline_;
-  EffectOutcome outcome = co_await execution_->Perform(std::move(request));
+  request.txn_deadline = txn_deadline;
+  return execution->Perform(std::move(request));
+}
+
+}  // namespace
+
+Task<Value> Interpreter::Sleep(double seconds, const std::string& step) {
+  double deadline = transactions_.empty() ? 0 : transaction_deadline_;
+  EffectOutcome outcome = co_await SleepAwaiter(execution_, seconds, step, deadline);
   if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));
   co_return Value();
 }
@@ -214,7 +247,7 @@ Value Interpreter::CallLocal(const std::string& function, const std::vector<Valu
     Value fallback = args.size() > 1 ? args[1] : Value();
     return execution_->Local(function, step, [this, name, fallback] {
       if (name == "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID") return Value(execution_->id());
-      if (name == "GOOGLE_CLOUD_WORKFLOW_ID") return Value(execution_->record().workflow_name);
+      if (name == "GOOGLE_CLOUD_WORKFLOW_ID") return Value(execution_->workflow_name());
       const char* value = std::getenv(name.c_str());
       return value ? Value(value) : fallback;
     });

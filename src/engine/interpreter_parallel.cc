@@ -271,7 +271,7 @@ Task<int> Interpreter::RunBranch(ParallelRun& run, ParallelBranch& branch) {
                                      run.step->name + "')");
     }
     if (flow.kind == Flow::Kind::kJump) {
-      lang::Raise("SystemError", "jump target '" + flow.target + "' not found in its branch");
+      lang::Raise("SystemError", "jump target '" + *flow.target + "' not found in its branch");
     }
   } catch (const lang::RaisedError& raised) {
     branch.error = raised.payload();

@@ -96,10 +96,10 @@ namespace {
 // The flow after a step that ended normally: its `next` (a step, end, break or continue).
 Flow StepNext(const lang::Step& step) {
   if (step.next.empty()) return Flow::Normal();
-  if (step.next == "end") return {Flow::Kind::kEnd};
-  if (step.next == "break") return {Flow::Kind::kBreak};
-  if (step.next == "continue") return {Flow::Kind::kContinue};
-  return {Flow::Kind::kJump, step.next};
+  if (step.next == "end") return Flow(Flow::Kind::kEnd);
+  if (step.next == "break") return Flow(Flow::Kind::kBreak);
+  if (step.next == "continue") return Flow(Flow::Kind::kContinue);
+  return Flow(Flow::Kind::kJump, &step.next);
 }
 
 double NumberOr(const Value* value, double fallback) {
@@ -110,7 +110,7 @@ double NumberOr(const Value* value, double fallback) {
 
 void Interpreter::Assign(Frame& frame, const lang::AssignTarget& target, Value value) {
   if (target.path.empty()) {
-    frame.vars().Set(target.root, std::move(value));
+    frame.vars()[target.root] = std::move(value);  // as Set, without copying the name
     return;
   }
   Value* root = frame.vars().Find(target.root);
@@ -168,6 +168,28 @@ Task<Flow> Interpreter::RunAssign(const lang::Step& step, Frame& frame) {
   co_return Flow::Normal();
 }
 
+void Interpreter::AssignAll(const lang::Step& step, Frame& frame) {
+  for (const lang::Assignment& assignment : step.assign) {
+    Assign(frame, assignment.target, lang::Render(assignment.value, frame));
+  }
+}
+
+Flow Interpreter::RunSwitchInline(const lang::Step& step, Frame& frame) {
+  for (const lang::SwitchCase& arm : step.switch_cases) {
+    Value condition = lang::Render(arm.condition, frame);
+    if (!condition.is_bool()) {
+      lang::Raise("TypeError",
+                  std::string("switch condition must be a boolean, got ") + condition.TypeName());
+    }
+    if (condition.AsBool()) {
+      Flow flow = RunStepBodyInline(*arm.body, frame);  // applies the arm's own `next`
+      if (flow.kind != Flow::Kind::kNormal) return flow;
+      break;
+    }
+  }
+  return StepNext(step);
+}
+
 Task<Flow> Interpreter::RunSwitch(const lang::Step& step, Frame& frame) {
   for (const lang::SwitchCase& arm : step.switch_cases) {
     Value condition = co_await Eval(arm.condition, frame);
@@ -176,7 +198,9 @@ Task<Flow> Interpreter::RunSwitch(const lang::Step& step, Frame& frame) {
                   std::string("switch condition must be a boolean, got ") + condition.TypeName());
     }
     if (condition.AsBool()) {
-      Flow flow = co_await RunStepBody(*arm.body, frame);  // applies the arm's own `next`
+      bool nested = EnterStepBody(*arm.body, frame);
+      Flow flow = co_await StepBodyTask(*arm.body, frame);
+      flow = LeaveStepBody(*arm.body, std::move(flow), nested);  // the arm's own `next`
       if (flow.kind != Flow::Kind::kNormal) co_return flow;
       break;
     }
@@ -221,10 +245,16 @@ Task<Flow> Interpreter::RunFor(const lang::Step& step, Frame& frame) {
 }
 
 Task<Flow> Interpreter::RunIterations(const lang::ForSpec& loop, const List& values, Frame& frame) {
+  bool inline_body = RunsInline(loop.steps);  // no coroutine frame per iteration
   for (size_t i = 0; i < values.size(); ++i) {
     frame.vars().Set(loop.value, values[i]);
     if (!loop.index.empty()) frame.vars().Set(loop.index, static_cast<int64_t>(i));
-    Flow flow = co_await RunBlock(loop.steps, frame);
+    Flow flow;
+    if (inline_body) {
+      flow = RunBlockInline(loop.steps, frame);
+    } else {
+      flow = co_await RunBlock(loop.steps, frame);
+    }
     if (flow.kind == Flow::Kind::kBreak) break;
     if (flow.kind == Flow::Kind::kNormal || flow.kind == Flow::Kind::kContinue) continue;
     co_return flow;

@@ -1,5 +1,9 @@
 // The interpreter's side of global transactions: running the block, deciding, and carrying
 // out phase two (publish staged files, or compensate and discard).
+#include <coroutine>
+#include <exception>
+#include <vector>
+
 #include "engine/engine.h"
 #include "engine/execution.h"
 #include "engine/interpreter.h"
@@ -142,28 +146,86 @@ Task<Value> Interpreter::StageFile(const std::string& function, const Map& args,
   co_return outcome.value;
 }
 
+namespace {
+
+// Suspends the transaction's coroutine; the last phase-two operation to end schedules it again.
+class JoinAwaiter {
+ public:
+  explicit JoinAwaiter(std::coroutine_handle<>* parent) : parent_(parent) {}
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> handle) noexcept { *parent_ = handle; }
+  void await_resume() const noexcept {}
+
+ private:
+  std::coroutine_handle<>* parent_;
+};
+
+bool FinishedAtCommit(const txn::Branch& branch) {
+  return branch.kind == txn::BranchKind::kTcc || branch.kind == txn::BranchKind::kPrepared ||
+         branch.kind == txn::BranchKind::kStagedFile;
+}
+
+}  // namespace
+
+// The phase-two operations of one commit, running at once on the transaction's strand.
+struct Interpreter::PhaseTwoRun {
+  Strand* strand = nullptr;
+  std::coroutine_handle<> parent;  // Publish, waiting for the operations
+  size_t running = 0;
+  bool all_ok = true;
+  std::exception_ptr failure;  // the first operation that threw (a broken replay, say)
+};
+
+// Phase two, commit: every branch's operation is issued at once, in registration order, and
+// each retries on its own; the commit waits for all of them. They share the transaction's
+// strand: each operation's first effect takes the key the branch had when they ran one after
+// the other, and outcomes are consumed in journal order, so a replay rebuilds the same
+// interleaving (and the same keys for the retries).
 Task<bool> Interpreter::Publish(txn::Transaction& txn) {
-  bool all_confirmed = true;
+  std::vector<const txn::Branch*> branches;
   for (const txn::Branch& branch : txn.branches()) {
-    if (branch.kind == txn::BranchKind::kTcc) {
-      bool confirmed = co_await ConfirmTcc(branch, txn);
-      all_confirmed = all_confirmed && confirmed;
-      continue;
-    }
-    if (branch.kind == txn::BranchKind::kPrepared) {
-      bool committed = co_await CommitPrepared(branch, txn);
-      all_confirmed = all_confirmed && committed;
-      continue;
-    }
-    if (branch.kind != txn::BranchKind::kStagedFile) continue;
-    // Phase two never turns back: publishing retries until it succeeds.
-    for (int attempt = 0;; ++attempt) {
-      EffectOutcome outcome = co_await FileOp(kCommitFunction, branch, txn);
-      if (outcome.ok) break;
-      co_await Sleep(std::min(30.0, kFirstRetryDelay * (1 << std::min(attempt, 8))), txn.step());
-    }
+    if (FinishedAtCommit(branch)) branches.push_back(&branch);
   }
-  co_return all_confirmed;
+  if (branches.empty()) co_return true;
+  if (branches.size() == 1) co_return co_await PublishBranch(*branches.front(), txn);
+
+  PhaseTwoRun run;
+  run.strand = &execution_->current_strand();
+  run.running = branches.size();
+  std::vector<Task<int>> operations;
+  operations.reserve(branches.size());
+  for (const txn::Branch* branch : branches) {
+    operations.push_back(RunPhaseTwoOp(run, *branch, txn));
+    execution_->Schedule(operations.back().handle(), run.strand);
+  }
+  JoinAwaiter join(&run.parent);
+  co_await join;
+  if (run.failure) std::rethrow_exception(run.failure);
+  co_return run.all_ok;
+}
+
+Task<int> Interpreter::RunPhaseTwoOp(PhaseTwoRun& run, const txn::Branch& branch,
+                                     const txn::Transaction& txn) {
+  try {
+    bool ok = co_await PublishBranch(branch, txn);
+    run.all_ok = run.all_ok && ok;
+  } catch (...) {
+    if (!run.failure) run.failure = std::current_exception();
+  }
+  if (--run.running == 0) execution_->Schedule(run.parent, run.strand);
+  co_return 0;
+}
+
+// One branch's part of a commit. A confirm that ran out of attempts is false; publishing a
+// staged file retries until it succeeds, since phase two never turns back.
+Task<bool> Interpreter::PublishBranch(const txn::Branch& branch, const txn::Transaction& txn) {
+  if (branch.kind == txn::BranchKind::kTcc) co_return co_await ConfirmTcc(branch, txn);
+  if (branch.kind == txn::BranchKind::kPrepared) co_return co_await CommitPrepared(branch, txn);
+  for (int attempt = 0;; ++attempt) {
+    EffectOutcome outcome = co_await FileOp(kCommitFunction, branch, txn);
+    if (outcome.ok) co_return true;
+    co_await Sleep(std::min(30.0, kFirstRetryDelay * (1 << std::min(attempt, 8))), txn.step());
+  }
 }
 
 Task<bool> Interpreter::Undo(txn::Transaction& txn) {

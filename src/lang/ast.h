@@ -30,10 +30,14 @@ struct Template {
   std::vector<Template> items;                         // kList
   std::vector<std::pair<Template, Template>> entries;  // kMap: key, value
   SourcePos pos;
+  bool calls_host = true;  // kExpression: NeedsHost(*expression), set by the loader
 };
 
 // Renders a template: evaluates its expressions. Throws RaisedError.
 Value Render(const Template& tmpl, EvalHost& host);
+// True when rendering tmpl never calls EvalHost::CallHost (see NeedsHost), so it cannot need
+// the interpreter to suspend.
+bool IsPure(const Template& tmpl);
 
 struct Step;
 

@@ -210,6 +210,17 @@ void Collect(const Expr& expr, ExprNames& names) {
 
 Value Evaluate(const Expr& expr, EvalHost& host) { return Eval(expr, host); }
 
+bool NeedsHost(const Expr& expr) {
+  if (expr.kind == Expr::Kind::kCall && expr.name != "if") {
+    const FunctionSignature* signature = FindFunction(expr.name);
+    if (signature == nullptr || signature->effect || signature->blocking) return true;
+  }
+  for (const auto& operand : expr.operands) {
+    if (NeedsHost(*operand)) return true;
+  }
+  return false;
+}
+
 ExprNames CollectNames(const Expr& expr) {
   ExprNames names;
   Collect(expr, names);

@@ -41,6 +41,11 @@ Result<std::shared_ptr<const Expr>> ParseExpression(std::string_view text);
 // TypeError, ValueError, ZeroDivisionError, ...) on failure.
 Value Evaluate(const Expr& expr, EvalHost& host);
 
+// True when evaluating expr may call EvalHost::CallHost: it calls a function that is not a
+// pure standard-library one (a subworkflow, an effect function, or an unknown name). An
+// expression without such calls can be evaluated where the interpreter cannot suspend.
+bool NeedsHost(const Expr& expr);
+
 // The names an expression reads: root variables (the `a` of `a.b[1]`) and called function
 // names (dotted, e.g. "text.split", or a subworkflow name). For deploy-time checks.
 struct ExprNames {
@@ -57,6 +62,7 @@ struct AssignTarget {
   };
   std::string root;
   std::vector<Accessor> path;
+  bool calls_host = false;  // an index expression may call the host (see NeedsHost)
 };
 Result<AssignTarget> ParseAssignTarget(std::string_view text);
 

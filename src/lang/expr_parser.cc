@@ -412,6 +412,9 @@ Result<AssignTarget> ParseAssignTarget(std::string_view text) {
   Status status = CollectTarget(**expr, target);
   if (!status.ok())
     return Status::Error(fmt::format("cannot assign to '{}': {}", text, status.message()));
+  for (const AssignTarget::Accessor& accessor : target.path) {
+    if (accessor.index && NeedsHost(*accessor.index)) target.calls_host = true;
+  }
   return target;
 }
 

@@ -79,26 +79,38 @@ size_t ValueBytes(const Value& value, size_t limit) {
   return meter.total();
 }
 
+namespace {
+
+// Out of line: the messages are built only when the limit is passed, not on every step.
+std::string AfterStep(const Step& step) {
+  return step.name.empty() ? "" : " after step '" + step.name + "'";
+}
+
+[[noreturn]] void RaiseLongString(const Step& step, const std::string& name, size_t bytes) {
+  Raise("ResourceLimitError", "variable '" + name + "' holds a string of " +
+                                  std::to_string(bytes) + " bytes; the limit is " +
+                                  std::to_string(kMaxStringBytes) + AfterStep(step));
+}
+
+[[noreturn]] void RaiseTooMuchMemory(const Step& step) {
+  Raise("ResourceLimitError", "the variables of the workflow take more than " +
+                                  std::to_string(kMaxVariableBytes) + " bytes, the memory limit" +
+                                  AfterStep(step));
+}
+
+}  // namespace
+
 void CheckVariableMemory(const Step& step, const Map& vars) {
   if (step.kind != Step::Kind::kAssign && step.kind != Step::Kind::kCall) return;
 
-  std::string after = step.name.empty() ? "" : " after step '" + step.name + "'";
   Meter meter(kMaxVariableBytes);
   for (const auto& [name, value] : vars) {
     meter.Add(name.size());
     meter.Add(value);
     // A string over its own limit is named first: it is the cause even when the total is
     // passed too.
-    if (meter.long_string() != 0) {
-      Raise("ResourceLimitError",
-            "variable '" + name + "' holds a string of " + std::to_string(meter.long_string()) +
-                " bytes; the limit is " + std::to_string(kMaxStringBytes) + after);
-    }
-    if (meter.total() > kMaxVariableBytes) {
-      Raise("ResourceLimitError", "the variables of the workflow take more than " +
-                                      std::to_string(kMaxVariableBytes) +
-                                      " bytes, the memory limit" + after);
-    }
+    if (meter.long_string() != 0) RaiseLongString(step, name, meter.long_string());
+    if (meter.total() > kMaxVariableBytes) RaiseTooMuchMemory(step);
   }
 }
 

@@ -162,6 +162,7 @@ Template WorkflowLoader::LoadExpression(const YAML::Node& node, std::string_view
     return expression;
   }
   expression.expression = std::move(parsed.value());
+  expression.calls_host = NeedsHost(*expression.expression);
   return expression;
 }
 

@@ -33,4 +33,24 @@ Value Render(const Template& tmpl, EvalHost& host) {
   return Value();
 }
 
+bool IsPure(const Template& tmpl) {
+  switch (tmpl.kind) {
+    case Template::Kind::kLiteral:
+      return true;
+    case Template::Kind::kExpression:
+      return !tmpl.calls_host;
+    case Template::Kind::kList:
+      for (const Template& item : tmpl.items) {
+        if (!IsPure(item)) return false;
+      }
+      return true;
+    case Template::Kind::kMap:
+      for (const auto& [key, value] : tmpl.entries) {
+        if (!IsPure(key) || !IsPure(value)) return false;
+      }
+      return true;
+  }
+  return false;
+}
+
 }  // namespace atomflow::lang

@@ -1,9 +1,11 @@
 // The execution routes: run, get, list, cancel, step entries, logs, transactions and callbacks.
 #include <algorithm>
+#include <limits>
 #include <set>
 
 #include "common/log.h"
 #include "engine/callbacks.h"
+#include "engine/step_history.h"
 #include "server/api_support.h"
 #include "server/execution_filter.h"
 #include "server/resources.h"
@@ -73,8 +75,11 @@ void CreateExecution(ApiServer& server, const httplib::Request& req, httplib::Re
   if (!workflow.ok()) return ReplyError(res, workflow.status());
   Result<std::shared_ptr<const lang::Workflow>> parsed = server.registry().Load(*workflow);
   if (!parsed.ok()) return ReplyError(res, parsed.status());
-  engine::StartOptions options{workflow->name, workflow->revision_id, workflow->service_account,
-                               *labels};
+  engine::StartOptions options;
+  options.workflow_name = workflow->name;
+  options.revision_id = workflow->revision_id;
+  options.service_account = workflow->service_account;
+  options.labels = *labels;
   Result<std::string> id =
       server.engine().Start(std::move(parsed).value(), std::move(argument).value(), options);
   if (!id.ok()) return ReplyError(res, id.status());
@@ -202,26 +207,45 @@ Json WithException(Json entry, const store::ExecutionRecord& record) {
   return entry;
 }
 
-// Step-entry cursor: "<journal seq>|<entries before>", so entry ids count from 1 across pages.
+// Where a page of step entries starts: after entry `offset` of journal row `seq` (the step
+// entries of one "steps" row share its seq), with `before` entries on earlier pages.
+struct StepCursor {
+  int64_t seq = 0;
+  int64_t offset = 0;
+  int64_t before = 0;
+};
+
+// Cursor text "<seq>.<offset>|<entries before>", so entry ids count from 1 across pages. A
+// token of an older server, "<seq>|<entries before>", resumes after the whole row seq.
+StepCursor ParseStepCursor(const std::string& text) {
+  StepCursor cursor;
+  cursor.seq = std::atoll(text.c_str());
+  size_t dot = text.find('.');
+  size_t bar = text.find('|');
+  cursor.offset =
+      dot < bar ? std::atoll(text.c_str() + dot + 1) : std::numeric_limits<int64_t>::max();
+  if (bar != std::string::npos) cursor.before = std::atoll(text.c_str() + bar + 1);
+  return cursor;
+}
+
 void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Response& res) {
   Status query = CheckQuery(req, {"pageSize", "pageToken", "filter", "orderBy", "view"});
   if (!query.ok()) return ReplyError(res, query);
   Result<int> size = PageSize(req);
   if (!size.ok()) return ReplyError(res, size.status());
-  int64_t after_seq = 0;
-  int64_t before = 0;
+  StepCursor cursor;
   std::string token = QueryParam(req, "pageToken");
   if (!token.empty()) {
-    Result<std::string> cursor = DecodePageToken(token, PageScope(req, "steps"));
-    if (!cursor.ok()) return ReplyError(res, cursor.status());
-    after_seq = std::atoll(cursor->c_str());
-    before = std::atoll(cursor->substr(cursor->find('|') + 1).c_str());
+    Result<std::string> text = DecodePageToken(token, PageScope(req, "steps"));
+    if (!text.ok()) return ReplyError(res, text.status());
+    cursor = ParseStepCursor(*text);
   }
+  int64_t before = cursor.before;
   Result<store::ExecutionRecord> record = LoadExecution(server, req);
   if (!record.ok()) return ReplyError(res, record.status());
 
-  Result<std::vector<store::JournalEntry>> entries =
-      server.store().ReadJournalKind(record->id, "step", after_seq, *size + 1);
+  Result<std::vector<engine::StepEntry>> entries =
+      engine::ReadStepEntries(server.store(), record->id, cursor.seq, cursor.offset, *size + 1);
   if (!entries.ok()) return ReplyError(res, entries.status());
   std::string name = ExecutionName(req, *record);
   Json out = {{"stepEntries", Json::array()}};
@@ -230,9 +254,10 @@ void ListStepEntries(ApiServer& server, const httplib::Request& req, httplib::Re
         WithException(StepEntryJson((*entries)[i], before + i + 1, name), *record));
   }
   if (static_cast<int>(entries->size()) > *size) {
-    int64_t seq = (*entries)[*size - 1].seq;
+    const engine::StepEntry& last = (*entries)[*size - 1];
     out["nextPageToken"] = EncodePageToken(
-        PageScope(req, "steps"), std::to_string(seq) + "|" + std::to_string(before + *size));
+        PageScope(req, "steps"), std::to_string(last.seq) + "." + std::to_string(last.offset) +
+                                     "|" + std::to_string(before + *size));
   }
   ReplyJson(res, out);
 }
@@ -243,9 +268,9 @@ void GetStepEntry(ApiServer& server, const httplib::Request& req, httplib::Respo
   Result<store::ExecutionRecord> record = LoadExecution(server, req);
   if (!record.ok()) return ReplyError(res, record.status());
   int64_t entry_id = std::atoll(req.matches[3].str().c_str());
-  Result<std::vector<store::JournalEntry>> entries =
-      entry_id > 0 ? server.store().ReadJournalKind(record->id, "step", 0, entry_id)
-                   : Result<std::vector<store::JournalEntry>>(std::vector<store::JournalEntry>());
+  Result<std::vector<engine::StepEntry>> entries =
+      entry_id > 0 ? engine::ReadStepEntries(server.store(), record->id, 0, 0, entry_id)
+                   : Result<std::vector<engine::StepEntry>>(std::vector<engine::StepEntry>());
   if (!entries.ok()) return ReplyError(res, entries.status());
   if (entry_id <= 0 || static_cast<int64_t>(entries->size()) < entry_id) {
     return ReplyError(res, Status::NotFound("no step entry " + req.matches[3].str() +

@@ -55,7 +55,7 @@ Json ExecutionJson(const store::ExecutionRecord& record, const std::string& pref
   return out;
 }
 
-Json StepEntryJson(const store::JournalEntry& entry, int64_t entry_id,
+Json StepEntryJson(const engine::StepEntry& entry, int64_t entry_id,
                    const std::string& execution_name) {
   const Json& p = entry.payload;
   std::string state = p.value("state", "");

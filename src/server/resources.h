@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "engine/step_history.h"
 #include "store/store.h"
 #include "value/value.h"
 
@@ -11,8 +12,8 @@ namespace atomflow::server {
 // prefix is "" or "projects/P/locations/L/", as the request's path carried it.
 Json WorkflowJson(const store::WorkflowRecord& record, const std::string& prefix);
 Json ExecutionJson(const store::ExecutionRecord& record, const std::string& prefix);
-// One journal record of kind "step" as a step entry numbered entry_id (from 1).
-Json StepEntryJson(const store::JournalEntry& entry, int64_t entry_id,
+// One step entry (engine/step_history.h) as the API's step entry numbered entry_id (from 1).
+Json StepEntryJson(const engine::StepEntry& entry, int64_t entry_id,
                    const std::string& execution_name);
 // One journal record of kind "log" as a log entry.
 Json LogEntryJson(const store::JournalEntry& entry);

@@ -20,6 +20,9 @@ constexpr int64_t kSchemaVersion = 3;
 
 constexpr int kBusyTimeoutMs = 10000;
 
+// WAL pages after a commit that wake the checkpointer; SQLite's own autocheckpoint default.
+constexpr int kCheckpointPages = 1000;
+
 // The layout documented in docs/journal.md. A new file gets the version 2 layout and then the
 // same upgrades an old file gets, all in the transaction that records the schema version, so a
 // crash while creating or upgrading leaves the file as it was.
@@ -163,7 +166,13 @@ Status ConfigureWriter(sqlite3* db) {
   if (!*row || mode->Text(0) != "wal") return Status::Error("the file cannot use WAL mode");
   mode->Reset();
 
-  return ExecSql(db, "PRAGMA synchronous=FULL");
+  Status status = ExecSql(db, "PRAGMA synchronous=FULL");
+  if (!status.ok()) return status;
+
+  // The writer touches the right edge of the journal's B-tree and the execution rows of what
+  // runs now; 64 MB (negative: KiB) keeps those pages cached between commits instead of
+  // reading them back, where the default 2 MB did not hold one commit's pages.
+  return ExecSql(db, "PRAGMA cache_size=-65536");
 }
 
 Result<int64_t> ReadSchemaVersion(sqlite3* db) {
@@ -243,6 +252,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) 
   if (!status.ok()) return Status::Error("cannot open store " + path + ": " + status.message());
 
   store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  store->checkpointer_ = std::thread([raw = store.get()] { raw->CheckpointLoop(); });
   return store;
 }
 
@@ -255,10 +265,45 @@ Status SqliteStore::OpenConnections() {
   if (status.ok()) status = EnsureSchema(writer_db_.get());
   if (!status.ok()) return status;
 
+  Result<Connection> checkpointer = OpenConnection(path_);
+  if (!checkpointer.ok()) return checkpointer.status();
+  checkpoint_db_ = std::move(checkpointer).value();
+  // Replaces the writer's autocheckpoint, which ran each checkpoint (copying pages into the
+  // file and syncing it) inside a commit, while every execution waited for that commit.
+  sqlite3_wal_hook(writer_db_.get(), &SqliteStore::OnWalCommit, this);
+
   Result<Connection> reader = OpenConnection(path_);
   if (!reader.ok()) return reader.status();
   reader_db_ = std::move(reader).value();
   return ExecSql(reader_db_.get(), "PRAGMA query_only=ON");
+}
+
+int SqliteStore::OnWalCommit(void* store, sqlite3*, const char*, int wal_pages) {
+  if (wal_pages < kCheckpointPages) return SQLITE_OK;
+  auto* self = static_cast<SqliteStore*>(store);
+  {
+    std::lock_guard lock(self->checkpoint_mutex_);
+    self->checkpoint_due_ = true;
+  }
+  self->checkpoint_wanted_.notify_one();
+  return SQLITE_OK;
+}
+
+// PASSIVE: copies what no reader still needs and never blocks the writer. A checkpoint that
+// could not copy everything (busy, or readers) is simply retried after a later commit; the WAL
+// is restarted from its start by the writer once a checkpoint has copied it all. A crash
+// during a checkpoint loses nothing: the WAL still holds every committed frame.
+void SqliteStore::CheckpointLoop() {
+  std::unique_lock lock(checkpoint_mutex_);
+  while (true) {
+    checkpoint_wanted_.wait(lock, [this] { return checkpoint_stop_ || checkpoint_due_; });
+    if (checkpoint_stop_) return;
+    checkpoint_due_ = false;
+    lock.unlock();
+    (void)sqlite3_wal_checkpoint_v2(checkpoint_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                    nullptr, nullptr);
+    lock.lock();
+  }
 }
 
 Status SqliteStore::PrepareStatements() {
@@ -314,6 +359,13 @@ SqliteStore::~SqliteStore() {
   }
   queue_ready_.notify_one();
   if (writer_.joinable()) writer_.join();
+
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_wanted_.notify_one();
+  if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 // ---- The write queue ----
@@ -334,7 +386,10 @@ Status SqliteStore::EnqueueAndWait(std::function<Status()> apply) {
 
   std::promise<Status> outcome;
   std::future<Status> future = outcome.get_future();
-  Enqueue({std::move(apply), [&outcome](const Status& status) { outcome.set_value(status); }});
+  WriteOp op;
+  op.apply = std::move(apply);
+  op.done = [&outcome](const Status& status) { outcome.set_value(status); };
+  Enqueue(std::move(op));
   return future.get();
 }
 
@@ -356,10 +411,15 @@ void SqliteStore::RunBatch(std::vector<WriteOp>& batch) {
   std::vector<Status> outcomes(batch.size());
   Status committed = ApplyBatch(batch, outcomes);
 
-  // A failed batch rolled back every seq it handed out; re-read them on next use.
-  if (!committed.ok()) next_seq_.clear();
-
-  if (!committed.ok()) outcomes.assign(batch.size(), committed);
+  // A failed batch rolled back every seq it handed out; re-read them on next use. Its
+  // asynchronous creates did not happen, and their executions may have more writes queued.
+  if (!committed.ok()) {
+    next_seq_.clear();
+    for (const WriteOp& op : batch) {
+      if (op.is_async_create) refused_.insert(op.execution_id);
+    }
+    outcomes.assign(batch.size(), committed);
+  }
 
   // Counted before any callback runs, so a caller woken by one sees stats that include it.
   uint64_t appended = 0;
@@ -376,7 +436,7 @@ void SqliteStore::RunBatch(std::vector<WriteOp>& batch) {
 // COMMIT, fails the whole batch.
 Status SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, std::vector<Status>& outcomes) {
   bool writes = false;
-  for (const WriteOp& op : batch) writes = writes || op.apply != nullptr;
+  for (const WriteOp& op : batch) writes = writes || op.apply != nullptr || op.is_append;
   if (!writes) return Status::Ok();  // only flush markers: nothing to commit
 
   static metrics::Histogram* const commit_seconds = metrics::Registry::Global().GetHistogram(
@@ -389,8 +449,13 @@ Status SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, std::vector<Status>&
   if (!begun.ok()) return begun.status();
 
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i].apply == nullptr) continue;
-    outcomes[i] = batch[i].apply();
+    if (batch[i].is_append) {
+      outcomes[i] = ApplyAppend(batch[i]);
+    } else if (batch[i].apply != nullptr) {
+      outcomes[i] = batch[i].apply();
+    } else {
+      continue;
+    }
     if (!outcomes[i].ok() && sqlite3_get_autocommit(writer_db_.get())) return outcomes[i];
   }
 
@@ -410,17 +475,33 @@ Status SqliteStore::ApplyBatch(std::vector<WriteOp>& batch, std::vector<Status>&
 // ---- Writes ----
 
 Status SqliteStore::CreateExecution(const ExecutionRecord& record) {
-  return EnqueueAndWait([this, &record] { return ApplyCreate(record); });
+  // The caller learns of a failure before it can append, so nothing needs refusing.
+  return EnqueueAndWait([this, &record] { return ApplyCreate(record, false); });
+}
+
+void SqliteStore::CreateExecutionAsync(ExecutionRecord record,
+                                       std::function<void(Status)> on_durable) {
+  WriteOp op;
+  op.execution_id = record.id;
+  op.is_async_create = true;
+  op.apply = [this, record = std::move(record)] { return ApplyCreate(record, true); };
+  op.done = std::move(on_durable);
+  Enqueue(std::move(op));
 }
 
 void SqliteStore::Append(const std::string& execution_id, JournalEntry entry,
                          std::function<void(Status)> on_durable) {
   WriteOp op;
-  op.apply = [this, execution_id, entry = std::move(entry)] {
-    return ApplyAppend(execution_id, entry);
-  };
-  op.done = std::move(on_durable);
   op.is_append = true;
+  op.execution_id = execution_id;
+  op.kind = std::move(entry.kind);
+  op.key = std::move(entry.key);
+  // Values are encoded losslessly before they get here (ToJournalJson); what else a payload
+  // holds (a log line, a message) is text for people, where a replaced byte costs nothing.
+  // Serialised here, on the caller's thread: the writer is the one serial resource.
+  op.payload = entry.payload.dump(-1, ' ', false, Json::error_handler_t::replace);
+  op.time_ms = entry.time_ms;
+  op.done = std::move(on_durable);
   Enqueue(std::move(op));
 }
 
@@ -465,7 +546,13 @@ StoreStats SqliteStore::stats() const { return {appends_.load(), commits_.load()
 
 // ---- What each write does inside the batch transaction (writer thread only) ----
 
-Status SqliteStore::ApplyCreate(const ExecutionRecord& record) {
+Status SqliteStore::ApplyCreate(const ExecutionRecord& record, bool async) {
+  // A second create of an id refused before would revive its queued writes; refuse it too.
+  if (async && refused_.count(record.id) != 0) {
+    return Status::FailedPrecondition("cannot create execution " + record.id +
+                                      ": an earlier create of it failed");
+  }
+
   Statement& insert = writer_statements_.insert_execution;
   ScopedReset reset(insert);
   insert.Bind(1, record.id).Bind(2, record.workflow_name).Bind(3, record.source_file);
@@ -476,27 +563,39 @@ Status SqliteStore::ApplyCreate(const ExecutionRecord& record) {
 
   Result<int> inserted = insert.Run();
   if (!inserted.ok()) {
+    // Its writes may already be queued behind it (CreateExecutionAsync): none may land, not
+    // even on an older execution that holds the same id.
+    if (async) refused_.insert(record.id);
     return Status::Error("cannot create execution " + record.id + ": " + inserted.message());
   }
+
+  // A new execution has no journal yet: its first append needs no look-up.
+  next_seq_[record.id] = 1;
   return Status::Ok();
 }
 
-Status SqliteStore::ApplyAppend(const std::string& execution_id, const JournalEntry& entry) {
-  Result<int64_t> seq = NextSeq(execution_id);
+Status SqliteStore::CheckNotRefused(const std::string& execution_id) const {
+  if (refused_.empty() || refused_.count(execution_id) == 0) return Status::Ok();
+  return Status::FailedPrecondition("execution " + execution_id +
+                                    " was never created: its create failed");
+}
+
+Status SqliteStore::ApplyAppend(const WriteOp& op) {
+  Status refused = CheckNotRefused(op.execution_id);
+  if (!refused.ok()) return refused;
+
+  Result<int64_t> seq = NextSeq(op.execution_id);
   if (!seq.ok()) return seq.status();
 
   Statement& insert = writer_statements_.insert_journal;
   ScopedReset reset(insert);
-  insert.Bind(1, execution_id).Bind(2, *seq).Bind(3, entry.kind).Bind(4, entry.key);
-  // Values are encoded losslessly before they get here (ToJournalJson); what else a payload
-  // holds (a log line, a message) is text for people, where a replaced byte costs nothing.
-  insert.Bind(5, entry.payload.dump(-1, ' ', false, Json::error_handler_t::replace))
-      .Bind(6, entry.time_ms);
+  insert.Bind(1, op.execution_id).Bind(2, *seq).Bind(3, op.kind).Bind(4, op.key);
+  insert.Bind(5, op.payload).Bind(6, op.time_ms);
   Result<int> inserted = insert.Run();
   if (!inserted.ok()) return inserted.status();
 
   // Advance only once the row is in, so a failed insert leaves no gap.
-  next_seq_[execution_id] = *seq + 1;
+  next_seq_[op.execution_id] = *seq + 1;
   return Status::Ok();
 }
 
@@ -517,12 +616,19 @@ Result<int64_t> SqliteStore::NextSeq(const std::string& execution_id) {
 
 Status SqliteStore::ApplyFinish(const std::string& execution_id, const std::string& state,
                                 const std::string& result, const std::string& error) {
+  Status refused = CheckNotRefused(execution_id);
+  if (!refused.ok()) return refused;
+
   Statement& finish = writer_statements_.finish;
   ScopedReset reset(finish);
   finish.Bind(1, execution_id).Bind(2, state).Bind(3, result).Bind(4, error).Bind(5, NowMs());
   Result<int> changed = finish.Run();
   if (!changed.ok()) return changed.status();
-  if (*changed == 1) return Status::Ok();
+  if (*changed == 1) {
+    // A finished execution rarely appends again (an operator's retry); that reads the tail.
+    next_seq_.erase(execution_id);
+    return Status::Ok();
+  }
 
   // Nothing changed: either no such execution, or it had already ended (a terminal state is
   // final, so a late Finish cannot overwrite how it ended).

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -25,19 +26,23 @@ inline constexpr std::string_view kExecutionColumns =
 
 // A Store over one SQLite file (layout and crash behaviour: docs/journal.md).
 //
-// Ownership: owns two connections, one for the writer thread and one for readers (WAL lets
-// them run side by side), and the writer thread itself. Every write, blocking or not, is a
-// WriteOp on one FIFO queue; the writer swaps the whole queue out, applies it inside one
-// BEGIN IMMEDIATE ... COMMIT (one fsync for the lot), then runs the callbacks. Queue order
-// is call order, which gives per-execution seq order and Finish-after-Append for free.
-// Thread safety: all public methods may be called from any thread; reads serialize on
-// read_mutex_. The destructor writes everything still queued, runs its callbacks, and joins.
+// Ownership: owns three connections, one for the writer thread, one for readers (WAL lets
+// them run side by side) and one for the checkpointer thread, and those two threads. The
+// checkpointer copies the WAL back into the file beside the writer (PASSIVE checkpoints,
+// woken by the writer's commits once the WAL is large), so no commit pays for one. Every write,
+// blocking or not, is a WriteOp on one FIFO queue; the writer swaps the whole queue out, applies it
+// inside one BEGIN IMMEDIATE ... COMMIT (one fsync for the lot), then runs the callbacks. Queue
+// order is call order, which gives per-execution seq order and Finish-after-Append for free. Thread
+// safety: all public methods may be called from any thread; reads serialize on read_mutex_. The
+// destructor writes everything still queued, runs its callbacks, and joins.
 class SqliteStore final : public Store {
  public:
   static Result<std::unique_ptr<SqliteStore>> Open(const std::string& path);
   ~SqliteStore() override;
 
   Status CreateExecution(const ExecutionRecord& record) override;
+  void CreateExecutionAsync(ExecutionRecord record,
+                            std::function<void(Status)> on_durable) override;
   void Append(const std::string& execution_id, JournalEntry entry,
               std::function<void(Status)> on_durable) override;
   void Finish(const std::string& execution_id, std::string state, std::string result,
@@ -75,12 +80,18 @@ class SqliteStore final : public Store {
   StoreStats stats() const override;
 
  private:
-  // One queued write. `apply` runs on the writer thread inside the batch transaction (null
-  // for a flush marker); `done` receives apply's own failure, else the batch's outcome.
+  // One queued write. An append, the hot path, carries its entry inline with the payload
+  // already JSON text (serialised on the appending thread, not by the one writer); any other
+  // write is `apply`, run on the writer thread inside the batch transaction; neither is a
+  // flush marker. `done` receives the op's own failure, else the batch's outcome.
   struct WriteOp {
     std::function<Status()> apply;
     std::function<void(Status)> done;
     bool is_append = false;
+    bool is_async_create = false;  // its failure refuses the execution's later writes
+    std::string execution_id;      // of an append or an asynchronous create
+    std::string kind, key, payload;
+    int64_t time_ms = 0;
   };
 
   // Whether an owner is a live local process, asked once per owner during one write.
@@ -113,14 +124,19 @@ class SqliteStore final : public Store {
   Status PrepareStatements();
   Status PrepareWorkflowStatements();
 
+  // sqlite3_wal_hook of the writer connection: wakes the checkpointer once the WAL is large.
+  static int OnWalCommit(void* store, sqlite3* db, const char* name, int wal_pages);
+  void CheckpointLoop();
+
   void Enqueue(WriteOp op);
   Status EnqueueAndWait(std::function<Status()> apply);
   void WriterLoop();
   void RunBatch(std::vector<WriteOp>& batch);
   Status ApplyBatch(std::vector<WriteOp>& batch, std::vector<Status>& outcomes);
 
-  Status ApplyCreate(const ExecutionRecord& record);
-  Status ApplyAppend(const std::string& execution_id, const JournalEntry& entry);
+  Status ApplyCreate(const ExecutionRecord& record, bool async);
+  Status ApplyAppend(const WriteOp& op);
+  Status CheckNotRefused(const std::string& execution_id) const;
   Result<int64_t> NextSeq(const std::string& execution_id);
   Status ApplyFinish(const std::string& execution_id, const std::string& state,
                      const std::string& result, const std::string& error);
@@ -144,6 +160,7 @@ class SqliteStore final : public Store {
   // Declared before the statements so that statements are finalized first.
   Connection writer_db_;
   Connection reader_db_;
+  Connection checkpoint_db_;  // used only by the checkpointer thread
   WriterStatements writer_statements_;
   ReaderStatements reader_statements_;
   WorkflowStatements workflow_statements_;
@@ -154,13 +171,25 @@ class SqliteStore final : public Store {
   std::vector<WriteOp> queue_;  // guarded by queue_mutex_
   bool stopping_ = false;       // guarded by queue_mutex_
 
-  // The next seq of each execution that appended in this process. Writer thread only;
-  // cleared when a batch fails, since the seqs it handed out were rolled back.
+  // The next seq of each unfinished execution that was created or appended in this process.
+  // Writer thread only; an entry goes at Finish; all are cleared when a batch fails, since
+  // the seqs it handed out were rolled back.
   std::unordered_map<std::string, int64_t> next_seq_;
+
+  // Ids whose asynchronous create failed: their appends and Finish are refused for the life
+  // of the store, since they may have been queued before the failure was known. Writer thread
+  // only; grows only with failed creates.
+  std::unordered_set<std::string> refused_;
 
   std::atomic<uint64_t> appends_{0};
   std::atomic<uint64_t> commits_{0};
   std::thread writer_;
+
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wanted_;
+  bool checkpoint_due_ = false;   // guarded by checkpoint_mutex_
+  bool checkpoint_stop_ = false;  // guarded by checkpoint_mutex_
+  std::thread checkpointer_;
 };
 
 }  // namespace atomflow::store

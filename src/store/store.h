@@ -92,6 +92,15 @@ class Store {
   // Records a new execution; durable when it returns. Fails if the id is taken.
   [[nodiscard]] virtual Status CreateExecution(const ExecutionRecord& record) = 0;
 
+  // Queues a new execution; on_durable receives whether its row committed. Appends and the
+  // Finish of the execution queued after this call are ordered after it, so they may be
+  // queued at once, before the outcome is known. If the create fails (the id is taken, the
+  // disk is full), every later Append and Finish of that id in this process is refused
+  // (FailedPrecondition), so nothing of the unborn execution ever lands, not even in the
+  // journal of an older execution with the same id.
+  virtual void CreateExecutionAsync(ExecutionRecord record,
+                                    std::function<void(Status)> on_durable) = 0;
+
   // Queues a journal entry. Its seq is the next one of the execution, in call order.
   virtual void Append(const std::string& execution_id, JournalEntry entry,
                       std::function<void(Status)> on_durable) = 0;

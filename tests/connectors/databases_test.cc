@@ -74,5 +74,27 @@ TEST(DatabasesTest, MissingFileIsEmptyUnlessRequiredAndBadShapesAreErrors) {
   EXPECT_FALSE(DatabaseCatalog::Parse("databases: {x: 'a", "a.yaml").ok());
 }
 
+TEST(DatabasesTest, SqlPoolSizeDefaultsAndRejectsBadValuesByName) {
+  Result<DatabaseCatalog> plain = DatabaseCatalog::Parse(kConfig, "a.yaml");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->pool_size(), DatabaseCatalog::kDefaultPoolSize);
+
+  Result<DatabaseCatalog> sized = DatabaseCatalog::Parse("sql:\n  pool_size: 8\n", "a.yaml");
+  ASSERT_TRUE(sized.ok()) << sized.message();
+  EXPECT_EQ(sized->pool_size(), 8);
+
+  for (const char* bad : {"0", "-3", "2000", "many", "1.5", "[4]"}) {
+    Result<DatabaseCatalog> refused =
+        DatabaseCatalog::Parse(std::string("sql: {pool_size: ") + bad + "}", "/etc/a.yaml");
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.message().find("/etc/a.yaml: sql.pool_size must be an integer from 1 to"),
+              std::string::npos)
+        << refused.message();
+  }
+  Result<DatabaseCatalog> typo = DatabaseCatalog::Parse("sql: {poolsize: 4}", "a.yaml");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.message().find("'poolsize'"), std::string::npos) << typo.message();
+}
+
 }  // namespace
 }  // namespace atomflow::connectors

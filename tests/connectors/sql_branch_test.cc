@@ -1,13 +1,18 @@
 // atomflow.sql.exec against a real PostgreSQL: the executor on its own (commit, typed rows,
-// definite and unknown failures, prepare and finish by gid), and prepared branches through the
-// real engine, where two databases and a staged file commit or abort together.
+// definite and unknown failures, prepare and finish by gid, as many at once as its pool allows),
+// and prepared branches through the real engine, where two databases and a staged file commit
+// or abort together.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "connectors/connectors.h"
 #include "connectors/databases.h"
@@ -126,6 +131,52 @@ TEST(SqlExecutorTest, RunsPreparesFinishesAndClassifiesFailures) {
   EffectOutcome missing_db = RunTask(executor, unknown);
   EXPECT_EQ(Tag(missing_db), "ValueError");
   EXPECT_NE(DebugString(missing_db.value).find("'nope'"), std::string::npos);
+}
+
+// Polls `sql` on database `name` until it answers `expected`; false after 30 s.
+bool Eventually(const std::string& name, const std::string& sql, const std::string& expected) {
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    if (Server().Query(name, sql) == expected) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+// Regression: the executor ran at most two operations at once whatever the load, so every
+// branch beyond the second waited for a thread while PostgreSQL sat idle.
+TEST(SqlExecutorTest, RunsAsManyOperationsAtOnceAsThePoolAllowsAndNoMore) {
+  ASSERT_EQ(Server().CreateDatabase("pool"), "");
+  DatabaseCatalog catalog =
+      Catalog("databases:\n  registry: \"" + Server().Uri("pool") + "\"\nsql:\n  pool_size: 3\n");
+  PGconn* holder = PQconnectdb(Server().Uri("pool").c_str());
+  ASSERT_EQ(PQstatus(holder), CONNECTION_OK) << PQerrorMessage(holder);
+  PQclear(PQexec(holder, "SELECT pg_advisory_lock(42)"));
+  const std::string others = " AND pid <> " + std::to_string(PQbackendPID(holder));
+
+  // Five operations that each wait for the lock the test holds: three run at once (one per
+  // pool thread, each on its own connection) and two wait for a thread.
+  {
+    SqlExecutor executor(catalog);
+    std::vector<std::promise<EffectOutcome>> done(5);
+    for (std::promise<EffectOutcome>& each : done) {
+      executor.Submit(Task(SqlTask::Kind::kExec, {{"SELECT pg_advisory_xact_lock(42)", {}}}),
+                      [&each](EffectOutcome outcome) { each.set_value(outcome); });
+    }
+    EXPECT_TRUE(Eventually("postgres",
+                           "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                           "NOT granted",
+                           "3"));
+    PQclear(PQexec(holder, "SELECT pg_advisory_unlock(42)"));
+    for (std::promise<EffectOutcome>& each : done) EXPECT_TRUE(each.get_future().get().ok);
+
+    // The last two reused the first three's connections: a database never has more
+    // connections than the pool has threads.
+    EXPECT_EQ(
+        Server().Query("postgres",
+                       "SELECT count(*) FROM pg_stat_activity WHERE datname = 'pool'" + others),
+        "3");
+  }
+  PQfinish(holder);
 }
 
 // Two databases and a staged file in one transaction; `fail` raises after every branch is in.

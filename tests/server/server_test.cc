@@ -283,6 +283,58 @@ TEST_F(ServerTest, RunsToSucceededWithStepEntries) {
   EXPECT_EQ(Get("/v1/workflows/add/executions/" + id + "/stepEntries/3").status, 404);
 }
 
+// Steps are journaled in batches of StepHistory::kBatch: pages that cross a batch keep every
+// entry once, numbered from 1, in the order the steps ended.
+TEST_F(ServerTest, StepEntryPagesCrossJournalBatches) {
+  constexpr char kLoop[] = R"(main:
+  steps:
+    - init:
+        assign:
+          - n: 0
+    - loop:
+        for:
+          value: i
+          range: [1, 300]
+          steps:
+            - tick:
+                assign:
+                  - n: ${i}
+    - done:
+        return: ${n}
+)";
+  ASSERT_EQ(Deploy("loop", kLoop).status, 200);
+  std::string id = Run("loop");
+  EXPECT_EQ(WaitDone("loop", id)["state"], "SUCCEEDED");
+
+  std::string base = "/v1/workflows/loop/executions/" + id + "/stepEntries";
+  std::vector<std::string> steps;
+  std::string token;
+  int pages = 0;
+  do {
+    Answer page = Get(base + "?pageSize=100" + (token.empty() ? "" : "&pageToken=" + token));
+    ASSERT_EQ(page.status, 200) << page.body.dump();
+    for (const json& entry : page.body["stepEntries"]) {
+      EXPECT_EQ(entry["entryId"], std::to_string(steps.size() + 1));
+      steps.push_back(entry["step"]);
+    }
+    token = page.body.value("nextPageToken", "");
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 4);  // 303 entries
+  std::vector<std::string> expected = {"init"};
+  expected.insert(expected.end(), 300, "tick");
+  expected.push_back("loop");
+  expected.push_back("done");
+  EXPECT_EQ(steps, expected);
+
+  Answer late = Get(base + "/302");
+  ASSERT_EQ(late.status, 200) << late.body.dump();
+  EXPECT_EQ(late.body["step"], "loop");
+  EXPECT_EQ(Get(base + "/257").body["step"], "tick");
+  EXPECT_EQ(Get(base + "/303").body["step"], "done");
+  EXPECT_EQ(Get(base + "/304").status, 404);
+}
+
 TEST_F(ServerTest, FailedExecutionCarriesTheErrorPayload) {
   ASSERT_EQ(Deploy("fails", kFails).status, 200);
   std::string id = Run("fails");

@@ -1,0 +1,69 @@
+// Step history: the named steps an execution ran, buffered in memory and journaled as one
+// "steps" record per batch, and read back (old one-per-step "step" records too) for the API
+// and the CLI. The record's layout and what a crash leaves are in docs/journal.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+#include "value/value.h"
+
+namespace atomflow::engine {
+
+// One named step that ended. The names point into the workflow's syntax tree, which the
+// execution holds for as long as the record is buffered.
+struct StepRecord {
+  const std::string* step = nullptr;
+  const std::string* routine = nullptr;
+  std::string prefix;    // the strand's key prefix: the record key is "r<prefix><counter>"
+  int64_t counter = 0;   // the strand's record counter
+  int64_t start_ms = 0;  // epoch milliseconds
+  int64_t end_ms = 0;
+  int line = 0;
+  bool failed = false;
+};
+
+// The steps of one execution not yet journaled, in the order they ended. Touched only by the
+// worker that drives the execution (not thread safe). Holds no memory while empty.
+class StepHistory {
+ public:
+  // Steps per "steps" record at most: a long compute loop's history shows up this often.
+  static constexpr size_t kBatch = 256;
+
+  // Buffers a step; true when the buffer is full and must be taken.
+  bool Add(StepRecord record);
+  bool empty() const { return records_.empty(); }
+
+  // The "steps" record of the buffered steps (kind, key and payload; the store sets seq and
+  // the engine the time), emptying the buffer. Call only when not empty().
+  store::JournalEntry Take();
+
+ private:
+  std::vector<StepRecord> records_;
+};
+
+// One step entry read back: the payload of a one-step "step" record (`step`, `routine`,
+// `state`, `start_ms`, `end_ms`, `line`), the journal row that holds it and its place there.
+struct StepEntry {
+  int64_t seq = 0;
+  int64_t offset = 0;  // 0 for a "step" record; the index within a "steps" record
+  Json payload;
+};
+
+// Appends the step entries of a journal entry of kind "step" or "steps", in order; any other
+// kind (and a malformed payload's unreadable part) adds nothing.
+void AppendStepEntries(const store::JournalEntry& entry, std::vector<StepEntry>& out);
+
+// The record keys ("r<prefix><n>") a "steps" payload covers, so that a resumed execution does
+// not journal those steps again.
+std::vector<std::string> StepRecordKeys(const Json& payload);
+
+// Step entries of an execution after position (after_seq, after_offset), in journal order, at
+// most limit (<= 0: all). Reads both record kinds. Position (0, 0) starts at the first entry;
+// (seq, INT64_MAX) after every entry of row seq.
+Result<std::vector<StepEntry>> ReadStepEntries(store::Store& store, const std::string& execution_id,
+                                               int64_t after_seq, int64_t after_offset, int limit);
+
+}  // namespace atomflow::engine
