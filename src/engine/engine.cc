@@ -248,7 +248,7 @@ void Engine::OnCreated(const std::string& execution_id, const Status& status) {
       record.state = "FAILED";
       record.error = ErrorJson(lang::MakeError(
           "SystemError", "the execution could not be recorded: " + status.message()));
-      done_[execution_id] = std::move(record);
+      KeepDone(std::move(record));
       finished_.notify_all();
     }
   }
@@ -478,13 +478,34 @@ void Engine::CancelAll() {
   for (const std::string& id : ids) Cancel(id);
 }
 
+namespace {
+
+// Finished records Wait finds in memory; an older one is read back from the store.
+constexpr size_t kDoneKept = 4096;
+
+}  // namespace
+
+void Engine::KeepDone(store::ExecutionRecord record) {
+  record.source.clear();  // the store has it; a kept copy per execution adds up
+  std::string id = record.id;
+  if (done_.insert_or_assign(id, std::move(record)).second) done_order_.push_back(id);
+  while (done_order_.size() > kDoneKept) {
+    done_.erase(done_order_.front());
+    done_order_.pop_front();
+  }
+}
+
+// An execution this engine is not running (any more) is read from the store: it finished
+// long enough ago to be forgotten here, or drained (it stays ACTIVE for the next process), or
+// it was never started by this process.
 store::ExecutionRecord Engine::Wait(const std::string& execution_id) {
   std::unique_lock<std::mutex> lock(mutex_);
-  finished_.wait(lock, [&] { return done_.count(execution_id) > 0 || drained_; });
+  finished_.wait(lock, [&] {
+    return done_.count(execution_id) > 0 || drained_ || active_.count(execution_id) == 0;
+  });
   auto done = done_.find(execution_id);
   if (done != done_.end()) return done->second;
   lock.unlock();
-  // Drained: the execution stays ACTIVE for the next process.
   Result<store::ExecutionRecord> record = store_->GetExecution(execution_id);
   return record.ok() ? *record : store::ExecutionRecord{};
 }
@@ -822,8 +843,8 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
         "execution.finished",
         {{"execution", record.id}, {"workflow", record.workflow_name}, {"state", record.state}});
     std::lock_guard<std::mutex> lock(mutex_);
-    done_[record.id] = record;
     active_.erase(record.id);
+    KeepDone(record);
     finished_.notify_all();
   });
   --journaling_;

@@ -135,6 +135,9 @@ class Engine {
                      const EffectOutcome& outcome);
   // Kills the process with SIGKILL when ATOMFLOW_CRASH_AT names this point (crash tests).
   void CrashPoint(const std::string& point);
+  // Keeps a finished execution's record for Wait, forgetting the oldest past a bound.
+  // Caller holds mutex_.
+  void KeepDone(store::ExecutionRecord record);
 
  private:
   Engine(EngineOptions options, std::unique_ptr<store::Store> store, ProgressSink* progress);
@@ -193,7 +196,10 @@ class Engine {
   std::condition_variable finished_;  // Wait() waits for outcomes
   std::deque<std::shared_ptr<Execution>> runnable_;
   std::map<std::string, std::shared_ptr<Execution>> active_;
-  std::map<std::string, store::ExecutionRecord> done_;
+  // The latest finished executions, without their source, for Wait; older ones are read
+  // back from the store, so a long-running server does not keep every record it finished.
+  std::unordered_map<std::string, store::ExecutionRecord> done_;
+  std::deque<std::string> done_order_;  // ids in done_, oldest first
   // Started executions whose row is queued and not yet durable, with the effects that need
   // no intent of their own and so wait for the row instead; and the ids whose create
   // failed. Under mutex_.

@@ -359,8 +359,8 @@ Task<Flow> NormalFlow() { co_return Flow::Normal(); }
 bool Interpreter::EnterStepBody(const lang::Step& step, Frame& frame) {
   using Kind = lang::Step::Kind;
   if (frame.read_only() != nullptr) CheckWritable(step, frame);
-  bool nested = step.kind != Kind::kSwitch && step.kind != Kind::kRaise &&
-                step.kind != Kind::kReturn;
+  bool nested =
+      step.kind != Kind::kSwitch && step.kind != Kind::kRaise && step.kind != Kind::kReturn;
   if (nested) ++nesting_;
   return nested;
 }

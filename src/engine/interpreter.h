@@ -174,8 +174,7 @@ class Interpreter {
   Task<bool> RunCompensation(const txn::Branch& branch, const txn::Transaction& txn);
   struct PhaseTwoRun;
   Task<bool> Publish(txn::Transaction& txn);
-  Task<int> RunPhaseTwoOp(PhaseTwoRun& run, const txn::Branch& branch,
-                          const txn::Transaction& txn);
+  Task<int> RunPhaseTwoOp(PhaseTwoRun& run, const txn::Branch& branch, const txn::Transaction& txn);
   Task<bool> PublishBranch(const txn::Branch& branch, const txn::Transaction& txn);
   Task<EffectOutcome> FileOp(const std::string& function, const txn::Branch& branch,
                              const txn::Transaction& txn);

@@ -87,9 +87,9 @@ std::string AfterStep(const Step& step) {
 }
 
 [[noreturn]] void RaiseLongString(const Step& step, const std::string& name, size_t bytes) {
-  Raise("ResourceLimitError", "variable '" + name + "' holds a string of " +
-                                  std::to_string(bytes) + " bytes; the limit is " +
-                                  std::to_string(kMaxStringBytes) + AfterStep(step));
+  Raise("ResourceLimitError", "variable '" + name + "' holds a string of " + std::to_string(bytes) +
+                                  " bytes; the limit is " + std::to_string(kMaxStringBytes) +
+                                  AfterStep(step));
 }
 
 [[noreturn]] void RaiseTooMuchMemory(const Step& step) {
