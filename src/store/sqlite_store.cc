@@ -170,9 +170,10 @@ Status ConfigureWriter(sqlite3* db) {
   if (!status.ok()) return status;
 
   // The writer touches the right edge of the journal's B-tree and the execution rows of what
-  // runs now; 64 MB (negative: KiB) keeps those pages cached between commits instead of
-  // reading them back, where the default 2 MB did not hold one commit's pages.
-  return ExecSql(db, "PRAGMA cache_size=-65536");
+  // runs now; 16 MB (negative: KiB) keeps those pages cached between commits instead of
+  // reading them back, where the default 2 MB did not hold one commit's pages. 64 MB was no
+  // faster in durable_txn and cost every process 48 MB more.
+  return ExecSql(db, "PRAGMA cache_size=-16384");
 }
 
 Result<int64_t> ReadSchemaVersion(sqlite3* db) {
