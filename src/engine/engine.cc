@@ -591,8 +591,11 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, const EffectP
                  {"gid", request.gid},
                  {"branch", request.branch},
                  {"op", request.op}};
-  Journal(*execution, "intent", request.key, std::move(intent),
-          [this, execution, effect] { Issue(execution, effect, false); });
+  Journal(*execution, "intent", request.key, std::move(intent), [this, execution, effect] {
+    // A compensation whose intent is durable and that has not been sent.
+    if (effect->request.op == "compensate") CrashPoint("compensate:" + effect->request.step);
+    Issue(execution, effect, false);
+  });
 }
 
 void Engine::Issue(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
@@ -617,6 +620,8 @@ void Engine::Issue(const std::shared_ptr<Execution>& execution, const EffectPtr&
     if (effect->request.op == "prepare" && outcome.ok) {
       CrashPoint("after_prepare:" + effect->request.step);
     }
+    // The participant answered a compensation whose result is not in the journal.
+    if (effect->request.op == "compensate") CrashPoint("compensated:" + effect->request.step);
     Complete(execution, effect, std::move(outcome));
     --in_flight_;
   });

@@ -24,6 +24,9 @@ EffectOutcome JournaledOutcome(const store::JournalEntry& entry) {
   return EffectOutcome{payload.value("ok", false), FromJournalJson(payload.value("value", Json()))};
 }
 
+// The phase of a cancel point the journal implies without recording it (see the constructor).
+constexpr char kAfterUnrecorded[] = "after (unrecorded)";
+
 // Runs the shared-variable copies of a strand and of the strands it runs inside, outermost
 // first on the way in and innermost first on the way out.
 void SyncIn(Strand* strand) {
@@ -54,10 +57,12 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
       interpreter_(this) {
   // The journal comes in append order, which for delivered results is the order the earlier
   // process consumed them in.
+  std::vector<std::string> delivered_after_cancel;
   for (store::JournalEntry& entry : journal) {
     if (entry.kind == "result") {
       if (!IsLocalResult(entry.payload) && results_.count(entry.key) == 0) {
         replay_order_.push_back(entry.key);
+        if (cancel_requested_) delivered_after_cancel.push_back(entry.key);
       }
       results_[entry.key] = std::move(entry);
     } else if (entry.kind == "intent") {
@@ -73,6 +78,13 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
     } else if (entry.key.rfind("r", 0) == 0) {
       journaled_records_.insert(entry.key);
     }
+  }
+  // A result journaled after the cancel was consumed with the cancel requested, so an
+  // unshielded strand threw there, but a crash may have lost that "cancelled" record (it is
+  // appended after the result): without this the resume would take the effect as finished and
+  // go on, committing a transaction the cancel had aborted (#6).
+  for (const std::string& key : delivered_after_cancel) {
+    if (cancelled_at_.count(key) == 0) cancelled_at_[key] = kAfterUnrecorded;
   }
 }
 
@@ -216,11 +228,18 @@ void Execution::CancelPoint(const std::string& key, const char* phase, bool live
   auto recorded = cancelled_at_.find(key);
   if (recorded != cancelled_at_.end()) {
     if (recorded->second == phase) throw CancelledSignal{};
+    bool after = std::string_view(phase) == "after";
+    if (recorded->second == kAfterUnrecorded && after && !current_->shielded) {
+      throw CancelledSignal{};
+    }
     return;
   }
   if (!live || !cancel_requested_ || replaying()) return;
+  // Crash tests: the cancel is about to take effect here, and then its record is durable.
+  engine_->CrashPoint("before_cancelled");
   cancelled_at_[key] = phase;
   engine_->Journal(*this, "cancelled", "c" + key, Json{{"key", key}, {"phase", phase}}, nullptr);
+  engine_->CrashPoint("cancelled");
   throw CancelledSignal{};
 }
 

@@ -229,6 +229,8 @@ Task<bool> Interpreter::PublishBranch(const txn::Branch& branch, const txn::Tran
 }
 
 Task<bool> Interpreter::Undo(txn::Transaction& txn) {
+  // Crash tests: the abort decision and its result are durable, no undo has its intent yet.
+  if (!execution_->replaying()) execution_->engine()->CrashPoint("abort:" + txn.step());
   bool all_undone = true;
   const std::vector<txn::Branch>& branches = txn.branches();
   for (auto it = branches.rbegin(); it != branches.rend(); ++it) {
