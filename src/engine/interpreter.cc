@@ -188,6 +188,24 @@ Task<Value> Interpreter::RunRoutine(const lang::Routine& routine, Map args, int 
 // Runs a block's steps, resolving the jumps between them. A step that may suspend runs in this
 // frame (BeginStep, the body's task, EndStep / FailStep) rather than in a coroutine of its own,
 // so that a waiting execution keeps one frame per block it is in, not two.
+namespace {
+
+// Where a block goes after a step's flow: true with `i` at the next step to run, false when
+// the flow leaves the block (a return, break or continue, or a jump to a step outside it).
+bool AdvanceInBlock(const lang::Block& block, const Flow& flow, size_t& i) {
+  if (flow.kind == Flow::Kind::kNormal) {
+    ++i;
+    return true;
+  }
+  if (flow.kind != Flow::Kind::kJump) return false;
+  auto target = block.index.find(*flow.target);
+  if (target == block.index.end()) return false;
+  i = target->second;
+  return true;
+}
+
+}  // namespace
+
 Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
   size_t i = 0;
   while (i < block.steps.size()) {
@@ -210,17 +228,7 @@ Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
       }
       EndStep(step, frame, start_ms);
     }
-    if (flow.kind == Flow::Kind::kNormal) {
-      ++i;
-      continue;
-    }
-    if (flow.kind == Flow::Kind::kJump) {
-      auto target = block.index.find(*flow.target);
-      if (target != block.index.end()) {
-        i = target->second;
-        continue;
-      }
-    }
+    if (AdvanceInBlock(block, flow, i)) continue;
     co_return flow;
   }
   co_return Flow::Normal();
@@ -261,18 +269,7 @@ Flow Interpreter::RunBlockInline(const lang::Block& block, Frame& frame) {
   size_t i = 0;
   while (i < block.steps.size()) {
     Flow flow = RunStepInline(*block.steps[i], frame);
-    if (flow.kind == Flow::Kind::kNormal) {
-      ++i;
-      continue;
-    }
-    if (flow.kind == Flow::Kind::kJump) {
-      auto target = block.index.find(*flow.target);
-      if (target != block.index.end()) {
-        i = target->second;
-        continue;
-      }
-    }
-    return flow;
+    if (!AdvanceInBlock(block, flow, i)) return flow;
   }
   return Flow::Normal();
 }
