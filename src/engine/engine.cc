@@ -316,8 +316,12 @@ class WorkflowCache {
 
 namespace {
 
-// Executions claimed per commit during recovery.
-constexpr size_t kRecoverBatch = 1000;
+// Executions claimed by the first commit of a recovery; each next claim takes twice as many, so
+// that few commits claim the lot (a claim queues behind the resumed executions' own writes)
+// while the first executions resume soon.
+constexpr size_t kFirstRecoverBatch = 1000;
+// Executions resumed between two launches of them to the workers.
+constexpr size_t kLaunchBatch = 1000;
 
 }  // namespace
 
@@ -341,17 +345,29 @@ Result<std::string> Engine::Resume(const std::string& execution_id) {
 
 Result<std::string> Engine::ResumeClaimed(store::ExecutionRecord record,
                                           std::shared_ptr<const lang::Workflow> workflow) {
-  std::string execution_id = record.id;
-  Result<std::vector<store::JournalEntry>> journal = store_->ReadJournal(execution_id);
+  Result<std::vector<store::JournalEntry>> journal = store_->ReadJournal(record.id);
   if (!journal.ok()) return journal.status();
+  return ResumeWithJournal(std::move(record), std::move(workflow), std::move(journal).value(),
+                           nullptr);
+}
 
+std::string Engine::ResumeWithJournal(store::ExecutionRecord record,
+                                      std::shared_ptr<const lang::Workflow> workflow,
+                                      std::vector<store::JournalEntry> journal,
+                                      std::vector<std::shared_ptr<Execution>>* launch_later) {
+  std::string execution_id = record.id;
   Value argument = FromJson(Json::parse(record.argument, nullptr, false));
-  callbacks_.Rebuild(execution_id, *journal);
+  callbacks_.Rebuild(execution_id, journal);
   log::Event("execution.resumed", {{"execution", execution_id},
                                    {"workflow", record.workflow_name},
-                                   {"journal_entries", journal->size()}});
-  Launch(std::make_shared<Execution>(this, std::move(record), std::move(workflow),
-                                     std::move(argument), std::move(journal).value()));
+                                   {"journal_entries", journal.size()}});
+  auto execution = std::make_shared<Execution>(this, std::move(record), std::move(workflow),
+                                               std::move(argument), std::move(journal));
+  if (launch_later != nullptr) {
+    launch_later->push_back(std::move(execution));
+  } else {
+    Launch(std::move(execution));
+  }
   return execution_id;
 }
 
@@ -360,13 +376,24 @@ Result<std::vector<std::string>> Engine::Recover() {
   if (!active.ok()) return active.status();
   log::Event("recovery.started", {{"active", active->size()}});
 
+  // The listed rows are kept: ClaimMany refuses any that ended since, so none is read again.
   std::vector<std::vector<std::string>> batches;
-  for (const store::ExecutionRecord& record : *active) {
-    if (!record.owner.empty() && record.owner != owner_ && store::IsLiveLocalOwner(record.owner)) {
-      continue;  // another live process drives it
+  std::vector<std::vector<store::ExecutionRecord>> records;
+  std::unordered_map<std::string, bool> live;  // is each distinct owner a live local process
+  for (store::ExecutionRecord& record : *active) {
+    if (!record.owner.empty() && record.owner != owner_) {
+      auto known = live.find(record.owner);
+      if (known == live.end()) {
+        known = live.emplace(record.owner, store::IsLiveLocalOwner(record.owner)).first;
+      }
+      if (known->second) continue;  // another live process drives it
     }
-    if (batches.empty() || batches.back().size() == kRecoverBatch) batches.emplace_back();
+    if (batches.empty() || batches.back().size() == (kFirstRecoverBatch << (batches.size() - 1))) {
+      batches.emplace_back();
+      records.emplace_back();
+    }
     batches.back().push_back(record.id);
+    records.back().push_back(std::move(record));
   }
 
   // The next batch is claimed while this one is resumed, so replays do not wait for commits.
@@ -384,43 +411,57 @@ Result<std::vector<std::string>> Engine::Recover() {
       log::Warn("cannot claim {} executions to resume: {}", batches[b].size(), claimed.message());
       continue;
     }
-    ResumeBatch(batches[b], *claimed, workflows, resumed);
+    ResumeBatch(records[b], *claimed, workflows, resumed);
   }
 
   log::Event("recovery.finished", {{"active", active->size()}, {"resumed", resumed.size()}});
   return resumed;
 }
 
-void Engine::ResumeBatch(const std::vector<std::string>& ids, const std::vector<bool>& claimed,
-                         WorkflowCache& workflows, std::vector<std::string>& resumed) {
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!claimed[i]) continue;  // a live process took it since the listing, or it is gone
+void Engine::ResumeBatch(std::vector<store::ExecutionRecord>& records,
+                         const std::vector<bool>& claimed, WorkflowCache& workflows,
+                         std::vector<std::string>& resumed) {
+  std::vector<store::ExecutionRecord*> chunk;
+  chunk.reserve(kLaunchBatch);
+  for (size_t i = 0; i < records.size(); ++i) {
+    // Not claimed: a live process took it since the listing, it ended meanwhile, or it is gone.
+    if (!claimed[i]) continue;
+    records[i].owner = owner_;
+    chunk.push_back(&records[i]);
+    if (chunk.size() == kLaunchBatch) ResumeChunk(chunk, workflows, resumed);
+  }
+  ResumeChunk(chunk, workflows, resumed);
+}
 
-    // Read after the claim: an execution that ended since the listing is not run again.
-    Result<store::ExecutionRecord> record = store_->GetExecution(ids[i]);
-    if (!record.ok()) {
-      log::Warn("cannot resume execution {}: {}", ids[i], record.message());
-      continue;
-    }
-    if (record->state != "ACTIVE") {
-      Status released = store_->Release(ids[i], owner_);
-      if (!released.ok()) log::Warn("cannot release execution {}: {}", ids[i], released.message());
-      continue;
-    }
+void Engine::ResumeChunk(std::vector<store::ExecutionRecord*>& chunk, WorkflowCache& workflows,
+                         std::vector<std::string>& resumed) {
+  if (chunk.empty()) return;
+  std::vector<std::string> ids;
+  ids.reserve(chunk.size());
+  for (const store::ExecutionRecord* record : chunk) ids.push_back(record->id);
+  Result<std::vector<std::vector<store::JournalEntry>>> journals = store_->ReadJournals(ids);
+  if (!journals.ok()) {
+    log::Warn("cannot resume {} executions: {}", ids.size(), journals.message());
+    chunk.clear();
+    return;
+  }
 
+  std::vector<std::shared_ptr<Execution>> launch;
+  launch.reserve(chunk.size());
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    store::ExecutionRecord& record = *chunk[i];
     Result<std::shared_ptr<const lang::Workflow>> workflow =
-        workflows.Load(record->source_file, record->source);
+        workflows.Load(record.source_file, record.source);
     if (!workflow.ok()) {
-      log::Warn("cannot resume execution {}: cannot reload the workflow: {}", ids[i],
+      log::Warn("cannot resume execution {}: cannot reload the workflow: {}", record.id,
                 workflow.message());
       continue;
     }
-    Result<std::string> id = ResumeClaimed(std::move(record).value(), std::move(workflow).value());
-    if (id.ok())
-      resumed.push_back(*id);
-    else
-      log::Warn("cannot resume execution {}: {}", ids[i], id.message());
+    resumed.push_back(ResumeWithJournal(std::move(record), std::move(workflow).value(),
+                                        std::move((*journals)[i]), &launch));
   }
+  LaunchMany(launch);
+  chunk.clear();
 }
 
 void Engine::Launch(std::shared_ptr<Execution> execution) {
@@ -430,6 +471,20 @@ void Engine::Launch(std::shared_ptr<Execution> execution) {
     active_[execution->id()] = execution;
   }
   Enqueue(std::move(execution));
+}
+
+void Engine::LaunchMany(std::vector<std::shared_ptr<Execution>>& executions) {
+  if (executions.empty()) return;
+  for (const std::shared_ptr<Execution>& execution : executions) execution->Start();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::shared_ptr<Execution>& execution : executions) {
+      active_[execution->id()] = execution;
+      runnable_.push_back(std::move(execution));
+    }
+  }
+  executions.clear();
+  ready_.notify_all();
 }
 
 void Engine::Cancel(const std::string& execution_id) {

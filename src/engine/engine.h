@@ -142,14 +142,26 @@ class Engine {
  private:
   Engine(EngineOptions options, std::unique_ptr<store::Store> store, ProgressSink* progress);
 
-  // Recover's step: resumes those of a batch of executions that ClaimMany gave this process.
-  void ResumeBatch(const std::vector<std::string>& ids, const std::vector<bool>& claimed,
+  // Recover's step: resumes those of a batch of listed executions that ClaimMany gave this
+  // process (ClaimMany refuses those no longer ACTIVE, so the listed rows are current).
+  void ResumeBatch(std::vector<store::ExecutionRecord>& records, const std::vector<bool>& claimed,
                    WorkflowCache& workflows, std::vector<std::string>& resumed);
   // Resumes a claimed execution read after its claim: replays its journal on `workflow`.
   Result<std::string> ResumeClaimed(store::ExecutionRecord record,
                                     std::shared_ptr<const lang::Workflow> workflow);
+  // ResumeClaimed with the journal read already; launches the execution, or appends it to
+  // `launch_later` when given (Recover launches many at once).
+  std::string ResumeWithJournal(store::ExecutionRecord record,
+                                std::shared_ptr<const lang::Workflow> workflow,
+                                std::vector<store::JournalEntry> journal,
+                                std::vector<std::shared_ptr<Execution>>* launch_later);
+  // ResumeBatch's step for at most kLaunchBatch claimed executions: one journal read for them.
+  void ResumeChunk(std::vector<store::ExecutionRecord*>& chunk, WorkflowCache& workflows,
+                   std::vector<std::string>& resumed);
 
   void Launch(std::shared_ptr<Execution> execution);
+  // Launch for many: one lock and one wake-up of the workers for the lot.
+  void LaunchMany(std::vector<std::shared_ptr<Execution>>& executions);
   // Start's create is durable or failed: issues the effects that waited for it, or ends the
   // execution that will never exist. On the store's writer thread.
   void OnCreated(const std::string& execution_id, const Status& status);

@@ -663,22 +663,32 @@ Status SqliteStore::ApplyClaim(const std::string& execution_id, const std::strin
   return update.Run().status();
 }
 
-// Claim's rule for each id, in the one batch transaction; an unknown id is false, not an error.
+// Claim's rule for each id, in the one batch transaction; an unknown id is false, not an error,
+// and so is one no longer ACTIVE (ended by another process since the caller listed it), so
+// that the caller may resume what it listed without reading each row again.
 Status SqliteStore::ApplyClaimMany(const std::vector<std::string>& ids, const std::string& owner,
                                    std::vector<bool>& claimed) {
   LivenessCache live;
+  Statement& select = writer_statements_.owner;
   for (size_t i = 0; i < ids.size(); ++i) {
-    Result<std::string> current = CurrentOwner(ids[i]);
-    if (!current.ok() && current.status().code() == StatusCode::kNotFound) continue;
-    if (!current.ok()) return current.status();
-    if (*current == owner) {
+    std::string current;
+    {
+      ScopedReset reset(select);
+      select.Bind(1, ids[i]);
+      Result<bool> row = select.Step();
+      if (!row.ok()) return row.status();
+      if (!*row || select.Text(1) != "ACTIVE") continue;
+      current = select.Text(0);
+    }
+    if (current == owner) {
       claimed[i] = true;
       continue;
     }
 
-    // The write lock is held for the whole batch, as in ApplyClaim.
-    auto known = live.find(*current);
-    if (known == live.end()) known = live.emplace(*current, IsLiveLocalOwner(*current)).first;
+    // The write lock is held for the whole batch, as in ApplyClaim; liveness is asked once per
+    // distinct previous owner.
+    auto known = live.find(current);
+    if (known == live.end()) known = live.emplace(current, IsLiveLocalOwner(current)).first;
     if (known->second) continue;
 
     Statement& update = writer_statements_.set_owner;

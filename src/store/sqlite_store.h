@@ -53,6 +53,8 @@ class SqliteStore final : public Store {
   Result<std::vector<ExecutionRecord>> ListExecutions(std::string_view state_filter,
                                                       int limit) override;
   Result<std::vector<JournalEntry>> ReadJournal(const std::string& execution_id) override;
+  Result<std::vector<std::vector<JournalEntry>>> ReadJournals(
+      const std::vector<std::string>& ids) override;
 
   Result<bool> Claim(const std::string& execution_id, const std::string& owner) override;
   Result<std::vector<bool>> ClaimMany(const std::vector<std::string>& ids,
@@ -145,6 +147,9 @@ class SqliteStore final : public Store {
                         std::vector<bool>& claimed);
   Status ApplyRelease(const std::string& execution_id, const std::string& owner);
   Result<std::string> CurrentOwner(const std::string& execution_id);
+  // ReadJournals' reads, inside its read transaction; read_mutex_ is held.
+  Result<std::vector<std::vector<JournalEntry>>> ReadJournalsLocked(
+      const std::vector<std::string>& ids);
 
   // Runs a write of several statements so that it applies whole or not at all, even when a
   // later op of the same batch commits.

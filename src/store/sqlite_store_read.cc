@@ -197,6 +197,40 @@ Result<std::vector<JournalEntry>> SqliteStore::ReadJournal(const std::string& ex
   }
 }
 
+// One read transaction for the lot: one snapshot, taken once rather than per journal.
+Result<std::vector<std::vector<JournalEntry>>> SqliteStore::ReadJournals(
+    const std::vector<std::string>& ids) {
+  std::lock_guard lock(read_mutex_);
+  Status begun = ExecSql(reader_db_.get(), "BEGIN");
+  if (!begun.ok()) return begun;
+
+  Result<std::vector<std::vector<JournalEntry>>> journals = ReadJournalsLocked(ids);
+  Status ended = ExecSql(reader_db_.get(), "COMMIT");
+  if (!journals.ok()) return journals;
+  if (!ended.ok()) return ended;
+  return journals;
+}
+
+Result<std::vector<std::vector<JournalEntry>>> SqliteStore::ReadJournalsLocked(
+    const std::vector<std::string>& ids) {
+  Statement& select = reader_statements_.read_journal;
+  std::vector<std::vector<JournalEntry>> journals(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ScopedReset reset(select);
+    select.Bind(1, ids[i]);
+    while (true) {
+      Result<bool> row = select.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+
+      Result<JournalEntry> entry = ReadJournalRow(select, ids[i]);
+      if (!entry.ok()) return entry.status();
+      journals[i].push_back(std::move(entry).value());
+    }
+  }
+  return journals;
+}
+
 Result<std::vector<ExecutionRecord>> SqliteStore::QueryExecutions(const ExecutionQuery& query) {
   Result<BoundSql> bound = BuildExecutionQuery(query);
   if (!bound.ok()) return bound.status();

@@ -33,6 +33,18 @@ bool IsZombie(pid_t pid) {
 
 }  // namespace
 
+Result<std::vector<std::vector<JournalEntry>>> Store::ReadJournals(
+    const std::vector<std::string>& ids) {
+  std::vector<std::vector<JournalEntry>> journals;
+  journals.reserve(ids.size());
+  for (const std::string& id : ids) {
+    Result<std::vector<JournalEntry>> journal = ReadJournal(id);
+    if (!journal.ok()) return journal.status();
+    journals.push_back(std::move(journal).value());
+  }
+  return journals;
+}
+
 std::string ProcessOwner() { return HostName() + ":" + std::to_string(getpid()); }
 
 bool IsLiveLocalOwner(std::string_view owner) {

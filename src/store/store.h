@@ -123,13 +123,19 @@ class Store {
   [[nodiscard]] virtual Result<std::vector<JournalEntry>> ReadJournal(
       const std::string& execution_id) = 0;
 
+  // ReadJournal for many executions (element i is ids[i]'s journal); fails as a whole. This
+  // default reads them one by one; a store may read them in one go.
+  [[nodiscard]] virtual Result<std::vector<std::vector<JournalEntry>>> ReadJournals(
+      const std::vector<std::string>& ids);
+
   // Makes `owner` the driver of the execution, unless a live process on this host other than
   // `owner` holds it: then returns false. Owners on other hosts are taken over.
   [[nodiscard]] virtual Result<bool> Claim(const std::string& execution_id,
                                            const std::string& owner) = 0;
 
   // Claim for many executions in one write transaction: element i is true when ids[i] is now
-  // driven by `owner`, false when a live local process holds it or there is no such execution.
+  // driven by `owner`, false when a live local process holds it, it is no longer ACTIVE, or
+  // there is no such execution.
   [[nodiscard]] virtual Result<std::vector<bool>> ClaimMany(const std::vector<std::string>& ids,
                                                             const std::string& owner) = 0;
 

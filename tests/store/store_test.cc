@@ -353,6 +353,49 @@ TEST_F(StoreTest, ClaimManyRefusesLiveOwnersTakesOverDeadOnesAndSkipsUnknownIds)
   EXPECT_EQ(store->GetExecution("held")->owner, mine);
 }
 
+TEST_F(StoreTest, ClaimManyRefusesExecutionsNoLongerActive) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("running", 100)).ok());
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("ended", 200)).ok());
+  store->Finish("ended", "SUCCEEDED", "1", "", nullptr);
+  ASSERT_TRUE(store->Flush().ok());
+
+  std::string mine = ProcessOwner();
+  Result<std::vector<bool>> claimed = store->ClaimMany({"running", "ended"}, mine);
+  ASSERT_TRUE(claimed.ok()) << claimed.message();
+  EXPECT_EQ(*claimed, (std::vector<bool>{true, false}));
+  EXPECT_EQ(store->GetExecution("running")->owner, mine);
+  EXPECT_EQ(store->GetExecution("ended")->owner, "") << "an ended execution was claimed";
+}
+
+TEST_F(StoreTest, ReadJournalsReadsEachJournalInSeqOrder) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(store->CreateExecution(MakeRecord(id, 100)).ok());
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(AppendAndWait(*store, "a", MakeEntry("main/" + std::to_string(i))).ok());
+    if (i < 2) {
+      ASSERT_TRUE(AppendAndWait(*store, "c", MakeEntry("c/" + std::to_string(i))).ok());
+    }
+  }
+
+  Result<std::vector<std::vector<JournalEntry>>> journals =
+      store->ReadJournals({"c", "b", "a", "nope"});
+  ASSERT_TRUE(journals.ok()) << journals.message();
+  ASSERT_EQ(journals->size(), 4u);
+  EXPECT_THAT(Seqs((*journals)[0]), ::testing::ElementsAre(1, 2));
+  EXPECT_EQ((*journals)[0][1].key, "c/1");
+  EXPECT_TRUE((*journals)[1].empty());
+  EXPECT_THAT(Seqs((*journals)[2]), ::testing::ElementsAre(1, 2, 3));
+  EXPECT_TRUE((*journals)[3].empty()) << "an unknown id has an empty journal, as in ReadJournal";
+  Result<std::vector<std::vector<JournalEntry>>> none = store->ReadJournals({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_F(StoreTest, OwnerOnAnotherHostIsTakenOver) {
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
