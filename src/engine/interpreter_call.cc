@@ -210,8 +210,8 @@ namespace {
 
 // Builds a sleep's awaiter outside the coroutine that awaits it, so that only the awaiter (a
 // pointer to the request) waits in that coroutine's frame, not the request it was built from.
-Execution::EffectAwaiter SleepAwaiter(Execution* execution, double seconds,
-                                      const std::string& step, double txn_deadline) {
+Execution::EffectAwaiter SleepAwaiter(Execution* execution, double seconds, const std::string& step,
+                                      double txn_deadline) {
   EffectRequest request;
   request.step = step;
   request.function = "sys.sleep";

@@ -61,18 +61,6 @@ std::string MessageOf(const Value& error) {
   return DebugString(error);
 }
 
-// Suspends the parallel step's strand; the last branch to end schedules it again.
-class JoinAwaiter {
- public:
-  explicit JoinAwaiter(std::coroutine_handle<>* parent) : parent_(parent) {}
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> handle) noexcept { *parent_ = handle; }
-  void await_resume() const noexcept {}
-
- private:
-  std::coroutine_handle<>* parent_;
-};
-
 }  // namespace
 
 // One branch or iteration: its strand, its scope (a copy of the enclosing frame whose shared

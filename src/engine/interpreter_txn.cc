@@ -148,18 +148,6 @@ Task<Value> Interpreter::StageFile(const std::string& function, const Map& args,
 
 namespace {
 
-// Suspends the transaction's coroutine; the last phase-two operation to end schedules it again.
-class JoinAwaiter {
- public:
-  explicit JoinAwaiter(std::coroutine_handle<>* parent) : parent_(parent) {}
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> handle) noexcept { *parent_ = handle; }
-  void await_resume() const noexcept {}
-
- private:
-  std::coroutine_handle<>* parent_;
-};
-
 bool FinishedAtCommit(const txn::Branch& branch) {
   return branch.kind == txn::BranchKind::kTcc || branch.kind == txn::BranchKind::kPrepared ||
          branch.kind == txn::BranchKind::kStagedFile;

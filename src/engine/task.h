@@ -79,4 +79,17 @@ class [[nodiscard]] Task {
   Handle handle_;
 };
 
+// Suspends a coroutine that waits for several others it started (parallel branches, phase-two
+// operations): it parks its handle in *parent, and the last of them to end resumes it.
+class JoinAwaiter {
+ public:
+  explicit JoinAwaiter(std::coroutine_handle<>* parent) : parent_(parent) {}
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> handle) noexcept { *parent_ = handle; }
+  void await_resume() const noexcept {}
+
+ private:
+  std::coroutine_handle<>* parent_;
+};
+
 }  // namespace atomflow::engine

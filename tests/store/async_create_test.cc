@@ -21,6 +21,8 @@
 #include "engine/engine.h"
 #include "lang/ast.h"
 #include "store/store.h"
+#include "store_file_test.h"
+#include "support/workflow_check.h"
 
 namespace atomflow::store {
 namespace {
@@ -68,25 +70,8 @@ class Outcomes {
   std::vector<std::string> seen_;
 };
 
-class AsyncCreateTest : public ::testing::Test {
+class AsyncCreateTest : public StoreFileTest {
  protected:
-  void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/async_create_test_XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-    path_ = dir_ + "/atomflow.db";
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::unique_ptr<Store> OpenStore() {
-    Result<std::unique_ptr<Store>> store = OpenSqliteStore(path_);
-    if (!store.ok()) {
-      ADD_FAILURE() << store.message();
-      return nullptr;
-    }
-    return std::move(store).value();
-  }
-
   // Runs SQL on the store's file through a connection of its own, as another process would.
   void ExecOnFile(const std::string& sql) {
     sqlite3* db = nullptr;
@@ -99,9 +84,6 @@ class AsyncCreateTest : public ::testing::Test {
     sqlite3_close(db);
     ASSERT_EQ(code, SQLITE_OK) << message;
   }
-
-  std::string dir_;
-  std::string path_;
 };
 
 TEST_F(AsyncCreateTest, AppendsQueuedRightAfterTheCreateLandAfterTheRow) {
@@ -237,19 +219,38 @@ class CountingHandler : public engine::EffectHandler {
   std::atomic<int>* issued_;
 };
 
-class SilentProgress : public engine::ProgressSink {
- public:
-  void OnStep(const engine::StepReport&) override {}
-  void OnLog(const std::string&, const std::string&, const std::string&,
-             const std::string&) override {}
-  void OnJobLog(const std::string&, const std::string&, const std::string&) override {}
-  void OnTransaction(const std::string&, const std::string&, const std::string&,
-                     const std::string&) override {}
+// An engine on the test's store whose effects only count themselves in *issued, and the
+// workflow both engine tests start: one HTTP call, then a return.
+class AsyncCreateEngineTest : public AsyncCreateTest {
+ protected:
+  std::unique_ptr<engine::Engine> OpenEngine(std::atomic<int>* issued) {
+    engine::EngineOptions options;
+    options.store_path = path_;
+    options.workers = 2;
+    auto factory = [issued](engine::IoLoop*, const engine::EngineOptions&) {
+      return std::unique_ptr<engine::EffectHandler>(new CountingHandler(issued));
+    };
+    Result<std::unique_ptr<engine::Engine>> engine =
+        engine::Engine::Open(options, factory, &progress_);
+    EXPECT_TRUE(engine.ok()) << engine.message();
+    return engine.ok() ? std::move(engine).value() : nullptr;
+  }
+
+  static std::shared_ptr<const lang::Workflow> LoadCallWorkflow() {
+    Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflow(
+        "call.yaml",
+        "main:\n  steps:\n    - call:\n        call: http.post\n"
+        "        args: {url: \"http://participant/charge\"}\n    - done:\n        return: 1\n");
+    EXPECT_TRUE(workflow.ok()) << workflow.message();
+    return workflow.ok() ? *workflow : nullptr;
+  }
+
+  testing::RecordingProgress progress_;
 };
 
 // Start launches an execution before its row is durable; when the row cannot be written,
 // its first effect (here an HTTP call, waiting for its intent) must never go out.
-TEST_F(AsyncCreateTest, EngineStartWhoseCreateFailsIssuesNoEffectAndEndsTheExecution) {
+TEST_F(AsyncCreateEngineTest, EngineStartWhoseCreateFailsIssuesNoEffectAndEndsTheExecution) {
   {
     std::unique_ptr<Store> store = OpenStore();  // creates the schema
     ASSERT_NE(store, nullptr);
@@ -258,24 +259,13 @@ TEST_F(AsyncCreateTest, EngineStartWhoseCreateFailsIssuesNoEffectAndEndsTheExecu
       "CREATE TRIGGER doom BEFORE INSERT ON executions "
       "BEGIN SELECT RAISE(ABORT, 'the disk is full'); END");
   std::atomic<int> issued{0};
-  SilentProgress progress;
-  engine::EngineOptions options;
-  options.store_path = path_;
-  options.workers = 2;
-  auto factory = [&issued](engine::IoLoop*, const engine::EngineOptions&) {
-    return std::unique_ptr<engine::EffectHandler>(new CountingHandler(&issued));
-  };
-  Result<std::unique_ptr<engine::Engine>> engine =
-      engine::Engine::Open(options, factory, &progress);
-  ASSERT_TRUE(engine.ok()) << engine.message();
-  Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflow(
-      "call.yaml",
-      "main:\n  steps:\n    - call:\n        call: http.post\n"
-      "        args: {url: \"http://participant/charge\"}\n    - done:\n        return: 1\n");
-  ASSERT_TRUE(workflow.ok()) << workflow.message();
+  std::unique_ptr<engine::Engine> engine = OpenEngine(&issued);
+  ASSERT_NE(engine, nullptr);
+  std::shared_ptr<const lang::Workflow> workflow = LoadCallWorkflow();
+  ASSERT_NE(workflow, nullptr);
 
   // Blocking: Start answers with the failure.
-  Result<std::string> blocking = (*engine)->Start(*workflow, Value());
+  Result<std::string> blocking = engine->Start(workflow, Value());
   EXPECT_FALSE(blocking.ok());
   EXPECT_THAT(blocking.message(), HasSubstr("the disk is full"));
 
@@ -283,52 +273,41 @@ TEST_F(AsyncCreateTest, EngineStartWhoseCreateFailsIssuesNoEffectAndEndsTheExecu
   std::promise<Status> durable;
   engine::StartOptions start;
   start.on_durable = [&durable](const Status& status) { durable.set_value(status); };
-  Result<std::string> id = (*engine)->Start(*workflow, Value(), start);
+  Result<std::string> id = engine->Start(workflow, Value(), start);
   ASSERT_TRUE(id.ok()) << id.message();
   EXPECT_THAT(durable.get_future().get().message(), HasSubstr("the disk is full"));
-  ExecutionRecord record = (*engine)->Wait(*id);
+  ExecutionRecord record = engine->Wait(*id);
   EXPECT_EQ(record.state, "FAILED");
   EXPECT_THAT(record.error, HasSubstr("could not be recorded"));
 
-  ASSERT_TRUE((*engine)->store()->Flush().ok());
+  ASSERT_TRUE(engine->store()->Flush().ok());
   EXPECT_EQ(issued.load(), 0);
-  EXPECT_EQ((*engine)->store()->GetExecution(*id).status().code(), StatusCode::kNotFound);
-  EXPECT_TRUE((*engine)->store()->ReadJournal(*id)->empty());
-  EXPECT_EQ((*engine)->ActiveCount(), 0u);
+  EXPECT_EQ(engine->store()->GetExecution(*id).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(engine->store()->ReadJournal(*id)->empty());
+  EXPECT_EQ(engine->ActiveCount(), 0u);
 }
 
-TEST_F(AsyncCreateTest, EngineStartWithOnDurableRunsTheExecutionToTheEnd) {
+TEST_F(AsyncCreateEngineTest, EngineStartWithOnDurableRunsTheExecutionToTheEnd) {
   std::atomic<int> issued{0};
-  SilentProgress progress;
-  engine::EngineOptions options;
-  options.store_path = path_;
-  options.workers = 2;
-  auto factory = [&issued](engine::IoLoop*, const engine::EngineOptions&) {
-    return std::unique_ptr<engine::EffectHandler>(new CountingHandler(&issued));
-  };
-  Result<std::unique_ptr<engine::Engine>> engine =
-      engine::Engine::Open(options, factory, &progress);
-  ASSERT_TRUE(engine.ok()) << engine.message();
-  Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflow(
-      "call.yaml",
-      "main:\n  steps:\n    - call:\n        call: http.post\n"
-      "        args: {url: \"http://participant/charge\"}\n    - done:\n        return: 1\n");
-  ASSERT_TRUE(workflow.ok()) << workflow.message();
+  std::unique_ptr<engine::Engine> engine = OpenEngine(&issued);
+  ASSERT_NE(engine, nullptr);
+  std::shared_ptr<const lang::Workflow> workflow = LoadCallWorkflow();
+  ASSERT_NE(workflow, nullptr);
 
   std::vector<std::string> ids;
   std::atomic<int> durable{0};
   for (int i = 0; i < 50; ++i) {
     engine::StartOptions start;
     start.on_durable = [&durable](const Status& status) { durable += status.ok(); };
-    Result<std::string> id = (*engine)->Start(*workflow, Value(), start);
+    Result<std::string> id = engine->Start(workflow, Value(), start);
     ASSERT_TRUE(id.ok()) << id.message();
     ids.push_back(*id);
   }
-  for (const std::string& id : ids) EXPECT_EQ((*engine)->Wait(id).state, "SUCCEEDED") << id;
+  for (const std::string& id : ids) EXPECT_EQ(engine->Wait(id).state, "SUCCEEDED") << id;
   EXPECT_EQ(durable.load(), 50);
   EXPECT_EQ(issued.load(), 50);
   // Each journal starts at seq 1 with the call's intent.
-  Result<std::vector<JournalEntry>> journal = (*engine)->store()->ReadJournal(ids[0]);
+  Result<std::vector<JournalEntry>> journal = engine->store()->ReadJournal(ids[0]);
   ASSERT_TRUE(journal.ok()) << journal.message();
   ASSERT_FALSE(journal->empty());
   EXPECT_EQ(journal->front().seq, 1);

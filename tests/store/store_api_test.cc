@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "store/store.h"
+#include "store_file_test.h"
 
 namespace atomflow::store {
 namespace {
@@ -61,26 +62,8 @@ std::vector<std::string> Revisions(const std::vector<WorkflowRecord>& records) {
   return ids;
 }
 
-class StoreApiTest : public ::testing::Test {
+class StoreApiTest : public StoreFileTest {
  protected:
-  void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/store_api_test_XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-    path_ = dir_ + "/atomflow.db";
-  }
-
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::unique_ptr<Store> OpenStore() {
-    Result<std::unique_ptr<Store>> store = OpenSqliteStore(path_);
-    if (!store.ok()) {
-      ADD_FAILURE() << store.message();
-      return nullptr;
-    }
-    return std::move(store).value();
-  }
-
   // Every page of the query, followed by cursor, concatenated.
   static std::vector<std::string> AllPages(Store& store, ExecutionQuery query) {
     std::vector<std::string> ids;
@@ -110,9 +93,6 @@ class StoreApiTest : public ::testing::Test {
     store.Append(id, entry, [&](const Status& status) { durable.set_value(status); });
     return durable.get_future().get();
   }
-
-  std::string dir_;
-  std::string path_;
 };
 
 TEST_F(StoreApiTest, PagesReturnEveryExecutionOnceInOrder) {

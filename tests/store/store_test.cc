@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "store_file_test.h"
+
 namespace atomflow::store {
 namespace {
 
@@ -62,26 +64,8 @@ std::vector<int64_t> OneTo(int64_t last) {
   return seqs;
 }
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public StoreFileTest {
  protected:
-  void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/store_test_XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-    path_ = dir_ + "/atomflow.db";
-  }
-
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::unique_ptr<Store> OpenStore() {
-    Result<std::unique_ptr<Store>> store = OpenSqliteStore(path_);
-    if (!store.ok()) {
-      ADD_FAILURE() << store.message();
-      return nullptr;
-    }
-    return std::move(store).value();
-  }
-
   // Appends one entry and waits until it is durable.
   static Status AppendAndWait(Store& store, const std::string& id, JournalEntry entry) {
     std::promise<Status> durable;
@@ -89,9 +73,6 @@ class StoreTest : public ::testing::Test {
                  [&durable](const Status& status) { durable.set_value(status); });
     return durable.get_future().get();
   }
-
-  std::string dir_;
-  std::string path_;
 };
 
 TEST_F(StoreTest, CreateGetAndListNewestFirst) {
