@@ -175,8 +175,7 @@ Written MeasureWritten(const std::string& path) {
   written.rows = QueryInt(db, "SELECT count(*) FROM journal") + 2 * written.executions;
   written.bytes =
       QueryInt(db,
-               "SELECT sum(length(execution_id) + length(kind) + length(key) + length(payload) "
-               "+ 16) FROM journal") +
+               "SELECT sum(8 + length(kind) + length(key) + length(payload) + 16) FROM journal") +
       QueryInt(db,
                "SELECT sum(length(id) * 2 + length(workflow_name) + length(source_file) + "
                "length(source) + length(argument) + length(state) * 2 + length(result) + "

@@ -125,15 +125,17 @@ void CopyExecutions(const std::string& path, int64_t count) {
        "CREATE TEMP TABLE originals AS SELECT id FROM executions WHERE state = 'ACTIVE' "
        "ORDER BY id");
   std::string new_id = "substr(e.id, 1, 24) || printf('%012d', c.n * 1000 + o.rowid)";
+  // Numbers above every real one, as the store would give them (executions.number).
+  std::string new_number = "(" + std::to_string(count) + " + c.n * 1000 + o.rowid)";
   Exec(db,
        "INSERT INTO executions SELECT " + new_id +
            ", e.workflow_name, e.source_file, e.source, e.argument, e.state, e.result, e.error, "
-           "e.start_time_ms, e.end_time_ms, e.owner, e.revision_id, e.service_account, e.labels "
-           "FROM executions e JOIN originals o ON o.id = e.id CROSS JOIN copies c");
+           "e.start_time_ms, e.end_time_ms, e.owner, e.revision_id, e.service_account, e.labels, " +
+           new_number + " FROM executions e JOIN originals o ON o.id = e.id CROSS JOIN copies c");
   Exec(db,
-       "INSERT INTO journal SELECT substr(j.execution_id, 1, 24) || printf('%012d', c.n * "
-       "1000 + o.rowid), j.seq, j.kind, j.key, j.payload, j.time_ms FROM journal j JOIN "
-       "originals o ON o.id = j.execution_id CROSS JOIN copies c");
+       "INSERT INTO journal SELECT " + new_number +
+           ", j.seq, j.kind, j.key, j.payload, j.time_ms FROM journal j JOIN executions e ON "
+           "e.number = j.execution_number JOIN originals o ON o.id = e.id CROSS JOIN copies c");
   Exec(db, "COMMIT");
   Exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
   sqlite3_close(db);
@@ -146,18 +148,19 @@ double BaselineSeconds(const std::string& path, int64_t* executions, int64_t* en
   sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
   sqlite3_stmt* list = nullptr;
   sqlite3_stmt* journal = nullptr;
-  sqlite3_prepare_v2(db, "SELECT id, source, argument FROM executions WHERE state = 'ACTIVE'", -1,
-                     &list, nullptr);
   sqlite3_prepare_v2(db,
-                     "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = "
-                     "?1 ORDER BY seq",
+                     "SELECT id, source, argument, number FROM executions WHERE state = 'ACTIVE'",
+                     -1, &list, nullptr);
+  sqlite3_prepare_v2(db,
+                     "SELECT seq, kind, key, payload, time_ms FROM journal WHERE "
+                     "execution_number = ?1 ORDER BY seq",
                      -1, &journal, nullptr);
   int64_t count = 0;
   int64_t entries = 0;
   while (sqlite3_step(list) == SQLITE_ROW) {
     ++count;
     std::string id = reinterpret_cast<const char*>(sqlite3_column_text(list, 0));
-    sqlite3_bind_text(journal, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(journal, 1, sqlite3_column_int64(list, 3));
     while (sqlite3_step(journal) == SQLITE_ROW) {
       Json payload = Json::parse(reinterpret_cast<const char*>(sqlite3_column_text(journal, 3)));
       entries += payload.is_object();

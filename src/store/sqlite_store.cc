@@ -16,7 +16,7 @@ namespace atomflow::store {
 namespace {
 
 // Bump when the schema changes; a store written by a newer build is refused, not guessed at.
-constexpr int64_t kSchemaVersion = 3;
+constexpr int64_t kSchemaVersion = 4;
 
 constexpr int kBusyTimeoutMs = 10000;
 
@@ -119,6 +119,36 @@ INSERT INTO execution_counts (state, count)
 INSERT INTO schema_version (version) VALUES (3);
 )sql";
 
+// Version 4 keeps the journal in append order. Keyed by (execution_id, seq), every commit added
+// a row at the tail of each running execution's key range, dirtying a page per few executions;
+// now rows go to the end of one table and an index of small integers finds an execution's
+// rows. Each execution gets a number (old rows: their rowid, which no VACUUM has changed yet
+// since it is read in the same transaction). Journal rows all belong to an execution: an
+// append of an unknown one is refused, and executions are never deleted.
+constexpr char kUpgradeFrom3[] = R"sql(
+ALTER TABLE executions ADD COLUMN number INTEGER;
+UPDATE executions SET number = rowid;
+CREATE UNIQUE INDEX executions_by_number ON executions (number);
+CREATE TABLE journal_v4 (
+  execution_number INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  time_ms INTEGER NOT NULL
+);
+INSERT INTO journal_v4 (execution_number, seq, kind, key, payload, time_ms)
+  SELECT e.number, j.seq, j.kind, j.key, j.payload, j.time_ms
+  FROM journal j JOIN executions e ON e.id = j.execution_id ORDER BY e.number, j.seq;
+DROP TABLE journal;
+ALTER TABLE journal_v4 RENAME TO journal;
+CREATE UNIQUE INDEX journal_by_execution ON journal (execution_number, seq);
+CREATE VIEW journal_entries AS
+  SELECT e.id AS execution_id, j.seq, j.kind, j.key, j.payload, j.time_ms
+  FROM journal j JOIN executions e ON e.number = j.execution_number;
+INSERT INTO schema_version (version) VALUES (4);
+)sql";
+
 int64_t NowMs() {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
@@ -202,7 +232,8 @@ Status CreateOrCheckSchema(sqlite3* db) {
     int64_t from, to;
     std::string_view sql;
   };
-  constexpr Step kSteps[] = {{0, 2, kCreateSchema}, {1, 2, kUpgradeFrom1}, {2, 3, kUpgradeFrom2}};
+  constexpr Step kSteps[] = {
+      {0, 2, kCreateSchema}, {1, 2, kUpgradeFrom1}, {2, 3, kUpgradeFrom2}, {3, 4, kUpgradeFrom3}};
   int64_t at = *version;
   for (const Step& step : kSteps) {
     if (step.from != at) continue;
@@ -318,15 +349,18 @@ Status SqliteStore::PrepareStatements() {
       {{&w.begin, "BEGIN IMMEDIATE"},
        {&w.commit, "COMMIT"},
        {&w.rollback, "ROLLBACK"},
+       // MAX(number) reads the last entry of executions_by_number; the write lock makes it
+       // safe against another process's creates.
        {&w.insert_execution,
         "INSERT INTO executions (" + std::string(kColumns) +
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
+            ", number) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+            "(SELECT IFNULL(MAX(number), 0) + 1 FROM executions)) RETURNING number"},
        {&w.insert_journal,
-        "INSERT INTO journal (execution_id, seq, kind, key, payload, time_ms) "
+        "INSERT INTO journal (execution_number, seq, kind, key, payload, time_ms) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
        {&w.journal_tail,
-        "SELECT EXISTS (SELECT 1 FROM executions WHERE id = ?1), "
-        "(SELECT MAX(seq) FROM journal WHERE execution_id = ?1)"},
+        "SELECT e.number, (SELECT MAX(seq) FROM journal WHERE execution_number = e.number) "
+        "FROM executions e WHERE e.id = ?1"},
        {&w.finish,
         "UPDATE executions SET state = ?2, result = ?3, error = ?4, end_time_ms = ?5, "
         "owner = '' WHERE id = ?1 AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"},
@@ -341,13 +375,14 @@ Status SqliteStore::PrepareStatements() {
                   {&r.list_by_state,
                    select + "WHERE state = ?1 ORDER BY start_time_ms DESC, rowid DESC LIMIT ?2"},
                   {&r.read_journal,
-                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
-                   "ORDER BY seq"},
+                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_number "
+                   "= (SELECT number FROM executions WHERE id = ?1) ORDER BY seq"},
                   {&r.count_by_state,
                    "SELECT state, count FROM execution_counts WHERE count > 0 ORDER BY state"},
                   {&r.read_journal_kind,
-                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_id = ?1 "
-                   "AND kind = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"}});
+                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_number "
+                   "= (SELECT number FROM executions WHERE id = ?1) AND kind = ?2 AND seq > ?3 "
+                   "ORDER BY seq LIMIT ?4"}});
   if (!status.ok()) return status;
 
   return PrepareWorkflowStatements();
@@ -415,7 +450,7 @@ void SqliteStore::RunBatch(std::vector<WriteOp>& batch) {
   // A failed batch rolled back every seq it handed out; re-read them on next use. Its
   // asynchronous creates did not happen, and their executions may have more writes queued.
   if (!committed.ok()) {
-    next_seq_.clear();
+    tails_.clear();
     for (const WriteOp& op : batch) {
       if (op.is_async_create) refused_.insert(op.execution_id);
     }
@@ -562,16 +597,17 @@ Status SqliteStore::ApplyCreate(const ExecutionRecord& record, bool async) {
   insert.Bind(10, record.end_time_ms).Bind(11, record.owner).Bind(12, record.revision_id);
   insert.Bind(13, record.service_account).Bind(14, record.labels);
 
-  Result<int> inserted = insert.Run();
+  Result<bool> inserted = insert.Step();
   if (!inserted.ok()) {
     // Its writes may already be queued behind it (CreateExecutionAsync): none may land, not
     // even on an older execution that holds the same id.
     if (async) refused_.insert(record.id);
     return Status::Error("cannot create execution " + record.id + ": " + inserted.message());
   }
+  assert(*inserted);  // RETURNING gives the row of every insert that succeeded
 
   // A new execution has no journal yet: its first append needs no look-up.
-  next_seq_[record.id] = 1;
+  tails_[record.id] = JournalTail{insert.Int(0), 1};
   return Status::Ok();
 }
 
@@ -585,34 +621,35 @@ Status SqliteStore::ApplyAppend(const WriteOp& op) {
   Status refused = CheckNotRefused(op.execution_id);
   if (!refused.ok()) return refused;
 
-  Result<int64_t> seq = NextSeq(op.execution_id);
-  if (!seq.ok()) return seq.status();
+  Result<JournalTail> tail = Tail(op.execution_id);
+  if (!tail.ok()) return tail.status();
 
   Statement& insert = writer_statements_.insert_journal;
   ScopedReset reset(insert);
-  insert.Bind(1, op.execution_id).Bind(2, *seq).Bind(3, op.kind).Bind(4, op.key);
+  insert.Bind(1, tail->number).Bind(2, tail->next_seq).Bind(3, op.kind).Bind(4, op.key);
   insert.Bind(5, op.payload).Bind(6, op.time_ms);
   Result<int> inserted = insert.Run();
   if (!inserted.ok()) return inserted.status();
 
   // Advance only once the row is in, so a failed insert leaves no gap.
-  next_seq_[op.execution_id] = *seq + 1;
+  tails_[op.execution_id] = JournalTail{tail->number, tail->next_seq + 1};
   return Status::Ok();
 }
 
-// The seq the execution's next entry gets; the first append in this process reads where the
-// journal ended (after a restart it continues from there).
-Result<int64_t> SqliteStore::NextSeq(const std::string& execution_id) {
-  auto cached = next_seq_.find(execution_id);
-  if (cached != next_seq_.end()) return cached->second;
+// The first append in this process reads where the execution's journal ended (after a restart
+// it continues from there); later ones use the cached tail.
+Result<SqliteStore::JournalTail> SqliteStore::Tail(const std::string& execution_id) {
+  auto cached = tails_.find(execution_id);
+  if (cached != tails_.end()) return cached->second;
 
   Statement& tail = writer_statements_.journal_tail;
   ScopedReset reset(tail);
   tail.Bind(1, execution_id);
   Result<bool> row = tail.Step();
   if (!row.ok()) return row.status();
-  if (!*row || tail.Int(0) == 0) return NotFound(execution_id);
-  return tail.Int(1) + 1;  // MAX(seq) is NULL (read as 0) for an empty journal
+  if (!*row) return NotFound(execution_id);
+  // MAX(seq) is NULL (read as 0) for an empty journal.
+  return JournalTail{tail.Int(0), tail.Int(1) + 1};
 }
 
 Status SqliteStore::ApplyFinish(const std::string& execution_id, const std::string& state,
@@ -627,7 +664,7 @@ Status SqliteStore::ApplyFinish(const std::string& execution_id, const std::stri
   if (!changed.ok()) return changed.status();
   if (*changed == 1) {
     // A finished execution rarely appends again (an operator's retry); that reads the tail.
-    next_seq_.erase(execution_id);
+    tails_.erase(execution_id);
     return Status::Ok();
   }
 

@@ -139,7 +139,12 @@ class SqliteStore final : public Store {
   Status ApplyCreate(const ExecutionRecord& record, bool async);
   Status ApplyAppend(const WriteOp& op);
   Status CheckNotRefused(const std::string& execution_id) const;
-  Result<int64_t> NextSeq(const std::string& execution_id);
+  // Where the execution's next journal entry goes; see tails_.
+  struct JournalTail {
+    int64_t number = 0;    // executions.number, the journal's key for the execution
+    int64_t next_seq = 1;  // the seq its next entry gets
+  };
+  Result<JournalTail> Tail(const std::string& execution_id);
   Status ApplyFinish(const std::string& execution_id, const std::string& state,
                      const std::string& result, const std::string& error);
   Status ApplyClaim(const std::string& execution_id, const std::string& owner, bool& claimed);
@@ -176,10 +181,10 @@ class SqliteStore final : public Store {
   std::vector<WriteOp> queue_;  // guarded by queue_mutex_
   bool stopping_ = false;       // guarded by queue_mutex_
 
-  // The next seq of each unfinished execution that was created or appended in this process.
-  // Writer thread only; an entry goes at Finish; all are cleared when a batch fails, since
-  // the seqs it handed out were rolled back.
-  std::unordered_map<std::string, int64_t> next_seq_;
+  // The journal tail of each unfinished execution that was created or appended in this
+  // process. Writer thread only; an entry goes at Finish; all are cleared when a batch fails,
+  // since the numbers and seqs it handed out were rolled back.
+  std::unordered_map<std::string, JournalTail> tails_;
 
   // Ids whose asynchronous create failed: their appends and Finish are refused for the life
   // of the store, since they may have been queued before the failure was known. Writer thread

@@ -278,7 +278,7 @@ def execution_id(execution):
     return execution["name"].rsplit("/", 1)[1]
 
 
-def journal_rows(store, sql="SELECT execution_id, kind, key, payload FROM journal", args=()):
+def journal_rows(store, sql="SELECT execution_id, kind, key, payload FROM journal_entries", args=()):
     """Rows of the journal read through a separate read-only connection."""
     connection = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
     try:

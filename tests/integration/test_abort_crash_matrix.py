@@ -107,7 +107,7 @@ class AbortCrashMatrix(unittest.TestCase):
         if not os.path.exists(self.store):
             return []
         with sqlite3.connect(self.store) as db:
-            rows = db.execute("SELECT kind, payload FROM journal ORDER BY seq")
+            rows = db.execute("SELECT kind, payload FROM journal_entries ORDER BY seq")
             return [(kind, payload) for kind, payload in rows]
 
     def execution_id(self):

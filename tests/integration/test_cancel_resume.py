@@ -149,7 +149,7 @@ class CancelResumeTest(unittest.TestCase):
 
     def journal_kinds(self, execution_id):
         with sqlite3.connect(self.store) as db:
-            rows = db.execute("SELECT kind FROM journal WHERE execution_id = ?", (execution_id,))
+            rows = db.execute("SELECT kind FROM journal_entries WHERE execution_id = ?", (execution_id,))
             return [kind for (kind,) in rows]
 
     def test_cancel_then_kill_during_compensation_finishes_the_abort(self):

@@ -204,7 +204,7 @@ class ParallelCrashResumeTest(unittest.TestCase):
         connection = sqlite3.connect(self.store)
         try:
             rows = connection.execute(
-                "SELECT key, payload FROM journal WHERE execution_id = ? AND kind = 'result'",
+                "SELECT key, payload FROM journal_entries WHERE execution_id = ? AND kind = 'result'",
                 (execution_id,)).fetchall()
         finally:
             connection.close()

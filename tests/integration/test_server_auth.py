@@ -304,7 +304,7 @@ class ServerAuthTest(ServerTestCase):
         self.server.stop()
         connection = sqlite3.connect(self.store)
         try:
-            payloads = [row[0] for row in connection.execute("SELECT payload FROM journal")]
+            payloads = [row[0] for row in connection.execute("SELECT payload FROM journal_entries")]
         finally:
             connection.close()
         self.assertTrue(payloads)

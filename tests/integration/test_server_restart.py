@@ -207,7 +207,7 @@ class ServerRestartTest(ServerTestCase):
 
     def journaled_keys(self):
         """Idempotency keys (execution id / effect key) whose results are in the journal."""
-        rows = journal_rows(self.store, "SELECT execution_id, key FROM journal "
+        rows = journal_rows(self.store, "SELECT execution_id, key FROM journal_entries "
                                         "WHERE kind = 'result'")
         return {f"{execution}/{key}" for execution, key in rows}
 

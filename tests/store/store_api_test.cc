@@ -93,6 +93,30 @@ class StoreApiTest : public StoreFileTest {
     store.Append(id, entry, [&](const Status& status) { durable.set_value(status); });
     return durable.get_future().get();
   }
+
+  // Writes path_ in the layout atomflow wrote before schema version 2, with `rows` inserted.
+  bool WriteVersionOneFile(const std::string& rows) {
+    constexpr const char* kVersionOne = R"sql(
+    CREATE TABLE schema_version (version INTEGER);
+    CREATE TABLE executions (id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL,
+      source_file TEXT NOT NULL, source TEXT NOT NULL, argument TEXT NOT NULL,
+      state TEXT NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
+      start_time_ms INTEGER NOT NULL, end_time_ms INTEGER NOT NULL, owner TEXT NOT NULL);
+    CREATE INDEX executions_by_start ON executions (start_time_ms);
+    CREATE INDEX executions_by_state ON executions (state, start_time_ms);
+    CREATE TABLE journal (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+      key TEXT NOT NULL, payload TEXT NOT NULL, time_ms INTEGER NOT NULL,
+      PRIMARY KEY (execution_id, seq)) WITHOUT ROWID;
+    INSERT INTO schema_version (version) VALUES (1);
+    )sql";
+    sqlite3* db = nullptr;
+    if (sqlite3_open(path_.c_str(), &db) != SQLITE_OK) return false;
+    std::string sql = std::string(kVersionOne) + rows;
+    bool written = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+    if (!written) ADD_FAILURE() << sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return written;
+  }
 };
 
 TEST_F(StoreApiTest, PagesReturnEveryExecutionOnceInOrder) {
@@ -286,30 +310,13 @@ TEST_F(StoreApiTest, WorkflowsListByNameAndDeleteLeavesExecutions) {
 }
 
 TEST_F(StoreApiTest, VersionOneFileIsUpgradedAndKeepsItsExecutions) {
-  // The layout atomflow wrote before schema version 2.
-  constexpr const char* kVersionOne = R"sql(
-    CREATE TABLE schema_version (version INTEGER);
-    CREATE TABLE executions (id TEXT PRIMARY KEY, workflow_name TEXT NOT NULL,
-      source_file TEXT NOT NULL, source TEXT NOT NULL, argument TEXT NOT NULL,
-      state TEXT NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
-      start_time_ms INTEGER NOT NULL, end_time_ms INTEGER NOT NULL, owner TEXT NOT NULL);
-    CREATE INDEX executions_by_start ON executions (start_time_ms);
-    CREATE INDEX executions_by_state ON executions (state, start_time_ms);
-    CREATE TABLE journal (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
-      key TEXT NOT NULL, payload TEXT NOT NULL, time_ms INTEGER NOT NULL,
-      PRIMARY KEY (execution_id, seq)) WITHOUT ROWID;
-    INSERT INTO schema_version (version) VALUES (1);
+  ASSERT_TRUE(WriteVersionOneFile(R"sql(
     INSERT INTO executions VALUES ('old1', 'train', 'train.yaml', 'src', '{}', 'SUCCEEDED',
       '1', '', 100, 200, '');
     INSERT INTO executions VALUES ('old2', 'train', 'train.yaml', 'src', '{}', 'FAILED',
       '', '{}', 300, 400, '');
     INSERT INTO journal VALUES ('old1', 1, 'log', 'main/1', '{"text":"hi"}', 150);
-  )sql";
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, kVersionOne, nullptr, nullptr, nullptr), SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  )sql"));
 
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
@@ -333,6 +340,67 @@ TEST_F(StoreApiTest, VersionOneFileIsUpgradedAndKeepsItsExecutions) {
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->GetWorkflow("train")->revision_id, "000001-abc");
   EXPECT_EQ(store->CountExecutionsByState()->size(), 2u);
+}
+
+TEST_F(StoreApiTest, UpgradeToAppendOrderKeepsEachJournalAndItsTail) {
+  // Schema 4 moved journal rows from (execution_id, seq) keys to an execution number: rows of
+  // two executions, written interleaved by an old atomflow, must come back whole and in order,
+  // and later appends must continue each journal where it ended.
+  ASSERT_TRUE(WriteVersionOneFile(R"sql(
+    INSERT INTO executions VALUES ('zeta', 'train', 'train.yaml', 'src', '{}', 'ACTIVE',
+      '', '', 100, 0, '');
+    INSERT INTO executions VALUES ('alpha', 'train', 'train.yaml', 'src', '{}', 'ACTIVE',
+      '', '', 200, 0, '');
+    INSERT INTO journal VALUES ('alpha', 1, 'intent', 'main/1', '{"n":"a1"}', 210);
+    INSERT INTO journal VALUES ('zeta', 1, 'intent', 'main/1', '{"n":"z1"}', 110);
+    INSERT INTO journal VALUES ('alpha', 2, 'result', 'main/1', '{"n":"a2"}', 220);
+    INSERT INTO journal VALUES ('zeta', 2, 'result', 'main/1', '{"n":"z2"}', 120);
+    INSERT INTO journal VALUES ('zeta', 3, 'intent', 'main/2', '{"n":"z3"}', 130);
+  )sql"));
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto names = [&](const std::string& id) {
+    std::vector<std::string> seen;
+    Result<std::vector<JournalEntry>> journal = store->ReadJournal(id);
+    EXPECT_TRUE(journal.ok()) << journal.message();
+    if (!journal.ok()) return seen;
+    for (const JournalEntry& entry : *journal) {
+      seen.push_back(std::to_string(entry.seq) + ":" + entry.payload.value("n", entry.key));
+    }
+    return seen;
+  };
+  EXPECT_THAT(names("zeta"), ElementsAre("1:z1", "2:z2", "3:z3"));
+  EXPECT_THAT(names("alpha"), ElementsAre("1:a1", "2:a2"));
+
+  // Appends after the upgrade, and a new execution's journal, each continue their own tail.
+  ASSERT_TRUE(AppendAndWait(*store, "alpha", "result", "main/9").ok());
+  ASSERT_TRUE(store->CreateExecution(MakeExecution("omega", "train", 300)).ok());
+  ASSERT_TRUE(AppendAndWait(*store, "omega", "intent", "main/1").ok());
+  EXPECT_THAT(names("alpha"), ElementsAre("1:a1", "2:a2", "3:main/9"));
+  EXPECT_THAT(names("omega"), ElementsAre("1:main/1"));
+  EXPECT_THAT(names("zeta"), ElementsAre("1:z1", "2:z2", "3:z3"));
+  store.reset();
+
+  // Reopened, the tails are read back from the file; the view people query by id agrees.
+  store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(AppendAndWait(*store, "zeta", "result", "main/2").ok());
+  EXPECT_EQ(store->ReadJournal("zeta")->back().seq, 4);
+  store.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* select = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT COUNT(*), (SELECT MAX(version) FROM schema_version) FROM "
+                               "journal_entries WHERE execution_id = 'zeta'",
+                               -1, &select, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(select), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(select, 0), 4);
+  EXPECT_EQ(sqlite3_column_int(select, 1), 4);
+  sqlite3_finalize(select);
+  sqlite3_close(db);
 }
 
 }  // namespace
