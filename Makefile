@@ -16,7 +16,7 @@ PYTHON := /usr/bin/python3
 # Debian packages the build, the tests and the example need.
 PACKAGES := build-essential cmake ninja-build pkg-config \
   libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev libcurl4-openssl-dev \
-  libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev \
+  libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libjemalloc-dev \
   libbenchmark-dev libre2-dev libcpp-httplib-dev libssl-dev libpq-dev postgresql \
   libhowardhinnant-date-dev tzdata python3 python3-sklearn python3-pandas sqlite3
 

@@ -61,7 +61,7 @@ struct StartOptions {
   std::string labels = "{}";  // JSON text
   // Empty: Start returns once the execution's row is durable (the REST API, `atomflow run`).
   // Set: Start returns as soon as the execution runs, and this receives whether its row
-  // became durable, on the store's writer thread (quick; no blocking store calls). If it
+  // became durable, on the store's callback thread (quick; no blocking store calls). If it
   // did not, none of the execution's effects was or will be issued, and Wait reports it
   // FAILED.
   std::function<void(Status)> on_durable;
@@ -163,7 +163,7 @@ class Engine {
   // Launch for many: one lock and one wake-up of the workers for the lot.
   void LaunchMany(std::vector<std::shared_ptr<Execution>>& executions);
   // Start's create is durable or failed: issues the effects that waited for it, or ends the
-  // execution that will never exist. On the store's writer thread.
+  // execution that will never exist. On the store's callback thread.
   void OnCreated(const std::string& execution_id, const Status& status);
   // True when the effect must wait for its execution's row (then issued by OnCreated) or is
   // dropped because the row will never exist; false when it may be issued now.

@@ -41,10 +41,24 @@ Result<Statement> Statement::Prepare(sqlite3* db, std::string_view sql) {
   return Statement(stmt);
 }
 
-Statement& Statement::Bind(int index, std::string_view text) {
+namespace {
+
+int BindText(sqlite3_stmt* stmt, int index, std::string_view text, sqlite3_destructor_type copy) {
   // An empty view may have no data pointer, which SQLite would store as NULL, not "".
   const char* data = text.data() != nullptr ? text.data() : "";
-  int code = sqlite3_bind_text(stmt_, index, data, static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  return sqlite3_bind_text(stmt, index, data, static_cast<int>(text.size()), copy);
+}
+
+}  // namespace
+
+Statement& Statement::Bind(int index, std::string_view text) {
+  int code = BindText(stmt_, index, text, SQLITE_TRANSIENT);
+  if (bind_error_ == SQLITE_OK) bind_error_ = code;
+  return *this;
+}
+
+Statement& Statement::BindUncopied(int index, std::string_view text) {
+  int code = BindText(stmt_, index, text, SQLITE_STATIC);
   if (bind_error_ == SQLITE_OK) bind_error_ = code;
   return *this;
 }

@@ -38,6 +38,9 @@ class Statement {
 
   Statement& Bind(int index, std::string_view text);
   Statement& Bind(int index, int64_t number);
+  // Binds text without SQLite copying it: `text` must stay unchanged until Reset, which clears
+  // the binding. For large values on the writer's hot path (journal payloads).
+  Statement& BindUncopied(int index, std::string_view text);
 
   // Advances one row: true while a row is ready, false when done.
   Result<bool> Step();

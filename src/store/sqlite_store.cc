@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <string_view>
 #include <utility>
 
@@ -171,10 +172,22 @@ void CreatePrivately(const std::string& path) {
   if (fd >= 0) close(fd);
 }
 
+// SQLite counts every allocation under one process-wide mutex unless told not to; nothing
+// here reads those counts. Only possible before SQLite initialises: when another part of the
+// process opened a database first, the call fails and the counting stays.
+void StopMemoryStatistics() {
+  static std::once_flag once;
+  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
+// Each of the store's connections is used by one thread at a time (the writer, the
+// checkpointer, or a reader under read_mutex_), so SQLite's per-connection mutex, taken on
+// every call, only costs: NOMUTEX leaves it out.
 Result<Connection> OpenConnection(const std::string& path) {
+  StopMemoryStatistics();
   sqlite3* raw = nullptr;
-  int code =
-      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  int code = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   Connection db(raw);
   if (code != SQLITE_OK) {
     return Status::Error(raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(code));
@@ -283,6 +296,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) 
   if (status.ok()) status = store->PrepareStatements();
   if (!status.ok()) return Status::Error("cannot open store " + path + ": " + status.message());
 
+  store->completer_ = std::thread([raw = store.get()] { raw->CompletionLoop(); });
   store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
   store->checkpointer_ = std::thread([raw = store.get()] { raw->CheckpointLoop(); });
   return store;
@@ -396,6 +410,14 @@ SqliteStore::~SqliteStore() {
   queue_ready_.notify_one();
   if (writer_.joinable()) writer_.join();
 
+  // After the writer: every batch it handed over still gets its callbacks.
+  {
+    std::lock_guard lock(completion_mutex_);
+    completion_stop_ = true;
+  }
+  completion_ready_.notify_one();
+  if (completer_.joinable()) completer_.join();
+
   {
     std::lock_guard lock(checkpoint_mutex_);
     checkpoint_stop_ = true;
@@ -415,8 +437,8 @@ void SqliteStore::Enqueue(WriteOp op) {
 }
 
 Status SqliteStore::EnqueueAndWait(std::function<Status()> apply) {
-  // Waiting on the writer from its own thread (a callback) would wait forever.
-  if (std::this_thread::get_id() == writer_.get_id()) {
+  // Waiting on the writer from the thread of its callbacks would wait forever.
+  if (std::this_thread::get_id() == completer_.get_id()) {
     return Status::Error("a blocking store call was made from a store callback");
   }
 
@@ -462,8 +484,29 @@ void SqliteStore::RunBatch(std::vector<WriteOp>& batch) {
   for (size_t i = 0; i < batch.size(); ++i) appended += batch[i].is_append && outcomes[i].ok();
   appends_ += appended;
 
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i].done) batch[i].done(outcomes[i]);
+  {
+    std::lock_guard lock(completion_mutex_);
+    finished_.push_back(FinishedBatch{std::move(batch), std::move(outcomes)});
+  }
+  completion_ready_.notify_one();
+}
+
+void SqliteStore::CompletionLoop() {
+  std::unique_lock lock(completion_mutex_);
+  while (true) {
+    completion_ready_.wait(lock, [this] { return completion_stop_ || !finished_.empty(); });
+    if (finished_.empty()) return;  // stopping, and every callback has run
+
+    std::vector<FinishedBatch> ready;
+    ready.swap(finished_);
+    lock.unlock();
+    for (FinishedBatch& finished : ready) {
+      for (size_t i = 0; i < finished.ops.size(); ++i) {
+        if (finished.ops[i].done) finished.ops[i].done(finished.outcomes[i]);
+      }
+    }
+    ready.clear();  // the ops' strings are freed here, off the writer thread
+    lock.lock();
   }
 }
 
@@ -592,7 +635,7 @@ Status SqliteStore::ApplyCreate(const ExecutionRecord& record, bool async) {
   Statement& insert = writer_statements_.insert_execution;
   ScopedReset reset(insert);
   insert.Bind(1, record.id).Bind(2, record.workflow_name).Bind(3, record.source_file);
-  insert.Bind(4, record.source).Bind(5, record.argument).Bind(6, record.state);
+  insert.BindUncopied(4, record.source).BindUncopied(5, record.argument).Bind(6, record.state);
   insert.Bind(7, record.result).Bind(8, record.error).Bind(9, record.start_time_ms);
   insert.Bind(10, record.end_time_ms).Bind(11, record.owner).Bind(12, record.revision_id);
   insert.Bind(13, record.service_account).Bind(14, record.labels);
@@ -626,8 +669,8 @@ Status SqliteStore::ApplyAppend(const WriteOp& op) {
 
   Statement& insert = writer_statements_.insert_journal;
   ScopedReset reset(insert);
-  insert.Bind(1, tail->number).Bind(2, tail->next_seq).Bind(3, op.kind).Bind(4, op.key);
-  insert.Bind(5, op.payload).Bind(6, op.time_ms);
+  insert.Bind(1, tail->number).Bind(2, tail->next_seq).BindUncopied(3, op.kind);
+  insert.BindUncopied(4, op.key).BindUncopied(5, op.payload).Bind(6, op.time_ms);
   Result<int> inserted = insert.Run();
   if (!inserted.ok()) return inserted.status();
 

@@ -81,10 +81,10 @@ struct StoreStats {
 };
 
 // Durable home of executions and journals. Every method is thread safe. Writes are queued
-// to one writer that commits many of them in one transaction; the on_durable callbacks run
-// on that writer's thread once the transaction holding the write committed (or failed), so
-// they must be quick and must not call the blocking methods (CreateExecution, Flush, Claim,
-// ClaimMany, Release), which wait for that same thread.
+// to one writer that commits many of them in one transaction; the on_durable callbacks run,
+// in commit order, on one callback thread once the transaction holding the write committed
+// (or failed), so they must be quick and must not call the blocking methods
+// (CreateExecution, Flush, Claim, ClaimMany, Release), which wait for that same thread.
 class Store {
  public:
   virtual ~Store() = default;
