@@ -132,10 +132,9 @@ void CopyExecutions(const std::string& path, int64_t count) {
            ", e.workflow_name, e.source_file, e.source, e.argument, e.state, e.result, e.error, "
            "e.start_time_ms, e.end_time_ms, e.owner, e.revision_id, e.service_account, e.labels, " +
            new_number + " FROM executions e JOIN originals o ON o.id = e.id CROSS JOIN copies c");
-  Exec(db,
-       "INSERT INTO journal SELECT " + new_number +
-           ", j.seq, j.kind, j.key, j.payload, j.time_ms FROM journal j JOIN executions e ON "
-           "e.number = j.execution_number JOIN originals o ON o.id = e.id CROSS JOIN copies c");
+  Exec(db, "INSERT INTO journal SELECT " + new_number +
+               ", j.seq, j.kind, j.key, j.payload, j.time_ms FROM journal j JOIN executions e ON "
+               "e.number = j.execution_number JOIN originals o ON o.id = e.id CROSS JOIN copies c");
   Exec(db, "COMMIT");
   Exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
   sqlite3_close(db);
