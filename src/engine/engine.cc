@@ -729,6 +729,15 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution, const Effe
 void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
   Json record = ToJournalJson(effect->request.args);
   std::string decision = record.value("decision", "ABORT");
+  // "record": nothing waits for this decision alone (Interpreter::Decide says when).
+  if (effect->request.op == "record") {
+    // Every result before the commit is durable, the decision is not: the replay decides again.
+    if (!crash_at_.empty()) CrashPoint("undecided:" + effect->request.step);
+    Journal(*execution, "decision", "d" + effect->request.key, record,
+            [this] { CrashPoint("decision"); });
+    Complete(execution, effect, EffectOutcome::Success(Value(decision)));
+    return;
+  }
   Journal(*execution, "decision", "d" + effect->request.key, record,
           [this, execution, effect, decision] {
             CrashPoint("decision");

@@ -108,8 +108,31 @@ Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
   co_return flow;
 }
 
-// The commit point: the decision is durable before phase two starts. A resumed execution gets
-// the journaled decision back, so it finishes what the earlier process decided.
+namespace {
+
+bool FinishedAtCommit(const txn::Branch& branch) {
+  return branch.kind == txn::BranchKind::kTcc || branch.kind == txn::BranchKind::kPrepared ||
+         branch.kind == txn::BranchKind::kStagedFile;
+}
+
+// A commit with no branch to finish (a saga's, every branch compensable) sends nothing out
+// because of the decision: whatever the execution does next that is seen outside (an effect,
+// its end) waits for a record queued after the decision, so it need not wait for the decision
+// itself. Until then, a crash leaves the transaction undecided with every result journaled,
+// and the replay reaches the same commit.
+bool DecisionNeedsItsOwnCommit(const txn::Transaction& txn, txn::Decision decision) {
+  if (decision != txn::Decision::kCommit) return true;
+  for (const txn::Branch& branch : txn.branches()) {
+    if (FinishedAtCommit(branch)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// The commit point: the decision is durable before phase two starts (or before anything the
+// execution does after it becomes durable, see DecisionNeedsItsOwnCommit). A resumed execution
+// gets the journaled decision back, so it finishes what the earlier process decided.
 Task<txn::Decision> Interpreter::Decide(txn::Transaction& txn, txn::Decision decision,
                                         const Value& cause) {
   EffectRequest request;
@@ -117,6 +140,7 @@ Task<txn::Decision> Interpreter::Decide(txn::Transaction& txn, txn::Decision dec
   request.function = "txn.decide";
   request.gid = txn.gid();
   request.needs_intent = false;
+  request.op = DecisionNeedsItsOwnCommit(txn, decision) ? "decide" : "record";
   request.args = FromJournalJson(txn.DecisionRecord(decision, cause));
   EffectOutcome outcome = co_await execution_->Perform(std::move(request));
   bool commit = outcome.value.is_string() && outcome.value.AsString() == "COMMIT";
@@ -145,15 +169,6 @@ Task<Value> Interpreter::StageFile(const std::string& function, const Map& args,
   }
   co_return outcome.value;
 }
-
-namespace {
-
-bool FinishedAtCommit(const txn::Branch& branch) {
-  return branch.kind == txn::BranchKind::kTcc || branch.kind == txn::BranchKind::kPrepared ||
-         branch.kind == txn::BranchKind::kStagedFile;
-}
-
-}  // namespace
 
 // The phase-two operations of one commit, running at once on the transaction's strand.
 struct Interpreter::PhaseTwoRun {

@@ -7,7 +7,11 @@ then a cancel (SIGINT during a sleep) or a failing step aborts it; atomflow is k
 at each named fault point between the cancel and the last compensation's result, resumed with
 `atomflow executions resume`, and the participant must have applied every compensation exactly
 once (each key at least once on the wire), the transaction must be ABORTED and the execution
-CANCELLED (or FAILED with TransactionAborted)."""
+CANCELLED (or FAILED with TransactionAborted).
+
+The commit of the same transaction (every branch compensable, so the decision is not waited for
+on its own) is killed before its decision is journaled, at the decision and after the step that
+follows the block; resumed, it must commit once, with no compensation and no action twice."""
 
 import json
 import os
@@ -66,6 +70,16 @@ FAIL_WORKFLOW = TRANSACTION.replace("- LAST", """- check:
                 call: http.post
                 args:
                   url: ${args.url + "/conflict/check"}""")
+
+# A last step that succeeds: the transaction commits.
+COMMIT_WORKFLOW = TRANSACTION.replace("- LAST", """- deploy_c:
+                call: http.post
+                args:
+                  url: ${args.url + "/ok/deploy_c"}""")
+
+# Fault points on the commit path of a saga, in the order a run reaches them: every result is
+# durable and the decision is not (undecided:release), the decision, the step after the block.
+COMMIT_POINTS = ["undecided:release", "decision", "effect:after"]
 
 # Fault points on the abort path, in the order a run reaches them. before_cancelled and
 # cancelled are reached only by a cancel; effect:wait is the cut-short sleep's result.
@@ -192,6 +206,23 @@ class AbortCrashMatrix(unittest.TestCase):
         self.assertEqual(resumed.error["state"], "ABORTED")
         self.assert_aborted_and_compensated(point, resumed)
 
+    def check_commit(self, point):
+        run = self.start(COMMIT_WORKFLOW, point)
+        self.addCleanup(run.kill)
+        self.crash(run)
+
+        resumed = self.resume()
+
+        self.assertEqual(resumed.state, "SUCCEEDED", resumed.describe())
+        for path in ("/ok/deploy_a", "/ok/deploy_b", "/ok/deploy_c", "/ok/after"):
+            self.assertEqual(self.participant.applications(path), 1, path)
+        for path in ("/ok/undo_a", "/ok/undo_b"):
+            self.assertEqual(self.participant.count(path), 0, f"{path} sent after {point}")
+        self.assertEqual([txn["state"] for txn in self.transactions()], ["COMMITTED"])
+        decisions = [json.loads(payload)["decision"] for kind, payload in self.journal()
+                     if kind == "decision"]
+        self.assertEqual(decisions, ["COMMIT"])
+
 
 def _add_tests():
     """One test per fault point and way of aborting, each with its own store and participant."""
@@ -201,6 +232,9 @@ def _add_tests():
     for point in ABORT_POINTS:
         name = "test_failure_crash_at_" + point.replace(":", "_")
         setattr(AbortCrashMatrix, name, lambda self, point=point: self.check_failure(point))
+    for point in COMMIT_POINTS:
+        name = "test_commit_crash_at_" + point.replace(":", "_")
+        setattr(AbortCrashMatrix, name, lambda self, point=point: self.check_commit(point))
 
 
 _add_tests()
