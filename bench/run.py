@@ -107,18 +107,24 @@ def runs():
 def median_run(build, name, program, judge, extra):
     """Runs the program runs() times; the run with the median ratio, and its judgement."""
     judged = []
+    failures = []
     for _ in range(runs()):
         result = run_program(build, name, program, extra)
         if extra.get("recovery"):
             result = project_recovery(result)
-        judged.append((result, judge(result)))
-        if result["details"].get("note") and not result["value"]:
-            break  # a program that cannot run will not run the next time either
+        if result["value"] or not result["details"].get("note"):
+            judged.append((result, judge(result)))
+        else:
+            failures.append(result)  # a run that failed is reported, not ranked
+    if not judged:
+        return failures[0], judge(failures[0])
     ratios = [verdict[0] for _, verdict in judged]
     judged.sort(key=lambda pair: pair[1][0])
     result, verdict = judged[(len(judged) - 1) // 2]
     if len(judged) > 1:
         result["details"]["ratios_of_runs"] = [round(ratio, 4) for ratio in ratios]
+    if failures:
+        result["details"]["failed_runs"] = [failed["details"]["note"] for failed in failures]
     return result, verdict
 
 
