@@ -484,11 +484,13 @@ void SqliteStore::RunBatch(std::vector<WriteOp>& batch) {
   for (size_t i = 0; i < batch.size(); ++i) appended += batch[i].is_append && outcomes[i].ok();
   appends_ += appended;
 
-  {
-    std::lock_guard lock(completion_mutex_);
-    finished_.push_back(FinishedBatch{std::move(batch), std::move(outcomes)});
-  }
+  std::unique_lock lock(completion_mutex_);
+  finished_.push_back(FinishedBatch{std::move(batch), std::move(outcomes)});
+  uint64_t handed = ++batches_handed_;
   completion_ready_.notify_one();
+  if (serial_callbacks_) {
+    completion_done_.wait(lock, [this, handed] { return batches_completed_ >= handed; });
+  }
 }
 
 void SqliteStore::CompletionLoop() {
@@ -505,8 +507,11 @@ void SqliteStore::CompletionLoop() {
         if (finished.ops[i].done) finished.ops[i].done(finished.outcomes[i]);
       }
     }
+    size_t count = ready.size();
     ready.clear();  // the ops' strings are freed here, off the writer thread
     lock.lock();
+    batches_completed_ += count;
+    completion_done_.notify_all();
   }
 }
 

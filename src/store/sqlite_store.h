@@ -50,6 +50,7 @@ class SqliteStore final : public Store {
   void Finish(const std::string& execution_id, std::string state, std::string result,
               std::string error, std::function<void(Status)> on_durable) override;
   Status Flush() override;
+  void SetSerialCallbacks(bool on) override { serial_callbacks_ = on; }
 
   Result<ExecutionRecord> GetExecution(const std::string& id) override;
   Result<std::vector<ExecutionRecord>> ListExecutions(std::string_view state_filter,
@@ -209,8 +210,12 @@ class SqliteStore final : public Store {
   // each op's strings were about a sixth of the writer's time).
   std::mutex completion_mutex_;
   std::condition_variable completion_ready_;
+  std::condition_variable completion_done_;
   std::vector<FinishedBatch> finished_;  // guarded by completion_mutex_
   bool completion_stop_ = false;         // guarded by completion_mutex_
+  uint64_t batches_handed_ = 0;          // guarded by completion_mutex_
+  uint64_t batches_completed_ = 0;       // guarded by completion_mutex_
+  std::atomic<bool> serial_callbacks_{false};
   std::thread completer_;
 
   std::mutex checkpoint_mutex_;

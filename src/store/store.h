@@ -113,6 +113,11 @@ class Store {
   // Blocks until every write queued before the call is durable.
   [[nodiscard]] virtual Status Flush() = 0;
 
+  // On: the next group commit waits until every callback of the last one has run. For crash
+  // tests: a fault point in a callback then kills the process with the journal exactly as it
+  // was when that write became durable, not with whatever the writer committed meanwhile.
+  virtual void SetSerialCallbacks(bool on) = 0;
+
   [[nodiscard]] virtual Result<ExecutionRecord> GetExecution(const std::string& id) = 0;
 
   // Newest first; an empty filter lists every state; limit <= 0 means no limit.
