@@ -904,7 +904,8 @@ void Engine::Finalize(const std::shared_ptr<Execution>& execution) {
     return;
   }
   store_->Finish(execution->id(), state, result, error, [this, record](Status status) {
-    // Finish also clears the owner. This runs on the store's callback thread: no blocking store calls.
+    // Finish also clears the owner. This runs on the store's callback thread: no blocking
+    // store calls.
     // Refused because the create failed: OnCreated already reported the execution FAILED.
     if (!status.ok() && CreateFailed(record.id)) return;
     if (!status.ok()) log::Error("finishing {} failed: {}", record.id, status.message());
