@@ -19,6 +19,31 @@ bool IsLocalResult(const Json& payload) {
   return function == "sys.now" || function == "uuid.generate" || function == "sys.get_env";
 }
 
+// The transaction step of a decision record: its "step", or, in records written before it
+// had one, the part of the gid ("<execution id>:<step>#<n>") between the id and the count.
+std::string DecisionStep(const Json& decision) {
+  if (decision.contains("step")) return decision.value("step", "");
+  std::string gid = decision.value("gid", "");
+  size_t begin = gid.find(':');
+  size_t end = gid.rfind('#');
+  if (begin == std::string::npos || end == std::string::npos || end <= begin) return "";
+  return gid.substr(begin + 1, end - begin - 1);
+}
+
+// The result record the decide effect of a journaled decision would have had.
+store::JournalEntry DecisionResult(const store::JournalEntry& decision) {
+  store::JournalEntry result;
+  result.seq = decision.seq;
+  result.kind = "result";
+  result.key = decision.key.substr(1);
+  result.payload = {{"function", "txn.decide"},
+                    {"step", DecisionStep(decision.payload)},
+                    {"ok", true},
+                    {"value", decision.payload.value("decision", "ABORT")}};
+  result.time_ms = decision.time_ms;
+  return result;
+}
+
 EffectOutcome JournaledOutcome(const store::JournalEntry& entry) {
   const Json& payload = entry.payload;
   return EffectOutcome{payload.value("ok", false), FromJournalJson(payload.value("value", Json()))};
@@ -65,6 +90,15 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
         if (cancel_requested_) delivered_after_cancel.push_back(entry.key);
       }
       results_[entry.key] = std::move(entry);
+    } else if (entry.kind == "decision") {
+      // A durable decision answers its decide effect even when the effect's own result was
+      // lost in a crash: deciding again could turn a COMMIT around (its deadline passed).
+      std::string key = entry.key.substr(1);  // the decision's key is "d<effect key>"
+      if (results_.count(key) == 0) {
+        replay_order_.push_back(key);
+        if (cancel_requested_) delivered_after_cancel.push_back(key);
+        results_[key] = DecisionResult(entry);
+      }
     } else if (entry.kind == "intent") {
       intents_[entry.key] = std::move(entry);
     } else if (entry.kind == "cancel") {

@@ -82,6 +82,7 @@ Json Transaction::BranchRecord(const Branch& branch) const {
 
 Json Transaction::DecisionRecord(Decision decision, const Value& cause) const {
   return {{"gid", gid_},
+          {"step", step_},
           {"decision", DecisionName(decision)},
           {"branches", branches_.size()},
           {"cause", ToJournalJson(cause)}};

@@ -101,6 +101,35 @@ main:
           url: ${args.url + "/after"}
 """
 
+# A commit with a branch to finish (TCC): its decision waits for a commit cycle of its own.
+DEADLINE_TCC_WORKFLOW = """
+main:
+  params: [args]
+  steps:
+    - release:
+        transaction:
+          timeout: 1
+          steps:
+            - reserve:
+                tcc:
+                  try:
+                    call: http.post
+                    args:
+                      url: ${args.url + "/try"}
+                  confirm:
+                    call: http.post
+                    args:
+                      url: ${args.url + "/confirm"}
+                  cancel:
+                    call: http.post
+                    args:
+                      url: ${args.url + "/cancel"}
+    - after:
+        call: http.post
+        args:
+          url: ${args.url + "/after"}
+"""
+
 
 class HoldingServer(RecordingServer):
     """The first /undeploy is held until released is set, so the compensation is in flight
@@ -271,6 +300,34 @@ class CancelResumeTest(unittest.TestCase):
         self.assertEqual(resumed.error["cause"]["tags"], ["TimeoutError"])
         self.assertEqual(self.server.paths()["/after"], 0)
         self.assertEqual(self.server.paths()["/undeploy"], 1)
+
+    def test_durable_commit_found_past_its_deadline_is_finished_not_turned_around(self):
+        """Regression: killed once the COMMIT decision was durable but before the decide
+        effect's own result was, a resume after the deadline decided again, aborted and
+        cancelled a transaction whose COMMIT was already durable."""
+        with open(self.workflow, "w", encoding="utf-8") as file:
+            file.write(DEADLINE_TCC_WORKFLOW)
+        env = dict(os.environ, ATOMFLOW_CRASH_AT="decision")
+        crashed = subprocess.run(
+            [BINARY, "run", self.workflow, "--json", "--store", self.store,
+             "--data", json.dumps({"url": self.server.url})],
+            cwd=self.root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        self.assertEqual(crashed.returncode, -signal.SIGKILL, crashed.stderr)
+        self.assertEqual(self.journal_kinds(self.execution_id()).count("decision"), 1)
+        time.sleep(1.2)  # the transaction's one-second timeout passes while nobody drives it
+
+        resumed = Outcome(subprocess.run(
+            [BINARY, "executions", "resume", self.execution_id(), "--json",
+             "--store", self.store],
+            cwd=self.root, capture_output=True, text=True, timeout=RUN_TIMEOUT))
+
+        self.assertEqual(resumed.state, "SUCCEEDED", resumed.describe())
+        paths = self.server.paths()
+        self.assertEqual(paths["/try"], 1)
+        self.assertGreaterEqual(paths["/confirm"], 1)
+        self.assertEqual(paths["/cancel"], 0)
+        self.assertEqual(paths["/after"], 1)
+        self.assertEqual(self.journal_kinds(self.execution_id()).count("decision"), 1)
 
 
 if __name__ == "__main__":
