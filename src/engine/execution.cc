@@ -412,8 +412,9 @@ bool Execution::Deliver(const EffectRequest& request, EffectOutcome outcome) {
   // An effect cut off at its transaction's deadline completes a second time, later: the
   // first outcome stands and is the only one journaled.
   if (running_.count(request.key) == 0) return false;
-  // Journaled under the same lock as it is queued: journal order is consumption order.
-  engine_->JournalResult(*this, request, outcome);
+  // Journaled under the same lock as it is queued: journal order is consumption order. A
+  // decision's outcome is its decision record, which a replay reads as the result.
+  if (request.function != "txn.decide") engine_->JournalResult(*this, request, outcome);
   inbox_.push_back({request.key, std::move(outcome)});
   running_.erase(request.key);
   return !std::exchange(scheduled_, true);
