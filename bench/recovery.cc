@@ -158,6 +158,7 @@ double BaselineSeconds(const std::string& path, int64_t* executions, int64_t* en
   int64_t entries = 0;
   while (sqlite3_step(list) == SQLITE_ROW) {
     ++count;
+    // The id is what the engine keeps of the row to resume it; read it as the engine does.
     std::string id = reinterpret_cast<const char*>(sqlite3_column_text(list, 0));
     sqlite3_bind_int64(journal, 1, sqlite3_column_int64(list, 3));
     while (sqlite3_step(journal) == SQLITE_ROW) {

@@ -166,9 +166,11 @@ double Engine::NowSeconds() const {
   return duration_cast<duration<double>>(system_clock::now().time_since_epoch()).count();
 }
 
-Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument,
-                                  const StartOptions& options) {
-  if (draining_) return Status::Unavailable("the engine is shutting down");
+// The row of a new execution, without its source (the caller adds it), or why the argument
+// cannot be one.
+Result<store::ExecutionRecord> Engine::NewRecord(const lang::Workflow& workflow,
+                                                 const Value& argument,
+                                                 const StartOptions& options) const {
   Result<Json> argument_json = ToJson(argument);
   if (!argument_json.ok()) return Status::Error("argument: " + argument_json.message());
   std::string argument_text = argument_json->dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -177,10 +179,9 @@ Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow
   store::ExecutionRecord record;
   record.id = NewExecutionId();
   record.workflow_name = options.workflow_name.empty()
-                             ? std::filesystem::path(workflow->file).stem().string()
+                             ? std::filesystem::path(workflow.file).stem().string()
                              : options.workflow_name;
-  record.source_file = workflow->file;
-  record.source = workflow->source;
+  record.source_file = workflow.file;
   record.argument = std::move(argument_text);
   record.state = "ACTIVE";
   record.start_time_ms = NowMs();
@@ -188,9 +189,21 @@ Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow
   record.revision_id = options.revision_id;
   record.service_account = options.service_account;
   record.labels = options.labels;
+  return record;
+}
+
+Result<std::string> Engine::Start(std::shared_ptr<const lang::Workflow> workflow, Value argument,
+                                  const StartOptions& options) {
+  if (draining_) return Status::Unavailable("the engine is shutting down");
+  Result<store::ExecutionRecord> created_record = NewRecord(*workflow, argument, options);
+  if (!created_record.ok()) return created_record.status();
+  store::ExecutionRecord record = std::move(created_record).value();
+
+  // The execution keeps the workflow, source included; only the row gets its own copy.
   std::string id = record.id;
-  auto execution = std::make_shared<Execution>(
-      this, record, std::move(workflow), std::move(argument), std::vector<store::JournalEntry>());
+  auto execution = std::make_shared<Execution>(this, record, workflow, std::move(argument),
+                                               std::vector<store::JournalEntry>());
+  record.source = workflow->source;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     creating_.emplace(id, std::vector<std::function<void()>>());
@@ -732,19 +745,15 @@ void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectPtr
   Json record = ToJournalJson(effect->request.args);
   std::string decision = record.value("decision", "ABORT");
   // "record": nothing waits for this decision alone (Interpreter::Decide says when).
-  if (effect->request.op == "record") {
-    // Every result before the commit is durable, the decision is not: the replay decides again.
-    if (!crash_at_.empty()) CrashPoint("undecided:" + effect->request.step);
-    Journal(*execution, "decision", "d" + effect->request.key, record,
-            [this] { CrashPoint("decision"); });
-    Complete(execution, effect, EffectOutcome::Success(Value(decision)));
-    return;
-  }
+  bool wait = effect->request.op != "record";
+  // Every result before the commit is durable, the decision is not: the replay decides again.
+  if (!wait && !crash_at_.empty()) CrashPoint("undecided:" + effect->request.step);
   Journal(*execution, "decision", "d" + effect->request.key, record,
-          [this, execution, effect, decision] {
+          [this, execution, effect, decision, wait] {
             CrashPoint("decision");
-            Complete(execution, effect, EffectOutcome::Success(Value(decision)));
+            if (wait) Complete(execution, effect, EffectOutcome::Success(Value(decision)));
           });
+  if (!wait) Complete(execution, effect, EffectOutcome::Success(Value(decision)));
 }
 
 // Cuts the effect off when its transaction's deadline passes first: a sleep's timer is

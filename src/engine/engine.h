@@ -162,6 +162,9 @@ class Engine {
   void Launch(std::shared_ptr<Execution> execution);
   // Launch for many: one lock and one wake-up of the workers for the lot.
   void LaunchMany(std::vector<std::shared_ptr<Execution>>& executions);
+  // A new execution's row, without its source; or why its argument cannot be one.
+  Result<store::ExecutionRecord> NewRecord(const lang::Workflow& workflow, const Value& argument,
+                                           const StartOptions& options) const;
   // Start's create is durable or failed: issues the effects that waited for it, or ends the
   // execution that will never exist. On the store's callback thread.
   void OnCreated(const std::string& execution_id, const Status& status);

@@ -80,25 +80,20 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
       workflow_(std::move(workflow)),
       argument_(std::move(argument)),
       interpreter_(this) {
+  IndexJournal(journal);
+}
+
+void Execution::IndexJournal(std::vector<store::JournalEntry>& journal) {
   // The journal comes in append order, which for delivered results is the order the earlier
   // process consumed them in.
   std::vector<std::string> delivered_after_cancel;
   for (store::JournalEntry& entry : journal) {
     if (entry.kind == "result") {
-      if (!IsLocalResult(entry.payload) && results_.count(entry.key) == 0) {
-        replay_order_.push_back(entry.key);
-        if (cancel_requested_) delivered_after_cancel.push_back(entry.key);
-      }
-      results_[entry.key] = std::move(entry);
+      IndexResult(std::move(entry), delivered_after_cancel);
     } else if (entry.kind == "decision") {
-      // A durable decision answers its decide effect even when the effect's own result was
-      // lost in a crash: deciding again could turn a COMMIT around (its deadline passed).
-      std::string key = entry.key.substr(1);  // the decision's key is "d<effect key>"
-      if (results_.count(key) == 0) {
-        replay_order_.push_back(key);
-        if (cancel_requested_) delivered_after_cancel.push_back(key);
-        results_[key] = DecisionResult(entry);
-      }
+      // A durable decision is its decide effect's outcome (the effect has no result record
+      // of its own): deciding again could turn a COMMIT around once its deadline passed.
+      IndexResult(DecisionResult(entry), delivered_after_cancel);
     } else if (entry.kind == "intent") {
       intents_[entry.key] = std::move(entry);
     } else if (entry.kind == "cancel") {
@@ -120,6 +115,16 @@ Execution::Execution(Engine* engine, store::ExecutionRecord record,
   for (const std::string& key : delivered_after_cancel) {
     if (cancelled_at_.count(key) == 0) cancelled_at_[key] = kAfterUnrecorded;
   }
+}
+
+void Execution::IndexResult(store::JournalEntry entry, std::vector<std::string>& after_cancel) {
+  // The first outcome of a key is the one consumed; a later one (an older journal's decide
+  // result after its decision) says the same.
+  if (!IsLocalResult(entry.payload) && results_.count(entry.key) == 0) {
+    replay_order_.push_back(entry.key);
+    if (cancel_requested_) after_cancel.push_back(entry.key);
+  }
+  results_[entry.key] = std::move(entry);
 }
 
 Execution::~Execution() = default;

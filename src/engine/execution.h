@@ -247,6 +247,11 @@ class Execution {
   friend class EffectAwaiter;
   std::string NextKey() { return current_->prefix + std::to_string(++current_->effect_counter); }
   void CheckReplayed(const EffectRequest& request, const store::JournalEntry& entry) const;
+  // The constructor's reading of a resumed execution's journal into the replay's indexes.
+  void IndexJournal(std::vector<store::JournalEntry>& journal);
+  // One outcome the replay hands back; `after_cancel` collects those consumed with a cancel
+  // requested.
+  void IndexResult(store::JournalEntry entry, std::vector<std::string>& after_cancel);
   void TakeOutcome();  // sets the final state and value once the root task has finished
   void RunReady();
   bool DeliverReplayed();

@@ -669,26 +669,26 @@ Status SqliteStore::ApplyAppend(const WriteOp& op) {
   Status refused = CheckNotRefused(op.execution_id);
   if (!refused.ok()) return refused;
 
-  Result<JournalTail> tail = Tail(op.execution_id);
+  Result<JournalTail*> tail = Tail(op.execution_id);
   if (!tail.ok()) return tail.status();
 
   Statement& insert = writer_statements_.insert_journal;
   ScopedReset reset(insert);
-  insert.Bind(1, tail->number).Bind(2, tail->next_seq).BindUncopied(3, op.kind);
+  insert.Bind(1, (*tail)->number).Bind(2, (*tail)->next_seq).BindUncopied(3, op.kind);
   insert.BindUncopied(4, op.key).BindUncopied(5, op.payload).Bind(6, op.time_ms);
   Result<int> inserted = insert.Run();
   if (!inserted.ok()) return inserted.status();
 
   // Advance only once the row is in, so a failed insert leaves no gap.
-  tails_[op.execution_id] = JournalTail{tail->number, tail->next_seq + 1};
+  ++(*tail)->next_seq;
   return Status::Ok();
 }
 
-// The first append in this process reads where the execution's journal ended (after a restart
-// it continues from there); later ones use the cached tail.
-Result<SqliteStore::JournalTail> SqliteStore::Tail(const std::string& execution_id) {
+// The cached tail of the execution's journal; the first append in this process reads where
+// the journal ended (after a restart it continues from there) and caches it.
+Result<SqliteStore::JournalTail*> SqliteStore::Tail(const std::string& execution_id) {
   auto cached = tails_.find(execution_id);
-  if (cached != tails_.end()) return cached->second;
+  if (cached != tails_.end()) return &cached->second;
 
   Statement& tail = writer_statements_.journal_tail;
   ScopedReset reset(tail);
@@ -697,7 +697,7 @@ Result<SqliteStore::JournalTail> SqliteStore::Tail(const std::string& execution_
   if (!row.ok()) return row.status();
   if (!*row) return NotFound(execution_id);
   // MAX(seq) is NULL (read as 0) for an empty journal.
-  return JournalTail{tail.Int(0), tail.Int(1) + 1};
+  return &tails_.emplace(execution_id, JournalTail{tail.Int(0), tail.Int(1) + 1}).first->second;
 }
 
 Status SqliteStore::ApplyFinish(const std::string& execution_id, const std::string& state,

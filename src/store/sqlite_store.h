@@ -154,7 +154,7 @@ class SqliteStore final : public Store {
     int64_t number = 0;    // executions.number, the journal's key for the execution
     int64_t next_seq = 1;  // the seq its next entry gets
   };
-  Result<JournalTail> Tail(const std::string& execution_id);
+  Result<JournalTail*> Tail(const std::string& execution_id);
   Status ApplyFinish(const std::string& execution_id, const std::string& state,
                      const std::string& result, const std::string& error);
   Status ApplyClaim(const std::string& execution_id, const std::string& owner, bool& claimed);

@@ -136,13 +136,7 @@ class Participant {
 class DrainTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> OpenEngine() {
-    EngineOptions options;
-    options.store_path = (temp_.path() / "atomflow.db").string();
-    options.workers = 2;
-    Result<std::unique_ptr<Engine>> engine =
-        Engine::Open(options, connectors::MakeConnectors, &progress_);
-    EXPECT_TRUE(engine.ok()) << engine.message();
-    return engine.ok() ? std::move(engine).value() : nullptr;
+    return testing::OpenEngineIn(temp_.path(), 2, connectors::MakeConnectors, &progress_);
   }
 
   std::string Start(Engine& engine, const char* source) {

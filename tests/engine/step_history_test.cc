@@ -55,13 +55,7 @@ std::vector<std::string> StepNames(const std::vector<StepEntry>& entries) {
 class StepHistoryTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> OpenEngine() {
-    EngineOptions options;
-    options.store_path = (temp_.path() / "atomflow.db").string();
-    options.workers = 1;
-    Result<std::unique_ptr<Engine>> engine =
-        Engine::Open(options, connectors::MakeConnectors, &progress_);
-    EXPECT_TRUE(engine.ok()) << engine.message();
-    return engine.ok() ? std::move(engine).value() : nullptr;
+    return testing::OpenEngineIn(temp_.path(), 1, connectors::MakeConnectors, &progress_);
   }
 
   std::string RunLoop(Engine& engine) {

@@ -26,13 +26,7 @@ main:
 class WaitTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> OpenEngine() {
-    EngineOptions options;
-    options.store_path = (temp_.path() / "atomflow.db").string();
-    options.workers = 2;
-    Result<std::unique_ptr<Engine>> engine =
-        Engine::Open(options, connectors::MakeConnectors, &progress_);
-    EXPECT_TRUE(engine.ok()) << engine.message();
-    return engine.ok() ? std::move(engine).value() : nullptr;
+    return testing::OpenEngineIn(temp_.path(), 2, connectors::MakeConnectors, &progress_);
   }
 
   // Starts kDoubler with n; with `wait_durable` false, Start returns before the row commits.

@@ -274,26 +274,34 @@ class CancelResumeTest(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, f"no {kind} record in the journal")
             time.sleep(0.02)
 
-    def test_undecided_transaction_found_past_its_deadline_aborts(self):
-        """Guarantee: a transaction left undecided by a crash and resumed after its deadline
-        aborts (its deploy is undone) instead of committing late. Killed where every result
-        is durable and the decision is not: at the deploy's result the commit decision, queued
-        right behind it, may share its group commit and be durable too."""
+    def crash_at(self, source, point):
+        """Runs source until atomflow kills itself at the fault point."""
         with open(self.workflow, "w", encoding="utf-8") as file:
-            file.write(DEADLINE_WORKFLOW)
-        env = dict(os.environ, ATOMFLOW_CRASH_AT="undecided:release")
+            file.write(source)
+        env = dict(os.environ, ATOMFLOW_CRASH_AT=point)
         crashed = subprocess.run(
             [BINARY, "run", self.workflow, "--json", "--store", self.store,
              "--data", json.dumps({"url": self.server.url})],
             cwd=self.root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
         self.assertEqual(crashed.returncode, -signal.SIGKILL, crashed.stderr)
-        self.server.released.set()
-        time.sleep(1.2)  # the transaction's one-second timeout passes while nobody drives it
 
-        resumed = Outcome(subprocess.run(
+    def resume_after_deadline(self):
+        """Resumes the crashed execution once its transaction's one-second timeout passed."""
+        time.sleep(1.2)  # the timeout passes while nobody drives the execution
+        return Outcome(subprocess.run(
             [BINARY, "executions", "resume", self.execution_id(), "--json",
              "--store", self.store],
             cwd=self.root, capture_output=True, text=True, timeout=RUN_TIMEOUT))
+
+    def test_undecided_transaction_found_past_its_deadline_aborts(self):
+        """Guarantee: a transaction left undecided by a crash and resumed after its deadline
+        aborts (its deploy is undone) instead of committing late. Killed where every result
+        is durable and the decision is not: at the deploy's result the commit decision, queued
+        right behind it, may share its group commit and be durable too."""
+        self.crash_at(DEADLINE_WORKFLOW, "undecided:release")
+        self.server.released.set()
+
+        resumed = self.resume_after_deadline()
 
         self.assertEqual(resumed.state, "FAILED", resumed.describe())
         self.assertIn("TransactionAborted", resumed.error["tags"])
@@ -305,21 +313,10 @@ class CancelResumeTest(unittest.TestCase):
         """Regression: killed once the COMMIT decision was durable but before the decide
         effect's own result was, a resume after the deadline decided again, aborted and
         cancelled a transaction whose COMMIT was already durable."""
-        with open(self.workflow, "w", encoding="utf-8") as file:
-            file.write(DEADLINE_TCC_WORKFLOW)
-        env = dict(os.environ, ATOMFLOW_CRASH_AT="decision")
-        crashed = subprocess.run(
-            [BINARY, "run", self.workflow, "--json", "--store", self.store,
-             "--data", json.dumps({"url": self.server.url})],
-            cwd=self.root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-        self.assertEqual(crashed.returncode, -signal.SIGKILL, crashed.stderr)
+        self.crash_at(DEADLINE_TCC_WORKFLOW, "decision")
         self.assertEqual(self.journal_kinds(self.execution_id()).count("decision"), 1)
-        time.sleep(1.2)  # the transaction's one-second timeout passes while nobody drives it
 
-        resumed = Outcome(subprocess.run(
-            [BINARY, "executions", "resume", self.execution_id(), "--json",
-             "--store", self.store],
-            cwd=self.root, capture_output=True, text=True, timeout=RUN_TIMEOUT))
+        resumed = self.resume_after_deadline()
 
         self.assertEqual(resumed.state, "SUCCEEDED", resumed.describe())
         paths = self.server.paths()

@@ -145,25 +145,32 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ignored);
 }
 
-store::ExecutionRecord RunToEnd(std::shared_ptr<const lang::Workflow> workflow, Value argument,
-                                const fs::path& folder, engine::Engine::HandlerFactory factory,
-                                engine::ProgressSink* progress) {
+std::unique_ptr<engine::Engine> OpenEngineIn(const fs::path& folder, int workers,
+                                             engine::Engine::HandlerFactory factory,
+                                             engine::ProgressSink* progress) {
   engine::EngineOptions options;
   options.store_path = (folder / "atomflow.db").string();
-  options.workers = 2;
+  options.workers = workers;
   Result<std::unique_ptr<engine::Engine>> engine =
       engine::Engine::Open(options, std::move(factory), progress);
   EXPECT_TRUE(engine.ok()) << engine.message();
-  if (!engine.ok()) return {};
+  return engine.ok() ? std::move(engine).value() : nullptr;
+}
 
-  Result<std::string> id = (*engine)->Start(std::move(workflow), std::move(argument));
+store::ExecutionRecord RunToEnd(std::shared_ptr<const lang::Workflow> workflow, Value argument,
+                                const fs::path& folder, engine::Engine::HandlerFactory factory,
+                                engine::ProgressSink* progress) {
+  std::unique_ptr<engine::Engine> engine = OpenEngineIn(folder, 2, std::move(factory), progress);
+  if (engine == nullptr) return {};
+
+  Result<std::string> id = engine->Start(std::move(workflow), std::move(argument));
   EXPECT_TRUE(id.ok()) << id.message();
   if (!id.ok()) return {};
   std::future<store::ExecutionRecord> done =
-      std::async(std::launch::async, [&] { return (*engine)->Wait(*id); });
+      std::async(std::launch::async, [&] { return engine->Wait(*id); });
   if (done.wait_for(kHangGuard) == std::future_status::timeout) {
     ADD_FAILURE() << "the execution did not finish; cancelling it";
-    (*engine)->Cancel(*id);
+    engine->Cancel(*id);
   }
   return done.get();
 }

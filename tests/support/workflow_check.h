@@ -64,6 +64,12 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// An engine with `workers` workers whose store lives in folder; null, with a gtest failure,
+// when it does not open.
+std::unique_ptr<engine::Engine> OpenEngineIn(const std::filesystem::path& folder, int workers,
+                                             engine::Engine::HandlerFactory factory,
+                                             engine::ProgressSink* progress);
+
 // Runs workflow with argument on a fresh engine whose store lives in folder, and returns the
 // execution's durable record. A hung execution is cancelled after a generous guard, with a
 // gtest failure.
