@@ -783,7 +783,7 @@ void Engine::WatchDeadline(const std::shared_ptr<Execution>& execution, const Ef
 
 EffectOutcome Engine::PerformNow(const std::string& execution_id, EffectRequest request) {
   auto append = [this, &execution_id](std::string kind, const std::string& key, Json payload) {
-    store::JournalEntry entry{0, std::move(kind), key, std::move(payload), NowMs()};
+    store::JournalEntry entry{0, std::move(kind), key, std::move(payload), NowMs(), ""};
     store_->Append(execution_id, std::move(entry), nullptr);
     return store_->Flush();
   };
@@ -844,9 +844,14 @@ void Engine::Journal(Execution& execution, const std::string& kind, std::string 
   entry.kind = kind;
   entry.key = std::move(key);
   entry.payload = std::move(payload);
+  Journal(execution, std::move(entry), std::move(on_durable));
+}
+
+void Engine::Journal(Execution& execution, store::JournalEntry entry,
+                     std::function<void()> on_durable) {
   entry.time_ms = NowMs();
   const std::string& id = execution.id();
-  if (kind == "txn_end") {
+  if (entry.kind == "txn_end") {
     log::Event("transaction." + Lower(entry.payload.value("state", "")),
                {{"gid", entry.payload.value("gid", "")}, {"execution", id}});
   }

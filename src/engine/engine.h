@@ -131,6 +131,8 @@ class Engine {
   // Used by Execution.
   void Journal(Execution& execution, const std::string& kind, std::string key, Json payload,
                std::function<void()> on_durable);
+  // The same for an entry already built (its time is set here).
+  void Journal(Execution& execution, store::JournalEntry entry, std::function<void()> on_durable);
   void JournalResult(Execution& execution, const EffectRequest& request,
                      const EffectOutcome& outcome);
   // Kills the process with SIGKILL when ATOMFLOW_CRASH_AT names this point (crash tests).

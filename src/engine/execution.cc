@@ -238,14 +238,13 @@ void Execution::RecordStep(const std::string& step, const std::string& routine, 
       journaled_records_.count("r" + current_->prefix + std::to_string(counter))) {
     return;
   }
-  StepRecord record{&step, &routine, current_->prefix, counter, start_ms, end_ms, line, failed};
-  if (step_history_.Add(std::move(record))) FlushSteps();
+  StepRecord record{&step, &routine, &current_->prefix, counter, start_ms, end_ms, line, failed};
+  if (step_history_.Add(record)) FlushSteps();
 }
 
 void Execution::FlushSteps() {
   if (step_history_.empty()) return;
-  store::JournalEntry batch = step_history_.Take();
-  engine_->Journal(*this, batch.kind, std::move(batch.key), std::move(batch.payload), nullptr);
+  engine_->Journal(*this, step_history_.Take(), nullptr);
 }
 
 void Execution::RecordBranch(Json payload, const std::string& step) {

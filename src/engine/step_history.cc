@@ -17,14 +17,6 @@ namespace {
 // free than the steps it records.
 constexpr size_t kFields = 6;
 
-void AppendNumber(std::string& out, int64_t number) {
-  char digits[24];
-  auto [end, error] = std::to_chars(digits, digits + sizeof(digits), number);
-  (void)error;  // 24 characters hold every int64_t
-  if (!out.empty()) out += ' ';
-  out.append(digits, end);
-}
-
 // The integers of a "steps" string; parsing stops at the first thing that is not one.
 std::vector<int64_t> ParseNumbers(const std::string& text) {
   std::vector<int64_t> numbers;
@@ -41,47 +33,6 @@ std::vector<int64_t> ParseNumbers(const std::string& text) {
   }
   return numbers;
 }
-
-// The distinct values of one batch, each once, in first-use order.
-class SiteTable {
- public:
-  int64_t Prefix(const std::string& prefix) {
-    for (size_t i = 0; i < prefixes_.size(); ++i) {
-      if (*prefixes_[i] == prefix) return static_cast<int64_t>(i);
-    }
-    prefixes_.push_back(&prefix);
-    return static_cast<int64_t>(prefixes_.size() - 1);
-  }
-
-  int64_t Site(const StepRecord& record) {
-    for (size_t i = 0; i < sites_.size(); ++i) {
-      const StepRecord& site = *sites_[i];
-      if (site.step == record.step && site.routine == record.routine && site.line == record.line) {
-        return static_cast<int64_t>(i);
-      }
-    }
-    sites_.push_back(&record);
-    return static_cast<int64_t>(sites_.size() - 1);
-  }
-
-  Json PrefixesJson() const {
-    Json::array_t prefixes;
-    for (const std::string* prefix : prefixes_) prefixes.emplace_back(*prefix);
-    return Json(std::move(prefixes));
-  }
-
-  Json SitesJson() const {
-    Json::array_t sites;
-    for (const StepRecord* site : sites_) {
-      sites.push_back(Json::array({*site->step, *site->routine, site->line}));
-    }
-    return Json(std::move(sites));
-  }
-
- private:
-  std::vector<const std::string*> prefixes_;
-  std::vector<const StepRecord*> sites_;
-};
 
 std::string RecordKey(const std::string& prefix, int64_t counter) {
   return "r" + prefix + std::to_string(counter);
@@ -156,39 +107,72 @@ Status ReadBatchEntries(store::Store& store, const std::string& execution_id, in
 
 }  // namespace
 
-bool StepHistory::Add(StepRecord record) {
-  if (records_.capacity() == 0) records_.reserve(16);
-  records_.push_back(std::move(record));
-  return records_.size() >= kBatch;
+int64_t StepHistory::PrefixIndex(const std::string& prefix) {
+  for (size_t i = 0; i < prefixes_.size(); ++i) {
+    if (prefixes_[i] == prefix) return static_cast<int64_t>(i);
+  }
+  prefixes_.push_back(prefix);
+  return static_cast<int64_t>(prefixes_.size() - 1);
+}
+
+int64_t StepHistory::SiteIndex(const StepRecord& record) {
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    const Site& site = sites_[i];
+    if (site.step == record.step && site.routine == record.routine && site.line == record.line) {
+      return static_cast<int64_t>(i);
+    }
+  }
+  sites_.push_back({record.step, record.routine, record.line});
+  return static_cast<int64_t>(sites_.size() - 1);
+}
+
+bool StepHistory::Add(const StepRecord& record) {
+  if (count_ == 0) {
+    base_ms_ = record.start_ms;
+    first_key_ = RecordKey(*record.prefix, record.counter);
+    steps_.reserve(kBatch * 12);
+  }
+
+  // The step's six numbers are written to a buffer first: one append to steps_ per step.
+  int64_t numbers[kFields] = {record.counter,          PrefixIndex(*record.prefix),
+                              SiteIndex(record),       record.failed ? 1 : 0,
+                              record.start_ms - base_ms_, record.end_ms - record.start_ms};
+  char text[kFields * 21];
+  char* at = text;
+  for (int64_t number : numbers) {
+    if (at != text || count_ != 0) *at++ = ' ';
+    at = std::to_chars(at, text + sizeof(text), number).ptr;  // 20 characters hold any int64_t
+  }
+  steps_.append(text, at);
+  return ++count_ >= kBatch;
 }
 
 store::JournalEntry StepHistory::Take() {
-  // Moved out, so a waiting execution keeps no buffer.
-  std::vector<StepRecord> records = std::move(records_);
-  records_ = std::vector<StepRecord>();
+  Json prefixes = Json::array();
+  for (std::string& prefix : prefixes_) prefixes.push_back(std::move(prefix));
+  Json sites = Json::array();
+  for (const Site& site : sites_) sites.push_back(Json::array({*site.step, *site.routine, site.line}));
+  constexpr auto kReplace = Json::error_handler_t::replace;
 
-  int64_t base_ms = records.front().start_ms;
-  SiteTable table;
-  std::string steps;
-  steps.reserve(records.size() * 16);
-  for (const StepRecord& record : records) {
-    AppendNumber(steps, record.counter);
-    AppendNumber(steps, table.Prefix(record.prefix));
-    AppendNumber(steps, table.Site(record));
-    AppendNumber(steps, record.failed ? 1 : 0);
-    AppendNumber(steps, record.start_ms - base_ms);
-    AppendNumber(steps, record.end_ms - record.start_ms);
-  }
-
+  // The numbers need no escaping: the text is built here rather than serialised from a Json.
   store::JournalEntry entry;
   entry.kind = "steps";
   // The first step's record key is never in another "steps" record, so this key is unique.
-  entry.key = "s" + RecordKey(records.front().prefix, records.front().counter);
-  entry.payload = Json::object();
-  entry.payload["base_ms"] = base_ms;
-  entry.payload["prefixes"] = table.PrefixesJson();
-  entry.payload["sites"] = table.SitesJson();
-  entry.payload["steps"] = Json(std::move(steps));
+  entry.key = "s" + first_key_;
+  std::string& text = entry.payload_text;
+  text.reserve(steps_.size() + 64);
+  text += "{\"base_ms\":";
+  text += std::to_string(base_ms_);
+  text += ",\"prefixes\":";
+  text += prefixes.dump(-1, ' ', false, kReplace);
+  text += ",\"sites\":";
+  text += sites.dump(-1, ' ', false, kReplace);
+  text += ",\"steps\":\"";
+  text += steps_;
+  text += "\"}";
+
+  // Released, so that a waiting execution keeps no buffer.
+  *this = StepHistory();
   return entry;
 }
 

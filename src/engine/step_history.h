@@ -13,35 +13,52 @@
 namespace atomflow::engine {
 
 // One named step that ended. The names point into the workflow's syntax tree, which the
-// execution holds for as long as the record is buffered.
+// execution holds for as long as its steps are buffered; the prefix is read during Add only.
 struct StepRecord {
   const std::string* step = nullptr;
   const std::string* routine = nullptr;
-  std::string prefix;    // the strand's key prefix: the record key is "r<prefix><counter>"
-  int64_t counter = 0;   // the strand's record counter
-  int64_t start_ms = 0;  // epoch milliseconds
+  const std::string* prefix = nullptr;  // the strand's key prefix: key "r<prefix><counter>"
+  int64_t counter = 0;                  // the strand's record counter
+  int64_t start_ms = 0;                 // epoch milliseconds
   int64_t end_ms = 0;
   int line = 0;
   bool failed = false;
 };
 
-// The steps of one execution not yet journaled, in the order they ended. Touched only by the
-// worker that drives the execution (not thread safe). Holds no memory while empty.
+// The steps of one execution not yet journaled, in the order they ended, kept as the text of
+// the "steps" record they will become: a step costs six numbers written into a string, and
+// taking the batch costs no JSON serialisation of them. Touched only by the worker that drives
+// the execution (not thread safe). Holds no memory while empty.
 class StepHistory {
  public:
   // Steps per "steps" record at most: a long compute loop's history shows up this often.
   static constexpr size_t kBatch = 256;
 
   // Buffers a step; true when the buffer is full and must be taken.
-  bool Add(StepRecord record);
-  bool empty() const { return records_.empty(); }
+  bool Add(const StepRecord& record);
+  bool empty() const { return count_ == 0; }
 
-  // The "steps" record of the buffered steps (kind, key and payload; the store sets seq and
-  // the engine the time), emptying the buffer. Call only when not empty().
+  // The "steps" record of the buffered steps (kind, key and payload_text; the store sets seq
+  // and the engine the time), emptying the buffer. Call only when not empty().
   store::JournalEntry Take();
 
  private:
-  std::vector<StepRecord> records_;
+  // Where a step is in the workflow: its name, routine and line.
+  struct Site {
+    const std::string* step;
+    const std::string* routine;
+    int line;
+  };
+
+  int64_t PrefixIndex(const std::string& prefix);
+  int64_t SiteIndex(const StepRecord& record);
+
+  size_t count_ = 0;
+  int64_t base_ms_ = 0;              // the first step's start
+  std::string first_key_;            // the first step's record key
+  std::string steps_;                // six numbers per step, separated by spaces
+  std::vector<std::string> prefixes_;  // distinct prefixes, in first-use order
+  std::vector<Site> sites_;            // distinct sites, in first-use order
 };
 
 // One step entry read back: the payload of a one-step "step" record (`step`, `routine`,

@@ -583,7 +583,11 @@ void SqliteStore::Append(const std::string& execution_id, JournalEntry entry,
   // Values are encoded losslessly before they get here (ToJournalJson); what else a payload
   // holds (a log line, a message) is text for people, where a replaced byte costs nothing.
   // Serialised here, on the caller's thread: the writer is the one serial resource.
-  op.payload = entry.payload.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (!entry.payload_text.empty()) {
+    op.payload = std::move(entry.payload_text);
+  } else {
+    op.payload = entry.payload.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
   op.time_ms = entry.time_ms;
   op.done = std::move(on_durable);
   Enqueue(std::move(op));

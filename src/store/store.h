@@ -40,6 +40,9 @@ struct JournalEntry {
   std::string key;   // the effect key, e.g. "main/3"
   Json payload;
   int64_t time_ms = 0;
+  // For Append only: when not empty, the payload's JSON text, written as it is (payload is then
+  // ignored), for a writer that builds the text faster than a Json would serialise it.
+  std::string payload_text;
 };
 
 // One revision of a deployed workflow; the workflow's own fields are the latest revision's.

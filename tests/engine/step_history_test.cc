@@ -170,17 +170,18 @@ TEST_F(StepHistoryTest, OldOneStepRecordsAreReadWithBatchesInJournalOrder) {
                  {"start_ms", 1},
                  {"end_ms", 2},
                  {"line", 3}},
-            0});
+            0, ""});
   }
-  append({0, "log", "r3", Json{{"step", "b"}, {"severity", "INFO"}, {"text", "hi"}}, 0});
+  append({0, "log", "r3", Json{{"step", "b"}, {"severity", "INFO"}, {"text", "hi"}}, 0, ""});
   StepHistory history;
-  static const std::string kC = "c", kD = "d", kMain = "main";
-  history.Add({&kC, &kMain, "", 4, 10, 11, 7, false});
-  history.Add({&kD, &kMain, "", 5, 11, 12, 8, true});
+  static const std::string kC = "c", kD = "d", kMain = "main", kMainStrand = "";
+  history.Add({&kC, &kMain, &kMainStrand, 4, 10, 11, 7, false});
+  history.Add({&kD, &kMain, &kMainStrand, 5, 11, 12, 8, true});
   store::JournalEntry batch = history.Take();
   EXPECT_TRUE(history.empty());
   EXPECT_EQ(batch.key, "sr4");
-  EXPECT_EQ(StepRecordKeys(batch.payload), (std::vector<std::string>{"r4", "r5"}));
+  EXPECT_EQ(StepRecordKeys(Json::parse(batch.payload_text)),
+            (std::vector<std::string>{"r4", "r5"}));
   append(batch);
   ASSERT_TRUE(engine->store()->Flush().ok());
 
