@@ -125,6 +125,7 @@ class Interpreter {
   // RunBlock gives a step that may suspend.
   Flow RunBlockInline(const lang::Block& block, Frame& frame);
   Flow RunStepInline(const lang::Step& step, Frame& frame);
+  int64_t InlineNowMs();
   Flow RunStepBodyInline(const lang::Step& step, Frame& frame);
   Flow RunSwitchInline(const lang::Step& step, Frame& frame);
 
@@ -229,6 +230,7 @@ class Interpreter {
   // When the last inline step ended (epoch ms), the next inline step's start; 0 once anything
   // that may suspend ran (a coroutine step, a strand switch).
   int64_t inline_clock_ms_ = 0;
+  uint64_t inline_clock_tsc_ = 0;  // the time-stamp counter when it was read (InlineNowMs)
   // Steps run inline and not yet added to atomflow_steps_total (see FlushStepCount).
   int64_t uncounted_steps_ = 0;
   // The URL of the last http.* call that raised, for the retry metric; cleared when caught.

@@ -58,15 +58,18 @@ Value EvalNameChain(const Expr& expr, EvalHost& host) {
   return *current;
 }
 
+const Value& EvalOperand(const Expr& expr, EvalHost& host, Value& storage);
+
 Value EvalField(const Expr& expr, EvalHost& host) {
   if (!expr.dotted.empty()) return EvalNameChain(expr, host);
-  Value base = Eval(*expr.operands[0], host);
-  return GetField(base, expr.name);
+  Value storage;
+  return GetField(EvalOperand(*expr.operands[0], host, storage), expr.name);
 }
 
 Value EvalIndex(const Expr& expr, EvalHost& host) {
-  Value base = Eval(*expr.operands[0], host);
-  Value index = Eval(*expr.operands[1], host);
+  Value base_storage, index_storage;
+  const Value& base = EvalOperand(*expr.operands[0], host, base_storage);
+  const Value& index = EvalOperand(*expr.operands[1], host, index_storage);
   return GetIndex(base, index);
 }
 
@@ -144,10 +147,23 @@ Value EvalLogical(const Expr& expr, EvalHost& host) {
   return is_and;
 }
 
+// An operand's value: a literal or a variable is read where it is, without a copy (a copy of
+// a string, list or map costs two atomic reference count updates); anything else is
+// evaluated into storage.
+const Value& EvalOperand(const Expr& expr, EvalHost& host, Value& storage) {
+  if (expr.kind == Expr::Kind::kLiteral) return expr.literal;
+  if (expr.kind == Expr::Kind::kName) {
+    if (const Value* value = host.Lookup(expr.name)) return *value;
+  }
+  storage = Eval(expr, host);
+  return storage;
+}
+
 Value EvalBinary(const Expr& expr, EvalHost& host) {
   if (expr.op == ExprOp::kAnd || expr.op == ExprOp::kOr) return EvalLogical(expr, host);
-  Value left = Eval(*expr.operands[0], host);
-  Value right = Eval(*expr.operands[1], host);
+  Value left_storage, right_storage;
+  const Value& left = EvalOperand(*expr.operands[0], host, left_storage);
+  const Value& right = EvalOperand(*expr.operands[1], host, right_storage);
   return ApplyBinary(expr.op, left, right);
 }
 
@@ -167,8 +183,10 @@ Value Eval(const Expr& expr, EvalHost& host) {
       return EvalList(expr, host);
     case Expr::Kind::kMap:
       return EvalMap(expr, host);
-    case Expr::Kind::kUnary:
-      return ApplyUnary(expr.op, Eval(*expr.operands[0], host));
+    case Expr::Kind::kUnary: {
+      Value storage;
+      return ApplyUnary(expr.op, EvalOperand(*expr.operands[0], host, storage));
+    }
     case Expr::Kind::kBinary:
       return EvalBinary(expr, host);
   }

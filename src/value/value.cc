@@ -27,8 +27,6 @@ Value Value::Bytes(std::string bytes) {
   return value;
 }
 
-Value::Type Value::type() const { return static_cast<Type>(rep_.index()); }
-
 const std::string& Value::AsString() const {
   return std::get<std::shared_ptr<StringBox>>(rep_)->text;
 }
@@ -99,16 +97,27 @@ Map::Map(std::initializer_list<Entry> entries) {
   for (const Entry& entry : entries) Set(entry.first, entry.second);
 }
 
+namespace {
+
+// Variable names are short and mostly differ in their first byte: comparing it first saves a
+// memcmp call per name passed over.
+bool SameKey(const std::string& key, std::string_view wanted) {
+  return key.size() == wanted.size() &&
+         (wanted.empty() || (key[0] == wanted[0] && key.compare(wanted) == 0));
+}
+
+}  // namespace
+
 const Value* Map::Find(std::string_view key) const {
   for (const Entry& entry : entries_) {
-    if (entry.first == key) return &entry.second;
+    if (SameKey(entry.first, key)) return &entry.second;
   }
   return nullptr;
 }
 
 Value* Map::Find(std::string_view key) {
   for (Entry& entry : entries_) {
-    if (entry.first == key) return &entry.second;
+    if (SameKey(entry.first, key)) return &entry.second;
   }
   return nullptr;
 }

@@ -44,7 +44,8 @@ class Value {
 
   static Value Bytes(std::string bytes);
 
-  Type type() const;
+  // The variant's alternatives are declared in Type's order.
+  Type type() const { return static_cast<Type>(rep_.index()); }
   bool is_null() const { return type() == Type::kNull; }
   bool is_bool() const { return type() == Type::kBool; }
   bool is_int() const { return type() == Type::kInt; }
