@@ -89,9 +89,20 @@ Status CheckStoreSchema(const std::string& path) {
   return store.ok() ? Status::Ok() : store.status();
 }
 
+Status CheckConfigFile(const std::string& path, bool required) {
+  // Its databases and identities need no store (only its secrets do): read without one.
+  Result<connectors::ConnectorsConfig> config =
+      connectors::LoadConnectorsConfig(path, required, /*store_path=*/"");
+  return config.ok() ? Status::Ok() : config.status();
+}
+
 Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
                                                    engine::ProgressSink* progress) {
   BlockSignals();  // before any thread starts, so every thread inherits the mask
+  // A mistake in atomflow.yaml must leave no store file behind: it is read first.
+  if (Status config = CheckConfigFile(options.config, options.config_required); !config.ok()) {
+    return config;
+  }
   // The secret store's table goes into the same file: check the schema before it is added.
   if (Status schema = CheckStoreSchema(options.store); !schema.ok()) return schema;
   Result<connectors::ConnectorsConfig> connectors_config =

@@ -57,6 +57,10 @@ int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool
 // read, before other parts (tokens, secrets) add their tables to the file.
 Status CheckStoreSchema(const std::string& path);
 
+// Reads the configuration file (atomflow.yaml or --config) without a store: its first mistake,
+// or Ok. Commands call it before they create a store file, so that a bad file leaves none.
+Status CheckConfigFile(const std::string& path, bool required);
+
 // The engine over options.store with the configured connectors; SIGINT/SIGTERM cancel its
 // executions. progress receives the executions' progress.
 Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,

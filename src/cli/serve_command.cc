@@ -139,6 +139,11 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
   server_options.auth = serve.auth == "token";
   server_options.store_path = options.store;
 
+  // A mistake in atomflow.yaml must leave no store file behind: it is read first.
+  bool config_required = options.config_required || serve.config->count() > 0;
+  if (Status config = CheckConfigFile(options.config, config_required); !config.ok()) {
+    return Refuse(config.message());
+  }
   // The store's schema is checked (or created) before anything else writes to the file: the
   // token and secret tables must not be added to a store this atomflow cannot read.
   if (Status schema = CheckStoreSchema(options.store); !schema.ok())
@@ -149,7 +154,6 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
   Result<int> port = api.Bind();
   if (!port.ok()) return Refuse(port.message());
 
-  bool config_required = options.config_required || serve.config->count() > 0;
   Result<connectors::ConnectorsConfig> config =
       connectors::LoadConnectorsConfig(options.config, config_required, options.store);
   if (!config.ok()) return Refuse(config.message());

@@ -350,5 +350,23 @@ class LocalStoreClientTest(ClientTestCase):
         self.assertTrue(re.search(r"no-such-workflow.*not found", missing.stderr), missing.stderr)
 
 
+class ConfigMistakeTest(ClientTestCase):
+    """A mistake in atomflow.yaml is named, and leaves no store file behind: the next run, with
+    the file fixed, must not find a store that the failed one created."""
+
+    def test_a_bad_config_file_creates_no_store(self):
+        with open(os.path.join(self.root, "atomflow.yaml"), "w", encoding="utf-8") as file:
+            file.write("databases:\n  registry: [1, 2\n")
+        run = self.atomflow("run", self.path("hello"))
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertIn("atomflow.yaml: not valid YAML", run.stderr)
+        serve = self.atomflow("serve", "--listen", "127.0.0.1:0", "--auth", "none")
+        self.assertEqual(serve.returncode, 2, serve.stderr)
+        self.assertIn("atomflow.yaml: not valid YAML", serve.stderr)
+        self.assertEqual(sorted(os.listdir(self.root)),
+                         ["atomflow.yaml", "broken.yaml", "failing.yaml", "hello.yaml",
+                          "slow.yaml"])
+
+
 if __name__ == "__main__":
     unittest.main()
