@@ -134,9 +134,9 @@ bool StepHistory::Add(const StepRecord& record) {
   }
 
   // The step's six numbers are written to a buffer first: one append to steps_ per step.
-  int64_t numbers[kFields] = {record.counter,          PrefixIndex(*record.prefix),
-                              SiteIndex(record),       record.failed ? 1 : 0,
-                              record.start_ms - base_ms_, record.end_ms - record.start_ms};
+  int64_t numbers[kFields] = {
+      record.counter,        PrefixIndex(*record.prefix), SiteIndex(record),
+      record.failed ? 1 : 0, record.start_ms - base_ms_,  record.end_ms - record.start_ms};
   char text[kFields * 21];
   char* at = text;
   for (int64_t number : numbers) {
@@ -151,7 +151,8 @@ store::JournalEntry StepHistory::Take() {
   Json prefixes = Json::array();
   for (std::string& prefix : prefixes_) prefixes.push_back(std::move(prefix));
   Json sites = Json::array();
-  for (const Site& site : sites_) sites.push_back(Json::array({*site.step, *site.routine, site.line}));
+  for (const Site& site : sites_)
+    sites.push_back(Json::array({*site.step, *site.routine, site.line}));
   constexpr auto kReplace = Json::error_handler_t::replace;
 
   // The numbers need no escaping: the text is built here rather than serialised from a Json.

@@ -54,9 +54,9 @@ class StepHistory {
   int64_t SiteIndex(const StepRecord& record);
 
   size_t count_ = 0;
-  int64_t base_ms_ = 0;              // the first step's start
-  std::string first_key_;            // the first step's record key
-  std::string steps_;                // six numbers per step, separated by spaces
+  int64_t base_ms_ = 0;                // the first step's start
+  std::string first_key_;              // the first step's record key
+  std::string steps_;                  // six numbers per step, separated by spaces
   std::vector<std::string> prefixes_;  // distinct prefixes, in first-use order
   std::vector<Site> sites_;            // distinct sites, in first-use order
 };
