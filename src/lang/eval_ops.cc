@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "lang/expr.h"
 #include "lang/stdlib.h"
@@ -222,7 +223,44 @@ Value ApplyUnary(ExprOp op, const Value& operand) {
   Raise("TypeError", fmt::format("unary '-' needs a number, got {}", operand.TypeName()));
 }
 
+namespace {
+
+// Two integers, the commonest operands of a compute loop, compared or computed without the
+// conversions and type dispatch of the general paths; nullopt leaves the rest to those.
+std::optional<Value> IntBinary(ExprOp op, int64_t a, int64_t b) {
+  switch (op) {
+    case ExprOp::kEq:
+      return a == b;
+    case ExprOp::kNe:
+      return a != b;
+    case ExprOp::kLt:
+      return a < b;
+    case ExprOp::kLe:
+      return a <= b;
+    case ExprOp::kGt:
+      return a > b;
+    case ExprOp::kGe:
+      return a >= b;
+    case ExprOp::kSub:
+    case ExprOp::kMul:
+      return IntArithmetic(op, a, b);
+    case ExprOp::kFloorDiv:
+    case ExprOp::kMod:
+      if (b == 0) return std::nullopt;  // the general path raises ZeroDivisionError
+      return IntArithmetic(op, a, b);
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
 Value ApplyBinary(ExprOp op, const Value& left, const Value& right) {
+  if (left.is_int() && right.is_int()) {
+    if (std::optional<Value> result = IntBinary(op, left.AsInt(), right.AsInt())) {
+      return std::move(*result);
+    }
+  }
   switch (op) {
     case ExprOp::kAdd:
       return Add(left, right);
