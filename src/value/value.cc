@@ -99,11 +99,13 @@ Map::Map(std::initializer_list<Entry> entries) {
 
 namespace {
 
-// Variable names are short and mostly differ in their first byte: comparing it first saves a
-// memcmp call per name passed over.
+// Keys (variable names, most of all) are short: a loop over their bytes beats a memcmp call.
 bool SameKey(const std::string& key, std::string_view wanted) {
-  return key.size() == wanted.size() &&
-         (wanted.empty() || (key[0] == wanted[0] && key.compare(wanted) == 0));
+  if (key.size() != wanted.size()) return false;
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    if (key[i] != wanted[i]) return false;
+  }
+  return true;
 }
 
 }  // namespace
