@@ -354,7 +354,7 @@ void SqliteStore::CheckpointLoop() {
 
 Status SqliteStore::PrepareStatements() {
   constexpr std::string_view kColumns = kExecutionColumns;
-  std::string select = "SELECT " + std::string(kColumns) + " FROM executions ";
+  std::string select = "SELECT " + std::string(kColumns) + ", number FROM executions ";
   WriterStatements& w = writer_statements_;
   ReaderStatements& r = reader_statements_;
 
@@ -391,6 +391,9 @@ Status SqliteStore::PrepareStatements() {
                   {&r.read_journal,
                    "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_number "
                    "= (SELECT number FROM executions WHERE id = ?1) ORDER BY seq"},
+                  {&r.read_journal_by_number,
+                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_number "
+                   "= ?1 ORDER BY seq"},
                   {&r.count_by_state,
                    "SELECT state, count FROM execution_counts WHERE count > 0 ORDER BY state"},
                   {&r.read_journal_kind,

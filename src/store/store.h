@@ -31,6 +31,9 @@ struct ExecutionRecord {
   std::string revision_id;      // the workflow revision it runs, e.g. "000002-3fa"
   std::string service_account;  // the identity whose secrets its effects may use
   std::string labels = "{}";    // JSON text: a map of string labels
+  // The store's own key of the execution, set by the reads that return records, 0 when unset
+  // (the SQLite store: executions.number). ReadListedJournals finds journals by it.
+  int64_t number = 0;
 };
 
 // One record of an execution's journal.
@@ -132,6 +135,12 @@ class Store {
   // default reads them one by one; a store may read them in one go.
   [[nodiscard]] virtual Result<std::vector<std::vector<JournalEntry>>> ReadJournals(
       const std::vector<std::string>& ids);
+
+  // ReadJournals for records this store returned (element i is records[i]'s journal); fails
+  // as a whole. A store may find each journal by what it put in the record (its number)
+  // rather than look the id up; this default reads them by id.
+  [[nodiscard]] virtual Result<std::vector<std::vector<JournalEntry>>> ReadListedJournals(
+      const std::vector<const ExecutionRecord*>& records);
 
   // Makes `owner` the driver of the execution, unless a live process on this host other than
   // `owner` holds it: then returns false. Owners on other hosts are taken over.
