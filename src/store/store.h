@@ -195,6 +195,12 @@ std::string ProcessOwner();
 // True when `owner` ("hostname:pid") names a process that is alive on this host.
 bool IsLiveLocalOwner(std::string_view owner);
 
+// Turns off SQLite's process-wide allocation counting, which takes one mutex on every SQLite
+// allocation and free, contended between the store's writer and its readers. Only possible
+// before the process opens its first SQLite connection: OpenSqliteStore and SecretStore::Open
+// call it, and a program that opens SQLite files of its own before them calls it first.
+void StopSqliteMemoryStatistics();
+
 // Opens (creating if needed) the SQLite store at `path`; its folder must exist.
 [[nodiscard]] Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/secret_store.h"
 #include "store_file_test.h"
 
 namespace atomflow::store {
@@ -443,6 +444,23 @@ TEST_F(StoreTest, ACorruptPayloadNamesItsEntryWhicheverWayTheJournalIsRead) {
   Result<std::vector<ExecutionRecord>> listed = store->ListExecutions("ACTIVE", 0);
   ASSERT_TRUE(listed.ok() && listed->size() == 1u);
   EXPECT_EQ(error(store->ReadListedJournals({&(*listed)[0]})), expected);
+}
+
+// SQLite counted every allocation under one process-wide mutex in `serve` and `run`, which open
+// the secrets before the store: only the process's first connection may turn the counting off.
+TEST_F(StoreTest, SecretsOpenedBeforeTheStoreLeaveSqliteMemoryCountingOff) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process, where SQLite is unused
+  EXPECT_EXIT(
+      {
+        Result<std::unique_ptr<SecretStore>> secrets = SecretStore::Open(path_);
+        if (!secrets.ok()) std::_Exit(2);
+        std::unique_ptr<Store> store = OpenStore();
+        if (store == nullptr || !store->CreateExecution(MakeRecord("e1", 100)).ok()) {
+          std::_Exit(3);
+        }
+        std::_Exit(sqlite3_memory_used() == 0 ? 0 : 1);  // 0: nothing was counted
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(StoreTest, OwnerOnAnotherHostIsTakenOver) {
