@@ -16,6 +16,7 @@
 
 #include "bench_common.h"
 #include "common/log.h"
+#include "store/store.h"
 
 namespace atomflow::bench {
 namespace {
@@ -177,6 +178,9 @@ double BaselineSeconds(const std::string& path, int64_t* executions, int64_t* en
 
 void Run() {
   log::Init("warn");
+  // This program opens the file itself (the copies, the baseline) before the engine does; in
+  // `atomflow serve` the store's or the secrets' connection is the process's first.
+  store::StopSqliteMemoryStatistics();
   int64_t count = Scaled(100000, kRealExecutions);
   TempDir temp;
   std::string path = temp.path() + "/atomflow.db";

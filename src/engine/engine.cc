@@ -451,12 +451,12 @@ void Engine::ResumeBatch(std::vector<store::ExecutionRecord>& records,
 void Engine::ResumeChunk(std::vector<store::ExecutionRecord*>& chunk, WorkflowCache& workflows,
                          std::vector<std::string>& resumed) {
   if (chunk.empty()) return;
-  std::vector<std::string> ids;
-  ids.reserve(chunk.size());
-  for (const store::ExecutionRecord* record : chunk) ids.push_back(record->id);
-  Result<std::vector<std::vector<store::JournalEntry>>> journals = store_->ReadJournals(ids);
+  // The records are the listing's own, so the store may find their journals by its own keys.
+  std::vector<const store::ExecutionRecord*> listed(chunk.begin(), chunk.end());
+  Result<std::vector<std::vector<store::JournalEntry>>> journals =
+      store_->ReadListedJournals(listed);
   if (!journals.ok()) {
-    log::Warn("cannot resume {} executions: {}", ids.size(), journals.message());
+    log::Warn("cannot resume {} executions: {}", listed.size(), journals.message());
     chunk.clear();
     return;
   }

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "store/sqlite_statement.h"
+#include "store/store.h"
 
 namespace atomflow::store {
 
@@ -229,6 +230,8 @@ Result<std::unique_ptr<SecretStore>> SecretStore::Open(const std::string& store_
   Result<std::string> key = LoadKey(store_path);
   if (!key.ok()) return key.status();
 
+  // `serve` and `run` open the secrets before the store: its first connection decides.
+  StopSqliteMemoryStatistics();
   sqlite3* db = nullptr;
   int code =
       sqlite3_open_v2(store_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);

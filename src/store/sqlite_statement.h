@@ -49,6 +49,8 @@ class Statement {
   Result<int> Run();
 
   std::string Text(int column) const;
+  // The text without a copy; valid until the next Step or Reset of the statement.
+  std::string_view TextView(int column) const;
   int64_t Int(int column) const;
   bool IsNull(int column) const;
 

@@ -172,19 +172,11 @@ void CreatePrivately(const std::string& path) {
   if (fd >= 0) close(fd);
 }
 
-// SQLite counts every allocation under one process-wide mutex unless told not to; nothing
-// here reads those counts. Only possible before SQLite initialises: when another part of the
-// process opened a database first, the call fails and the counting stays.
-void StopMemoryStatistics() {
-  static std::once_flag once;
-  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
-}
-
 // Each of the store's connections is used by one thread at a time (the writer, the
 // checkpointer, or a reader under read_mutex_), so SQLite's per-connection mutex, taken on
 // every call, only costs: NOMUTEX leaves it out.
 Result<Connection> OpenConnection(const std::string& path) {
-  StopMemoryStatistics();
+  StopSqliteMemoryStatistics();
   sqlite3* raw = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   int code = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
@@ -354,7 +346,7 @@ void SqliteStore::CheckpointLoop() {
 
 Status SqliteStore::PrepareStatements() {
   constexpr std::string_view kColumns = kExecutionColumns;
-  std::string select = "SELECT " + std::string(kColumns) + " FROM executions ";
+  std::string select = "SELECT " + std::string(kColumns) + ", number FROM executions ";
   WriterStatements& w = writer_statements_;
   ReaderStatements& r = reader_statements_;
 
@@ -391,6 +383,9 @@ Status SqliteStore::PrepareStatements() {
                   {&r.read_journal,
                    "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_number "
                    "= (SELECT number FROM executions WHERE id = ?1) ORDER BY seq"},
+                  {&r.read_journal_by_number,
+                   "SELECT seq, kind, key, payload, time_ms FROM journal WHERE execution_number "
+                   "= ?1 ORDER BY seq"},
                   {&r.count_by_state,
                    "SELECT state, count FROM execution_counts WHERE count > 0 ORDER BY state"},
                   {&r.read_journal_kind,
@@ -799,6 +794,13 @@ Status SqliteStore::ApplyRelease(const std::string& execution_id, const std::str
   ScopedReset reset(update);
   update.Bind(1, execution_id).Bind(2, std::string_view());
   return update.Run().status();
+}
+
+// Nothing here reads SQLite's allocation counts. The call fails once SQLite has initialised
+// (a connection was opened first) and the counting then stays.
+void StopSqliteMemoryStatistics() {
+  static std::once_flag once;
+  std::call_once(once, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
 }
 
 }  // namespace atomflow::store

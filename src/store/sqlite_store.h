@@ -58,6 +58,8 @@ class SqliteStore final : public Store {
   Result<std::vector<JournalEntry>> ReadJournal(const std::string& execution_id) override;
   Result<std::vector<std::vector<JournalEntry>>> ReadJournals(
       const std::vector<std::string>& ids) override;
+  Result<std::vector<std::vector<JournalEntry>>> ReadListedJournals(
+      const std::vector<const ExecutionRecord*>& records) override;
 
   Result<bool> Claim(const std::string& execution_id, const std::string& owner) override;
   Result<std::vector<bool>> ClaimMany(const std::vector<std::string>& ids,
@@ -111,7 +113,7 @@ class SqliteStore final : public Store {
 
   // Statements of the reader connection; used under read_mutex_.
   struct ReaderStatements {
-    Statement get_execution, list_all, list_by_state, read_journal;
+    Statement get_execution, list_all, list_by_state, read_journal, read_journal_by_number;
     Statement count_by_state, read_journal_kind;
   };
 
@@ -162,9 +164,13 @@ class SqliteStore final : public Store {
                         std::vector<bool>& claimed);
   Status ApplyRelease(const std::string& execution_id, const std::string& owner);
   Result<std::string> CurrentOwner(const std::string& execution_id);
-  // ReadJournals' reads, inside its read transaction; read_mutex_ is held.
-  Result<std::vector<std::vector<JournalEntry>>> ReadJournalsLocked(
-      const std::vector<std::string>& ids);
+  // Runs `read` in one read transaction (one snapshot for all its journals), holding
+  // read_mutex_.
+  using Journals = std::vector<std::vector<JournalEntry>>;
+  Result<Journals> ReadInTransaction(const std::function<Result<Journals>()>& read);
+  // ReadJournals' and ReadListedJournals' reads, inside the read transaction.
+  Result<Journals> ReadJournalsLocked(const std::vector<std::string>& ids);
+  Result<Journals> ReadListedJournalsLocked(const std::vector<const ExecutionRecord*>& records);
 
   // Runs a write of several statements so that it applies whole or not at all, even when a
   // later op of the same batch commits.

@@ -8,7 +8,7 @@
 namespace atomflow::store {
 namespace {
 
-// Columns in the order of kExecutionColumns.
+// Columns in the order of kExecutionColumns, then the execution's number.
 ExecutionRecord ReadExecutionRow(const Statement& row) {
   ExecutionRecord record;
   record.id = row.Text(0);
@@ -25,6 +25,7 @@ ExecutionRecord ReadExecutionRow(const Statement& row) {
   record.revision_id = row.Text(11);
   record.service_account = row.Text(12);
   record.labels = row.Text(13);
+  record.number = row.Int(14);
   return record;
 }
 
@@ -44,13 +45,28 @@ Result<JournalEntry> ReadJournalRow(const Statement& row, const std::string& exe
   entry.seq = row.Int(0);
   entry.kind = row.Text(1);
   entry.key = row.Text(2);
-  entry.payload = Json::parse(row.Text(3), nullptr, /*allow_exceptions=*/false);
+  std::string_view payload = row.TextView(3);
+  entry.payload = Json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
   entry.time_ms = row.Int(4);
   if (entry.payload.is_discarded()) {
     return Status::Error("journal entry " + std::to_string(entry.seq) + " of execution " +
                          execution_id + " is corrupt: its payload is not JSON");
   }
   return entry;
+}
+
+// Appends the rows `select` returns to `journal`.
+Status AppendJournalRows(Statement& select, const std::string& execution_id,
+                         std::vector<JournalEntry>& journal) {
+  while (true) {
+    Result<bool> row = select.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return Status::Ok();
+
+    Result<JournalEntry> entry = ReadJournalRow(select, execution_id);
+    if (!entry.ok()) return entry.status();
+    journal.push_back(std::move(entry).value());
+  }
 }
 
 // An executions filter field and the column it compares.
@@ -116,7 +132,7 @@ Status AddFilterTerm(const ExecutionFilter& filter, BoundSql& query) {
 
 Result<BoundSql> BuildExecutionQuery(const ExecutionQuery& query) {
   BoundSql bound;
-  bound.sql = "SELECT " + std::string(kExecutionColumns) + " FROM executions WHERE 1";
+  bound.sql = "SELECT " + std::string(kExecutionColumns) + ", number FROM executions WHERE 1";
   if (!query.workflow_name.empty()) {
     bound.sql += " AND workflow_name = ?";
     bound.values.emplace_back(query.workflow_name);
@@ -186,47 +202,64 @@ Result<std::vector<JournalEntry>> SqliteStore::ReadJournal(const std::string& ex
   select.Bind(1, execution_id);
 
   std::vector<JournalEntry> entries;
-  while (true) {
-    Result<bool> row = select.Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return entries;
+  Status read = AppendJournalRows(select, execution_id, entries);
+  if (!read.ok()) return read;
+  return entries;
+}
 
-    Result<JournalEntry> entry = ReadJournalRow(select, execution_id);
-    if (!entry.ok()) return entry.status();
-    entries.push_back(std::move(entry).value());
-  }
+Result<SqliteStore::Journals> SqliteStore::ReadJournals(const std::vector<std::string>& ids) {
+  return ReadInTransaction([&] { return ReadJournalsLocked(ids); });
+}
+
+Result<SqliteStore::Journals> SqliteStore::ReadListedJournals(
+    const std::vector<const ExecutionRecord*>& records) {
+  return ReadInTransaction([&] { return ReadListedJournalsLocked(records); });
 }
 
 // One read transaction for the lot: one snapshot, taken once rather than per journal.
-Result<std::vector<std::vector<JournalEntry>>> SqliteStore::ReadJournals(
-    const std::vector<std::string>& ids) {
+Result<SqliteStore::Journals> SqliteStore::ReadInTransaction(
+    const std::function<Result<Journals>()>& read) {
   std::lock_guard lock(read_mutex_);
   Status begun = ExecSql(reader_db_.get(), "BEGIN");
   if (!begun.ok()) return begun;
 
-  Result<std::vector<std::vector<JournalEntry>>> journals = ReadJournalsLocked(ids);
+  Result<Journals> journals = read();
   Status ended = ExecSql(reader_db_.get(), "COMMIT");
   if (!journals.ok()) return journals;
   if (!ended.ok()) return ended;
   return journals;
 }
 
-Result<std::vector<std::vector<JournalEntry>>> SqliteStore::ReadJournalsLocked(
-    const std::vector<std::string>& ids) {
+Result<SqliteStore::Journals> SqliteStore::ReadJournalsLocked(const std::vector<std::string>& ids) {
   Statement& select = reader_statements_.read_journal;
-  std::vector<std::vector<JournalEntry>> journals(ids.size());
+  Journals journals(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     ScopedReset reset(select);
     select.Bind(1, ids[i]);
-    while (true) {
-      Result<bool> row = select.Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
+    Status read = AppendJournalRows(select, ids[i], journals[i]);
+    if (!read.ok()) return read;
+  }
+  return journals;
+}
 
-      Result<JournalEntry> entry = ReadJournalRow(select, ids[i]);
-      if (!entry.ok()) return entry.status();
-      journals[i].push_back(std::move(entry).value());
+// A record this store read carries executions.number, which never changes once given: the
+// journal index is read by it directly, without the look-up of the number by id.
+Result<SqliteStore::Journals> SqliteStore::ReadListedJournalsLocked(
+    const std::vector<const ExecutionRecord*>& records) {
+  Journals journals(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    const ExecutionRecord& record = *records[i];
+    bool numbered = record.number > 0;
+    Statement& select =
+        numbered ? reader_statements_.read_journal_by_number : reader_statements_.read_journal;
+    ScopedReset reset(select);
+    if (numbered) {
+      select.Bind(1, record.number);
+    } else {
+      select.Bind(1, record.id);
     }
+    Status read = AppendJournalRows(select, record.id, journals[i]);
+    if (!read.ok()) return read;
   }
   return journals;
 }
@@ -267,15 +300,9 @@ Result<std::vector<JournalEntry>> SqliteStore::ReadJournalKind(const std::string
   select.Bind(4, static_cast<int64_t>(limit > 0 ? limit : -1));
 
   std::vector<JournalEntry> entries;
-  while (true) {
-    Result<bool> row = select.Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return entries;
-
-    Result<JournalEntry> entry = ReadJournalRow(select, execution_id);
-    if (!entry.ok()) return entry.status();
-    entries.push_back(std::move(entry).value());
-  }
+  Status read = AppendJournalRows(select, execution_id, entries);
+  if (!read.ok()) return read;
+  return entries;
 }
 
 }  // namespace atomflow::store

@@ -45,6 +45,14 @@ Result<std::vector<std::vector<JournalEntry>>> Store::ReadJournals(
   return journals;
 }
 
+Result<std::vector<std::vector<JournalEntry>>> Store::ReadListedJournals(
+    const std::vector<const ExecutionRecord*>& records) {
+  std::vector<std::string> ids;
+  ids.reserve(records.size());
+  for (const ExecutionRecord* record : records) ids.push_back(record->id);
+  return ReadJournals(ids);
+}
+
 std::string ProcessOwner() { return HostName() + ":" + std::to_string(getpid()); }
 
 bool IsLiveLocalOwner(std::string_view owner) {

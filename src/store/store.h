@@ -31,6 +31,9 @@ struct ExecutionRecord {
   std::string revision_id;      // the workflow revision it runs, e.g. "000002-3fa"
   std::string service_account;  // the identity whose secrets its effects may use
   std::string labels = "{}";    // JSON text: a map of string labels
+  // The store's own key of the execution, set by the reads that return records, 0 when unset
+  // (the SQLite store: executions.number). ReadListedJournals finds journals by it.
+  int64_t number = 0;
 };
 
 // One record of an execution's journal.
@@ -136,6 +139,12 @@ class Store {
   [[nodiscard]] virtual Result<std::vector<std::vector<JournalEntry>>> ReadJournals(
       const std::vector<std::string>& ids);
 
+  // ReadJournals for records this store returned (element i is records[i]'s journal); fails
+  // as a whole. A store may find each journal by what it put in the record (its number)
+  // rather than look the id up; this default reads them by id.
+  [[nodiscard]] virtual Result<std::vector<std::vector<JournalEntry>>> ReadListedJournals(
+      const std::vector<const ExecutionRecord*>& records);
+
   // Makes `owner` the driver of the execution, unless a live process on this host other than
   // `owner` holds it: then returns false. Owners on other hosts are taken over.
   [[nodiscard]] virtual Result<bool> Claim(const std::string& execution_id,
@@ -188,6 +197,12 @@ std::string ProcessOwner();
 
 // True when `owner` ("hostname:pid") names a process that is alive on this host.
 bool IsLiveLocalOwner(std::string_view owner);
+
+// Turns off SQLite's process-wide allocation counting, which takes one mutex on every SQLite
+// allocation and free, contended between the store's writer and its readers. Only possible
+// before the process opens its first SQLite connection: OpenSqliteStore and SecretStore::Open
+// call it, and a program that opens SQLite files of its own before them calls it first.
+void StopSqliteMemoryStatistics();
 
 // Opens (creating if needed) the SQLite store at `path`; its folder must exist.
 [[nodiscard]] Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/secret_store.h"
 #include "store_file_test.h"
 
 namespace atomflow::store {
@@ -375,6 +376,91 @@ TEST_F(StoreTest, ReadJournalsReadsEachJournalInSeqOrder) {
   Result<std::vector<std::vector<JournalEntry>>> none = store->ReadJournals({});
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
+}
+
+TEST_F(StoreTest, ListedRecordsCarryTheirNumbersAndTheirJournalsAreReadByThem) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(store->CreateExecution(MakeRecord(id, 100)).ok());
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(AppendAndWait(*store, "a", MakeEntry("a/" + std::to_string(i))).ok());
+    if (i < 2) {
+      ASSERT_TRUE(AppendAndWait(*store, "c", MakeEntry("c/" + std::to_string(i))).ok());
+    }
+  }
+  EXPECT_EQ(store->GetExecution("a")->number, 1);
+  EXPECT_EQ(store->GetExecution("c")->number, 3);
+
+  // Newest first: c (3), b (2), a (1); plus a record the store never returned (number 0), read
+  // by its id, and one of an unknown id.
+  Result<std::vector<ExecutionRecord>> listed = store->ListExecutions("ACTIVE", 0);
+  ASSERT_TRUE(listed.ok()) << listed.message();
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].number, 3);
+  EXPECT_EQ((*listed)[2].number, 1);
+  ExecutionRecord unnumbered = MakeRecord("a", 100);
+  ExecutionRecord unknown = MakeRecord("nope", 100);
+  Result<std::vector<std::vector<JournalEntry>>> journals = store->ReadListedJournals(
+      {&(*listed)[0], &(*listed)[1], &(*listed)[2], &unnumbered, &unknown});
+  ASSERT_TRUE(journals.ok()) << journals.message();
+  ASSERT_EQ(journals->size(), 5u);
+  EXPECT_THAT(Seqs((*journals)[0]), ::testing::ElementsAre(1, 2));
+  EXPECT_EQ((*journals)[0][1].key, "c/1");
+  EXPECT_EQ((*journals)[0][1].time_ms, 1234);
+  EXPECT_TRUE((*journals)[1].empty());
+  EXPECT_THAT(Seqs((*journals)[2]), ::testing::ElementsAre(1, 2, 3));
+  EXPECT_EQ((*journals)[2][2].key, "a/2");
+  EXPECT_THAT(Seqs((*journals)[3]), ::testing::ElementsAre(1, 2, 3));
+  EXPECT_TRUE((*journals)[4].empty());
+  Result<std::vector<std::vector<JournalEntry>>> none = store->ReadListedJournals({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(StoreTest, ACorruptPayloadNamesItsEntryWhicheverWayTheJournalIsRead) {
+  {
+    std::unique_ptr<Store> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateExecution(MakeRecord("e1", 100)).ok());
+    ASSERT_TRUE(AppendAndWait(*store, "e1", MakeEntry("main/0", {{"ok", true}})).ok());
+    ASSERT_TRUE(AppendAndWait(*store, "e1", MakeEntry("main/1", {{"ok", true}})).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE journal SET payload = '{\"ok\": tru' WHERE seq = 2", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto error = [](const auto& read) { return read.ok() ? std::string("read") : read.message(); };
+  const std::string expected =
+      "journal entry 2 of execution e1 is corrupt: its payload is not JSON";
+  EXPECT_EQ(error(store->ReadJournal("e1")), expected);
+  EXPECT_EQ(error(store->ReadJournals({"e1"})), expected);
+  Result<std::vector<ExecutionRecord>> listed = store->ListExecutions("ACTIVE", 0);
+  ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+  EXPECT_EQ(error(store->ReadListedJournals({&(*listed)[0]})), expected);
+}
+
+// SQLite counted every allocation under one process-wide mutex in `serve` and `run`, which open
+// the secrets before the store: only the process's first connection may turn the counting off.
+TEST_F(StoreTest, SecretsOpenedBeforeTheStoreLeaveSqliteMemoryCountingOff) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process, where SQLite is unused
+  EXPECT_EXIT(
+      {
+        Result<std::unique_ptr<SecretStore>> secrets = SecretStore::Open(path_);
+        if (!secrets.ok()) std::_Exit(2);
+        std::unique_ptr<Store> store = OpenStore();
+        if (store == nullptr || !store->CreateExecution(MakeRecord("e1", 100)).ok()) {
+          std::_Exit(3);
+        }
+        std::_Exit(sqlite3_memory_used() == 0 ? 0 : 1);  // 0: nothing was counted
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(StoreTest, OwnerOnAnotherHostIsTakenOver) {
