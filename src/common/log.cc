@@ -47,10 +47,11 @@ class JsonSink : public spdlog::sinks::base_sink<std::mutex> {
     if (current_fields != nullptr) {
       line["event"] = line["message"];
       for (const Field& field : *current_fields) {
+        std::string key(field.key);
         if (field.is_number) {
-          line[field.key] = nlohmann::ordered_json::parse(field.text, nullptr, false);
+          line[key] = nlohmann::ordered_json::parse(field.number, nullptr, false);
         } else {
-          line[field.key] = field.text;
+          line[key] = std::string(field.value);
         }
       }
     }
@@ -63,10 +64,13 @@ class JsonSink : public spdlog::sinks::base_sink<std::mutex> {
 
 // `key=value`, the value quoted when it holds a space, a quote or is empty.
 std::string TextField(const Field& field) {
-  bool quote = field.text.empty() || field.text.find_first_of(" \"=") != std::string::npos;
-  if (!quote || field.is_number) return field.key + "=" + field.text;
-  nlohmann::json quoted = field.text;
-  return field.key + "=" + quoted.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string_view text = field.text();
+  bool quote = text.empty() || text.find_first_of(" \"=") != std::string_view::npos;
+  std::string out(field.key);
+  out += '=';
+  if (!quote || field.is_number) return out.append(text);
+  nlohmann::json quoted = std::string(text);
+  return out + quoted.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace

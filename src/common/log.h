@@ -18,17 +18,22 @@ namespace atomflow::log {
 void Init(const std::string& level, const std::string& format = "text");
 
 // One field of a lifecycle event: an id, a state or a count. Never a payload, an argument, a
-// result or a header value.
+// result or a header value. It only refers to the key and a text value (both outlive the
+// Event call they are given to), so an event that is filtered out costs no copy.
 struct Field {
-  Field(std::string_view key, std::string_view value) : key(key), text(value) {}
-  Field(std::string_view key, const char* value) : key(key), text(value) {}
-  Field(std::string_view key, const std::string& value) : key(key), text(value) {}
+  Field(std::string_view key, std::string_view value) : key(key), value(value) {}
+  Field(std::string_view key, const char* value) : key(key), value(value) {}
+  Field(std::string_view key, const std::string& value) : key(key), value(value) {}
   template <typename Number, typename = std::enable_if_t<std::is_arithmetic_v<Number>>>
   Field(std::string_view key, Number value)
-      : key(key), text(std::to_string(value)), is_number(true) {}
+      : key(key), number(std::to_string(value)), is_number(true) {}
 
-  std::string key;
-  std::string text;
+  // The value as it is written: the number's digits, or the text.
+  std::string_view text() const { return is_number ? std::string_view(number) : value; }
+
+  std::string_view key;
+  std::string_view value;  // a text value
+  std::string number;      // a number's digits (short: held inline by the string)
   bool is_number = false;
 };
 
