@@ -153,6 +153,11 @@ Result<Json> ParseData(const std::string& data) {
   } catch (const Json::parse_error& error) {
     return Status::Error("--data is not valid JSON (at byte " + std::to_string(error.byte) +
                          "): " + data);
+  } catch (const Json::out_of_range& error) {
+    // A number past a double's range (1e999): the parser names it after its own tag.
+    std::string_view what = error.what();
+    what.remove_prefix(std::min(what.size(), what.find("] ") + 2));
+    return Status::Error("--data is not valid JSON: " + std::string(what));
   }
 }
 

@@ -368,5 +368,21 @@ class ConfigMistakeTest(ClientTestCase):
                           "slow.yaml"])
 
 
+class DataMistakeTest(ClientTestCase):
+    """A number too large for a double in --data crashed the command (an uncaught parser
+    exception, exit 134); it is a mistake in the argument like any other."""
+
+    def test_an_overflowing_number_is_an_error_not_a_crash(self):
+        store = os.path.join(self.root, "atomflow.db")
+        run = self.atomflow("run", self.path("hello"), "--data", '{"name": 1e999}')
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertIn("--data is not valid JSON: number overflow parsing '1e999'", run.stderr)
+        self.json_of("workflows", "deploy", "hello", self.path("hello"), "--store", store)
+        local = self.atomflow("executions", "run", "hello", "--data", '{"name": 1e999}',
+                              "--store", store)
+        self.assertEqual(local.returncode, 2, local.stderr)
+        self.assertIn("--data is not valid JSON: number overflow", local.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
