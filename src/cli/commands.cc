@@ -156,7 +156,9 @@ Result<Json> ParseData(const std::string& data) {
   } catch (const Json::out_of_range& error) {
     // A number past a double's range (1e999): the parser names it after its own tag.
     std::string_view what = error.what();
-    what.remove_prefix(std::min(what.size(), what.find("] ") + 2));
+    if (size_t tag_end = what.find("] "); tag_end != std::string_view::npos) {
+      what.remove_prefix(tag_end + 2);
+    }
     return Status::Error("--data is not valid JSON: " + std::string(what));
   }
 }
