@@ -131,6 +131,37 @@ Status CheckAlreadyPublished(const StagedFile& file) {
                        file.staged_path + " is gone and the target is missing or of another size");
 }
 
+// Why a file could not be published at target_path, found before the commit decision so that
+// a target that can never be written aborts the transaction instead of failing phase two:
+// the target must not be a directory, and the nearest existing ancestor of its folder must be
+// a directory this process can create entries in (Publish creates the folders below it).
+Status CheckPublishable(const std::string& target_path) {
+  struct stat target;
+  if (stat(target_path.c_str(), &target) == 0 && S_ISDIR(target.st_mode)) {
+    return Status::Error("cannot publish to " + target_path + ": it is a directory");
+  }
+
+  fs::path ancestor = fs::path(ParentOf(target_path));
+  struct stat found;
+  while (stat(ancestor.c_str(), &found) != 0) {
+    bool missing = errno == ENOENT || errno == ENOTDIR;
+    if (!missing || ancestor.parent_path() == ancestor || ancestor.parent_path().empty()) {
+      return ErrnoError("cannot publish to " + target_path + ": cannot look at",
+                        ancestor.string());
+    }
+    ancestor = ancestor.parent_path();
+  }
+  if (!S_ISDIR(found.st_mode)) {
+    return Status::Error("cannot publish to " + target_path + ": " + ancestor.string() +
+                         " is not a directory");
+  }
+  if (access(ancestor.c_str(), W_OK | X_OK) != 0) {
+    return ErrnoError("cannot publish to " + target_path + ": cannot create entries in",
+                      ancestor.string());
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Value StagedFile::ToValue() const {
@@ -183,6 +214,9 @@ Result<StagedFile> StagedFiles::StageCopy(const std::string& staging_dir,
 }
 
 Status StagedFiles::Prepare(const StagedFile& file) {
+  Status publishable = CheckPublishable(file.target_path);
+  if (!publishable.ok()) return publishable;
+
   Status synced = FsyncFile(file.staged_path);
   if (!synced.ok()) return synced;
   return SyncDirectory(ParentOf(file.staged_path));
@@ -194,6 +228,8 @@ Status StagedFiles::Publish(const StagedFile& file) {
     return CheckAlreadyPublished(file);
   }
 
+  Status publishable = CheckPublishable(file.target_path);
+  if (!publishable.ok()) return publishable;
   std::error_code error;
   std::string parent = ParentOf(file.target_path);
   fs::create_directories(parent, error);

@@ -45,7 +45,9 @@ class StagedFiles {
                                       const std::string& target_path,
                                       const std::string& source_path);
 
-  // Makes the staged file and its directory entry durable (fsync): the prepare of 2PC.
+  // Makes the staged file and its directory entry durable (fsync): the prepare of 2PC. Fails
+  // first when the target could never be published (a directory, or below a regular file or
+  // an unwritable folder), so that such a branch aborts its transaction.
   [[nodiscard]] static Status Prepare(const StagedFile& file);
 
   // Moves the staged file to its target atomically, creating parent directories, and makes

@@ -4,6 +4,7 @@
 #include <exception>
 #include <vector>
 
+#include "common/log.h"
 #include "engine/engine.h"
 #include "engine/execution.h"
 #include "engine/interpreter.h"
@@ -13,6 +14,9 @@ namespace atomflow::engine {
 namespace {
 
 constexpr int kCompensationAttempts = 6;
+// A publish's retry budget, as COMMIT PREPARED's: about a minute and a half of capped backoff
+// (ATOMFLOW_SLEEP_SCALE shortens it in tests).
+constexpr int kPublishAttempts = 10;
 constexpr double kFirstRetryDelay = 0.2;
 const std::string kCommitFunction = "atomflow.files.commit";
 const std::string kDiscardFunction = "atomflow.files.discard";
@@ -219,16 +223,33 @@ Task<int> Interpreter::RunPhaseTwoOp(PhaseTwoRun& run, const txn::Branch& branch
   co_return 0;
 }
 
-// One branch's part of a commit. A confirm that ran out of attempts is false; publishing a
-// staged file retries until it succeeds, since phase two never turns back.
+// One branch's part of a commit; false when it ran out of attempts. Phase two never turns
+// back, so a branch that cannot be finished (a staged file whose target folder was removed
+// after the prepare, say) leaves the transaction COMPENSATION_FAILED for an operator, with
+// each failed attempt in the execution's log.
 Task<bool> Interpreter::PublishBranch(const txn::Branch& branch, const txn::Transaction& txn) {
   if (branch.kind == txn::BranchKind::kTcc) co_return co_await ConfirmTcc(branch, txn);
   if (branch.kind == txn::BranchKind::kPrepared) co_return co_await CommitPrepared(branch, txn);
-  for (int attempt = 0;; ++attempt) {
+  Value last_error;
+  for (int attempt = 0; attempt < kPublishAttempts; ++attempt) {
+    if (attempt > 0) {
+      co_await Sleep(std::min(30.0, kFirstRetryDelay * (1 << std::min(attempt - 1, 8))),
+                     branch.step);
+    }
     EffectOutcome outcome = co_await FileOp(kCommitFunction, branch, txn);
     if (outcome.ok) co_return true;
-    co_await Sleep(std::min(30.0, kFirstRetryDelay * (1 << std::min(attempt, 8))), txn.step());
+    last_error = std::move(outcome.value);
+    execution_->engine()->progress()->OnLog(
+        execution_->id(), branch.step, "WARNING",
+        "publishing the file of step '" + branch.step + "' failed (attempt " +
+            std::to_string(attempt + 1) + "): " + ErrorMessage(last_error));
   }
+  std::string text = "publishing the file of step '" + branch.step + "' failed " +
+                     std::to_string(kPublishAttempts) +
+                     " times: the transaction needs an operator: " + ErrorMessage(last_error);
+  log::Error("execution {} transaction {}: {}", execution_->id(), txn.gid(), text);
+  execution_->engine()->progress()->OnLog(execution_->id(), branch.step, "ERROR", text);
+  co_return false;
 }
 
 Task<bool> Interpreter::Undo(txn::Transaction& txn) {

@@ -99,6 +99,45 @@ TEST_F(StagedFilesTest, PublishFailsWhenTheStagedFileIsGoneAndTheTargetIsNotTher
   EXPECT_THAT(published.message(), HasSubstr("is gone"));
 }
 
+// A target below a regular file passed its prepare and then failed every publish: the
+// transaction was decided COMMIT and phase two retried forever.
+TEST_F(StagedFilesTest, PrepareFailsWhenTheTargetIsBelowARegularFile) {
+  std::ofstream(root_ + "/report.txt") << "a file, not a folder";
+  std::string target = root_ + "/report.txt/models/model.bin";
+  Result<StagedFile> staged = StagedFiles::Stage(staging_, target, "weights");
+  ASSERT_TRUE(staged.ok()) << staged.message();
+
+  Status prepared = StagedFiles::Prepare(*staged);
+
+  ASSERT_FALSE(prepared.ok());
+  EXPECT_EQ(prepared.message(),
+            "cannot publish to " + target + ": " + root_ + "/report.txt is not a directory");
+  EXPECT_FALSE(fs::exists(root_ + "/report.txt/models"));
+}
+
+TEST_F(StagedFilesTest, PrepareFailsWhenTheTargetIsADirectory) {
+  fs::create_directories(root_ + "/models");
+  Result<StagedFile> staged = StagedFiles::Stage(staging_, root_ + "/models", "weights");
+  ASSERT_TRUE(staged.ok()) << staged.message();
+
+  Status prepared = StagedFiles::Prepare(*staged);
+
+  ASSERT_FALSE(prepared.ok());
+  EXPECT_THAT(prepared.message(), HasSubstr(root_ + "/models: it is a directory"));
+}
+
+TEST_F(StagedFilesTest, PrepareAcceptsATargetWhoseFoldersDoNotExistYet) {
+  std::string target = root_ + "/a/b/c/model.bin";
+  Result<StagedFile> staged = StagedFiles::Stage(staging_, target, "weights");
+  ASSERT_TRUE(staged.ok()) << staged.message();
+
+  ASSERT_TRUE(StagedFiles::Prepare(*staged).ok());
+  EXPECT_FALSE(fs::exists(root_ + "/a"));  // folders appear at the publish, not before
+  ASSERT_TRUE(StagedFiles::Publish(*staged).ok());
+
+  EXPECT_EQ(ReadFile(target), "weights");
+}
+
 TEST_F(StagedFilesTest, StagesOfTheSameTargetDoNotCollide) {
   std::string target = root_ + "/model.bin";
 

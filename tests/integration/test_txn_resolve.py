@@ -56,6 +56,26 @@ main:
                       url: ${args.url + "/cancel"}
 """
 
+# A commit whose staged file cannot be published: /block puts a regular file where the
+# report's folder should be, after the report was staged and prepared.
+PUBLISH_WORKFLOW = """
+main:
+  params: [args]
+  steps:
+    - release:
+        transaction:
+          steps:
+            - stage_report:
+                call: atomflow.files.write
+                args:
+                  path: ${args.report}
+                  content: "done"
+            - block:
+                call: http.post
+                args:
+                  url: ${args.url + "/block"}
+"""
+
 
 class FlakyUndeployServer(RecordingServer):
     """/deploy and /try succeed; /undeploy and /confirm answer 503 until healthy is set."""
@@ -65,6 +85,9 @@ class FlakyUndeployServer(RecordingServer):
         super().__init__()
 
     def answer(self, path, nth):
+        if path == "/block":
+            with open(self.blocking_file, "w", encoding="utf-8") as file:
+                file.write("not a folder")
         failing = path in ("/undeploy", "/confirm") and not self.healthy.is_set()
         return 503 if failing else 200
 
@@ -156,6 +179,27 @@ class TxnResolveTest(unittest.TestCase):
         self.assertEqual(finished.returncode, 0, finished.stderr)
         states = {t["gid"]: t["state"] for t in self.transactions()}
         self.assertEqual(states[stuck["gid"]], "COMMITTED")
+
+    def test_a_publish_that_keeps_failing_gives_up_with_the_reason(self):
+        """Regression: a staged file that could not be published after the COMMIT decision
+        was retried forever, silently."""
+        path = os.path.join(self.root, "publish.yaml")
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(PUBLISH_WORKFLOW)
+        self.server.blocking_file = os.path.join(self.root, "reports")
+        report = os.path.join(self.server.blocking_file, "report.txt")
+        run = self.atomflow("run", path, "--json",
+                            "--data", json.dumps({"url": self.server.url, "report": report}))
+
+        (stuck,) = [t for t in self.transactions("--state", "COMPENSATION_FAILED")
+                    if t["decision"] == "COMMIT"]
+        self.assertEqual(stuck["step"], "release")
+        self.assertEqual(json.loads(run.stdout)["state"], "SUCCEEDED")  # decided COMMIT
+        self.assertIn("publishing the file of step 'stage_report' failed 10 times: the "
+                      "transaction needs an operator", run.stderr)
+        self.assertIn(f"cannot publish to {report}: {self.server.blocking_file} is not a "
+                      "directory", run.stderr)
+        self.assertTrue(os.path.isfile(self.server.blocking_file))
 
     def test_unknown_state_filter_is_refused(self):
         listed = self.atomflow("txn", "list", "--state", "BOGUS")
