@@ -146,8 +146,7 @@ Status CheckPublishable(const std::string& target_path) {
   while (stat(ancestor.c_str(), &found) != 0) {
     bool missing = errno == ENOENT || errno == ENOTDIR;
     if (!missing || ancestor.parent_path() == ancestor || ancestor.parent_path().empty()) {
-      return ErrnoError("cannot publish to " + target_path + ": cannot look at",
-                        ancestor.string());
+      return ErrnoError("cannot publish to " + target_path + ": cannot look at", ancestor.string());
     }
     ancestor = ancestor.parent_path();
   }

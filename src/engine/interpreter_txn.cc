@@ -239,10 +239,10 @@ Task<bool> Interpreter::PublishBranch(const txn::Branch& branch, const txn::Tran
     EffectOutcome outcome = co_await FileOp(kCommitFunction, branch, txn);
     if (outcome.ok) co_return true;
     last_error = std::move(outcome.value);
-    execution_->engine()->progress()->OnLog(
-        execution_->id(), branch.step, "WARNING",
-        "publishing the file of step '" + branch.step + "' failed (attempt " +
-            std::to_string(attempt + 1) + "): " + ErrorMessage(last_error));
+    execution_->engine()->progress()->OnLog(execution_->id(), branch.step, "WARNING",
+                                            "publishing the file of step '" + branch.step +
+                                                "' failed (attempt " + std::to_string(attempt + 1) +
+                                                "): " + ErrorMessage(last_error));
   }
   std::string text = "publishing the file of step '" + branch.step + "' failed " +
                      std::to_string(kPublishAttempts) +
