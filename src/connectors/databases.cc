@@ -1,6 +1,7 @@
 // DatabaseCatalog: atomflow.yaml's `databases:` and the ATOMFLOW_DATABASE_* overrides.
 #include "connectors/databases.h"
 
+#include <libpq-fe.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -20,13 +21,27 @@ namespace {
 
 constexpr char kOverridePrefix[] = "ATOMFLOW_DATABASE_";
 
+// True when libpq can parse text as a connection string (a postgresql:// URI or key=value
+// pairs). Its message is not shown: it may quote the text, password included.
+bool IsConnectionString(const std::string& text) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(text.c_str(), &error);
+  if (options != nullptr) PQconninfoFree(options);
+  if (error != nullptr) PQfreemem(error);
+  return options != nullptr;
+}
+
 // One `databases:` entry: a string, or a map with `secret_env` or `secret`.
 Result<DatabaseSource> ParseSource(const std::string& name, const YAML::Node& node,
                                    const std::string& config_path) {
   DatabaseSource source;
+  std::string where = ConfigPosition(config_path, node) + ": database '" + name + "'";
   if (node.IsScalar()) {
     source.conninfo = node.as<std::string>();
-    return source;
+    if (IsConnectionString(source.conninfo)) return source;
+    return Status::Error(where +
+                         " is not a PostgreSQL connection string (postgresql://USER@HOST/DB "
+                         "or key=value pairs such as 'host=db dbname=registry')");
   }
   if (node.IsMap() && node.size() == 1 && node["secret_env"] && node["secret_env"].IsScalar()) {
     source.secret_env = node["secret_env"].as<std::string>();
@@ -35,11 +50,11 @@ Result<DatabaseSource> ParseSource(const std::string& name, const YAML::Node& no
   if (node.IsMap() && node.size() == 1 && node["secret"] && node["secret"].IsScalar()) {
     source.secret = node["secret"].as<std::string>();
     if (store::SecretStore::ValidName(source.secret)) return source;
-    return Status::Error(config_path + ": database '" + name + "': '" + source.secret +
+    return Status::Error(where + ": '" + source.secret +
                          "' is not a secret name (1 to 64 of a-z, 0-9, '-', '_')");
   }
-  return Status::Error(config_path + ": database '" + name +
-                       "' must be a connection string, {secret: NAME} or {secret_env: VARIABLE}");
+  return Status::Error(where +
+                       " must be a connection string, {secret: NAME} or {secret_env: VARIABLE}");
 }
 
 // `sql: {pool_size: N}`: an integer from 1 to kMaxPoolSize; kDefaultPoolSize when absent.
@@ -50,8 +65,8 @@ Result<int> ParsePoolSize(const std::string& text, const std::string& config_pat
   for (const auto& entry : *sql) {
     std::string key = entry.first.as<std::string>();
     if (key != "pool_size") {
-      return Status::Error(config_path + ": 'sql' has no setting '" + key +
-                           "' (the only one is pool_size)");
+      return Status::Error(ConfigPosition(config_path, entry.first) + ": 'sql' has no setting '" +
+                           key + "' (the only one is pool_size)");
     }
   }
   const std::string range = "an integer from 1 to " +
@@ -64,7 +79,8 @@ Result<int> ParsePoolSize(const std::string& text, const std::string& config_pat
   if (!node.IsScalar() || !YAML::convert<long long>::decode(node, size) || size < 1 ||
       size > DatabaseCatalog::kMaxPoolSize) {
     std::string shown = node.IsScalar() ? "'" + node.Scalar() + "'" : "a map or a list";
-    return Status::Error(config_path + ": sql.pool_size must be " + range + ", not " + shown);
+    return Status::Error(ConfigPosition(config_path, node) + ": sql.pool_size must be " + range +
+                         ", not " + shown);
   }
   return static_cast<int>(size);
 }

@@ -118,7 +118,7 @@ Result<IdentityHttpRule> ParseRule(const YAML::Node& node, const std::string& wh
 
 Result<Identity> ParseIdentity(const std::string& name, const YAML::Node& node,
                                const std::string& config_path) {
-  std::string where = config_path + ": identity '" + name + "'";
+  std::string where = ConfigPosition(config_path, node) + ": identity '" + name + "'";
   if (!node.IsMap()) return Status::Error(where + " must be a map with 'http'");
   for (const auto& field : node) {
     std::string key = field.first.as<std::string>();

@@ -2,9 +2,10 @@
 // may be unknown: registering branches so that every action that may have run is undone.
 //
 // What a participant's answer means (docs/transactions.md): 2xx is success; 409 and the other
-// client errors but 408 and 429 are a definite failure (the request was refused, nothing ran);
-// anything else (5xx, 408, 429, a timeout, a broken connection) is unknown: the operation may
-// have run.
+// client errors but 408 and 429 are a definite failure (the request was refused, nothing ran),
+// and so is a request that never left (a URL that does not parse or resolve, a refused
+// connection); anything else (5xx, 408, 429, a timeout, a broken connection) is unknown: the
+// operation may have run.
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -37,11 +38,18 @@ bool HasTag(const Value& error, std::string_view tag) {
   return false;
 }
 
-// Classifies the outcome of an http.* call. A TypeError means the request was never built, so
-// it never left the process.
+// True when the request of a failed http.* call never left the process: it was never built
+// (a TypeError), or the connection was never made (ConnectionFailedError: a URL that does not
+// parse or resolve, a refused connection).
+bool NeverSent(const EffectOutcome& outcome) {
+  return !outcome.ok &&
+         (HasTag(outcome.value, "TypeError") || HasTag(outcome.value, "ConnectionFailedError"));
+}
+
+// Classifies the outcome of an http.* call.
 Answer ClassifyHttp(const EffectOutcome& outcome) {
   if (outcome.ok) return Answer::kSuccess;
-  if (HasTag(outcome.value, "TypeError")) return Answer::kDefiniteFailure;
+  if (NeverSent(outcome)) return Answer::kDefiniteFailure;
   const Value* code = outcome.value.is_map() ? outcome.value.AsMap().Find("code") : nullptr;
   if (code == nullptr || !code->is_int() || !HasTag(outcome.value, "HttpError")) {
     return Answer::kUnknown;
@@ -128,7 +136,7 @@ Task<Flow> Interpreter::RunTcc(const lang::Step& step, Frame& frame) {
 // definite answer within the budget, raises (the transaction aborts and cancels the branch).
 Task<Value> Interpreter::SendTry(const std::string& function, Map args, const std::string& branch,
                                  const std::string& step) {
-  const txn::Transaction& txn = *transactions_.back();
+  txn::Transaction& txn = *transactions_.back();
   Value last_error;
   for (int attempt = 0; attempt < kTryAttempts; ++attempt) {
     if (attempt > 0) co_await Sleep(RetryDelay(branch, "try", attempt), step);
@@ -145,7 +153,10 @@ Task<Value> Interpreter::SendTry(const std::string& function, Map args, const st
     EffectOutcome outcome = co_await execution_->Perform(std::move(request));
     Answer answer = ClassifyHttp(outcome);
     if (answer == Answer::kSuccess) co_return std::move(outcome.value);
-    if (answer == Answer::kDefiniteFailure) throw lang::RaisedError(std::move(outcome.value));
+    if (answer == Answer::kDefiniteFailure) {
+      if (attempt == 0 && NeverSent(outcome)) txn.FindBranch(branch)->never_sent = true;
+      throw lang::RaisedError(std::move(outcome.value));
+    }
     WarnRetry(step, "try", attempt, outcome.value);
     last_error = std::move(outcome.value);
   }
@@ -264,6 +275,7 @@ Task<bool> Interpreter::CompleteCompensable(const lang::Step& step, Frame& frame
 // a branch an operator must finish) instead of cancelling anything.
 // A branch whose try failed is cancelled even in a commit: its try may still have run.
 Task<bool> Interpreter::ConfirmTcc(const txn::Branch& branch, const txn::Transaction& txn) {
+  if (branch.never_sent) co_return true;
   if (branch.failed) {
     co_return co_await RunBranchOp(branch, txn, branch.undo, "cancel", kCancelAttempts);
   }
@@ -274,6 +286,7 @@ Task<bool> Interpreter::ConfirmTcc(const txn::Branch& branch, const txn::Transac
 // or never got an answer; the participant's barrier turns a cancel without a try into an
 // empty cancel and refuses a try that arrives after it.
 Task<bool> Interpreter::CancelTcc(const txn::Branch& branch, const txn::Transaction& txn) {
+  if (branch.never_sent) co_return true;  // no try reached the participant
   co_return co_await RunBranchOp(branch, txn, branch.undo, "cancel", kCancelAttempts);
 }
 

@@ -76,7 +76,7 @@ Json Transaction::BranchRecord(const Branch& branch) const {
                  {"staged", ToJournalJson(branch.staged)}};
   if (branch.kind == BranchKind::kTcc) record["confirm"] = ToJournalJson(branch.confirm);
   if (branch.outcome_unknown) record["outcome"] = "unknown";
-  if (branch.failed) record["outcome"] = "failed";
+  if (branch.failed) record["outcome"] = branch.never_sent ? "never_sent" : "failed";
   return record;
 }
 

@@ -46,6 +46,9 @@ struct Branch {
   // nothing to compensate. A tcc branch whose try failed or got no definite answer: it is
   // cancelled even when the transaction commits.
   bool failed = false;
+  // A tcc branch none of whose tries reached the participant (every attempt failed to
+  // connect): there is no try to cancel, and no late try can arrive, so no cancel is sent.
+  bool never_sent = false;
 };
 
 // The coordinator's state for one `transaction:` block of one execution. Not thread safe: the

@@ -87,13 +87,50 @@ TEST(DatabasesTest, SqlPoolSizeDefaultsAndRejectsBadValuesByName) {
     Result<DatabaseCatalog> refused =
         DatabaseCatalog::Parse(std::string("sql: {pool_size: ") + bad + "}", "/etc/a.yaml");
     ASSERT_FALSE(refused.ok()) << bad;
-    EXPECT_NE(refused.message().find("/etc/a.yaml: sql.pool_size must be an integer from 1 to"),
+    EXPECT_NE(refused.message().find("/etc/a.yaml:1:18: sql.pool_size must be an integer from 1"),
               std::string::npos)
         << refused.message();
   }
   Result<DatabaseCatalog> typo = DatabaseCatalog::Parse("sql: {poolsize: 4}", "a.yaml");
   ASSERT_FALSE(typo.ok());
   EXPECT_NE(typo.message().find("'poolsize'"), std::string::npos) << typo.message();
+}
+
+// A misspelled section (`databses:`) was accepted and left every database unknown, with no
+// word on why.
+TEST(DatabasesTest, AnUnknownSectionIsRefusedWithItsPosition) {
+  Result<DatabaseCatalog> typo =
+      DatabaseCatalog::Parse("sql: {pool_size: 4}\ndatabses:\n  registry: host=db\n", "a.yaml");
+
+  ASSERT_FALSE(typo.ok());
+  EXPECT_EQ(typo.message(),
+            "a.yaml:2:1: unknown section 'databses' (the sections are databases, identities "
+            "and sql)");
+}
+
+// `databases: {registry: 5}` was taken for a connection string and failed only when a step
+// first used it.
+TEST(DatabasesTest, AValueThatIsNoConnectionStringIsRefusedWithoutQuotingIt) {
+  Result<DatabaseCatalog> number = DatabaseCatalog::Parse("databases:\n  registry: 5\n", "a.yaml");
+  Result<DatabaseCatalog> word =
+      DatabaseCatalog::Parse("databases:\n  registry: 'hunter2 password'\n", "a.yaml");
+
+  ASSERT_FALSE(number.ok());
+  EXPECT_EQ(number.message().substr(0, 70),
+            "a.yaml:2:13: database 'registry' is not a PostgreSQL connection string");
+  ASSERT_FALSE(word.ok());
+  EXPECT_EQ(word.message().find("hunter2"), std::string::npos) << word.message();
+  EXPECT_TRUE(
+      DatabaseCatalog::Parse("databases: {a: 'host=db dbname=x', b: 'postgresql://db/x'}", "a.yaml")
+          .ok());
+}
+
+TEST(DatabasesTest, YamlErrorsSayLineAndColumn) {
+  Result<DatabaseCatalog> broken =
+      DatabaseCatalog::Parse("databases:\n  registry: {host: db\n", "a.yaml");
+
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.message(), "a.yaml:3:1: not valid YAML: end of map flow not found");
 }
 
 }  // namespace

@@ -339,7 +339,7 @@ TEST(IdentityCatalogTest, MalformedEntriesNameFileIdentityAndField) {
   for (const Case& c : cases) {
     Result<IdentityCatalog> catalog = IdentityCatalog::Parse(c.yaml, "/etc/af/atomflow.yaml");
     ASSERT_FALSE(catalog.ok()) << c.yaml;
-    EXPECT_THAT(catalog.message(), HasSubstr("/etc/af/atomflow.yaml: "));
+    EXPECT_THAT(catalog.message(), HasSubstr("/etc/af/atomflow.yaml:1:"));
     EXPECT_THAT(catalog.message(), HasSubstr(c.expected)) << c.yaml;
   }
 }

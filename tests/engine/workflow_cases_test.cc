@@ -126,7 +126,8 @@ class CaseServer {
       Record(request);
       response.set_content(std::string(std::stoul(request.matches[1]), 'x'), "text/plain");
     });
-    for (const char* path : {"/deploy", "/undeploy", "/register", "/unregister"}) {
+    for (const char* path : {"/deploy", "/undeploy", "/register", "/unregister", "/storage/try",
+                             "/storage/confirm", "/storage/cancel"}) {
       routes.Post(path, [this](const auto& request, auto& response) { Echo(request, response); });
     }
     server_.Start();

@@ -359,13 +359,23 @@ class ConfigMistakeTest(ClientTestCase):
             file.write("databases:\n  registry: [1, 2\n")
         run = self.atomflow("run", self.path("hello"))
         self.assertEqual(run.returncode, 2, run.stderr)
-        self.assertIn("atomflow.yaml: not valid YAML", run.stderr)
+        self.assertRegex(run.stderr, r"atomflow\.yaml:3:1: not valid YAML")
         serve = self.atomflow("serve", "--listen", "127.0.0.1:0", "--auth", "none")
         self.assertEqual(serve.returncode, 2, serve.stderr)
-        self.assertIn("atomflow.yaml: not valid YAML", serve.stderr)
+        self.assertRegex(serve.stderr, r"atomflow\.yaml:3:1: not valid YAML")
         self.assertEqual(sorted(os.listdir(self.root)),
                          ["atomflow.yaml", "broken.yaml", "failing.yaml", "hello.yaml",
                           "slow.yaml"])
+
+    def test_a_misspelled_section_is_named_with_its_line(self):
+        """Regression: `databses:` was accepted silently, and every database was unknown."""
+        with open(os.path.join(self.root, "atomflow.yaml"), "w", encoding="utf-8") as file:
+            file.write("# test settings\ndatabses:\n  registry: host=db\n")
+        run = self.atomflow("run", self.path("hello"))
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertIn("atomflow.yaml:2:1: unknown section 'databses' (the sections are "
+                      "databases, identities and sql)", run.stderr)
+        self.assertNotIn("atomflow.db", os.listdir(self.root))
 
 
 class DataMistakeTest(ClientTestCase):
