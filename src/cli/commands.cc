@@ -130,37 +130,18 @@ int ValidateCommand(const CommonOptions& options, const std::string& file) {
   return kExitSucceeded;
 }
 
+std::function<std::string(const std::string&)> NonEmptyData() {
+  return [](const std::string& data) -> std::string {
+    if (!data.empty()) return "";
+    return "is empty: give JSON text, such as '{}' or 'null', or leave --data out";
+  };
+}
+
 // The execution argument; a parse error names the byte where the text stops being JSON.
 Result<Json> ParseData(const std::string& data) {
-  // Values are converted recursively; a bound on nesting keeps a hostile argument from
-  // exhausting the stack. Cloud Workflows itself limits nesting far below this.
-  constexpr int kMaxDepth = 256;
-  bool too_deep = false;
-  auto check_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
-    if (depth > kMaxDepth) too_deep = true;
-    return !too_deep;
-  };
-  try {
-    Json parsed = Json::parse(data, check_depth);
-    if (too_deep) {
-      return Status::Error("--data nests deeper than " + std::to_string(kMaxDepth) + " levels");
-    }
-    size_t bad = 0;
-    if (!IsValidUtf8(data, &bad)) {
-      return Status::Error("--data is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
-    }
-    return parsed;
-  } catch (const Json::parse_error& error) {
-    return Status::Error("--data is not valid JSON (at byte " + std::to_string(error.byte) +
-                         "): " + data);
-  } catch (const Json::out_of_range& error) {
-    // A number past a double's range (1e999): the parser names it after its own tag.
-    std::string_view what = error.what();
-    if (size_t tag_end = what.find("] "); tag_end != std::string_view::npos) {
-      what.remove_prefix(tag_end + 2);
-    }
-    return Status::Error("--data is not valid JSON: " + std::string(what));
-  }
+  Result<Json> parsed = ParseJsonText(data);
+  if (!parsed.ok()) return Status::Error("--data " + parsed.message());
+  return parsed;
 }
 
 int RunCommand(const CommonOptions& options, const std::string& file, const std::string& data,

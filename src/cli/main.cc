@@ -9,10 +9,55 @@
 #include "cli/workflow_commands.h"
 #include "common/log.h"
 
+namespace {
+
+// The parser's messages in the form of the command's own: "atomflow: what went wrong".
+std::string FailureMessage(const CLI::App* app, const CLI::Error& error) {
+  return "atomflow: " + std::string(error.what()) + "\nRun '" + app->get_name() +
+         " --help' for more information.\n";
+}
+
+// Options of the top-level command that take a value, so that the value is not taken for a
+// command's name.
+bool TakesValue(const std::string& arg) {
+  return arg == "--store" || arg == "--log-level" || arg == "--config";
+}
+
+// The name of a command that does not exist ("atomflow bogus"), or empty. The parser would only
+// say that a command is required, without naming what it was given.
+std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("-", 0) == 0) {
+      if (TakesValue(arg)) ++i;
+      continue;
+    }
+    for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+      if (command->check_name(arg)) return "";
+    }
+    return arg;
+  }
+  return "";
+}
+
+std::string CommandNames(CLI::App& app) {
+  std::string names;
+  for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+    names += (names.empty() ? "" : ", ") + command->get_name();
+  }
+  return names;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using atomflow::cli::CommonOptions;
-  CLI::App app{"Atomflow: Cloud Workflows with global transactions"};
+  CLI::App app{"Atomflow: Cloud Workflows with global transactions", "atomflow"};
   app.require_subcommand(1);
+  app.failure_message(FailureMessage);
+  // --log-level, --store and --config work after the command too (atomflow run f.yaml
+  // --log-level debug): a command passes the options it does not know to the top level.
+  app.fallthrough();
   CommonOptions options;
   app.add_option("--store", options.store, "the SQLite store file")->capture_default_str();
   const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
@@ -27,7 +72,8 @@ int main(int argc, char** argv) {
   std::string data;
   CLI::App* run = app.add_subcommand("run", "run a workflow file to its end");
   run->add_option("file", file, "workflow file (YAML or JSON)")->required();
-  run->add_option("--data", data, "the execution argument, as JSON");
+  run->add_option("--data", data, "the execution argument, as JSON")
+      ->check(atomflow::cli::NonEmptyData());
   run->add_flag("--json", options.json, "print the outcome as one JSON object on stdout");
   run->add_option("--store", options.store, "the SQLite store file");
   std::string service_account;
@@ -55,6 +101,11 @@ int main(int argc, char** argv) {
     sub_configs.push_back(sub->add_option("--config", options.config, "configuration file"));
   }
 
+  if (std::string unknown = UnknownCommand(app, argc, argv); !unknown.empty()) {
+    fprintf(stderr, "atomflow: unknown command '%s' (the commands are %s)\n", unknown.c_str(),
+            CommandNames(app).c_str());
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

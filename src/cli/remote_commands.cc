@@ -773,7 +773,10 @@ void AddExecutionCommands(CLI::App& app, CommonOptions& options, CommandHandlers
   CLI::App* cancel = add("cancel", "cancel an execution a server runs", CancelExecution);
   CLI::App* wait =
       add("wait", "wait for an execution to finish, then show its outcome", WaitExecution);
-  wait->add_option("--timeout", flags->timeout_seconds, "give up after this many seconds");
+  wait->add_option("--timeout", flags->timeout_seconds, "give up after this many seconds")
+      ->check([](const std::string& text) -> std::string {
+        return text.rfind("-", 0) == 0 ? "must be 0 or more seconds, not " + text : "";
+      });
   CLI::App* logs = add("logs", "the steps an execution ran and its sys.log lines", ExecutionLogs);
   for (CLI::App* sub : {describe, cancel, wait, logs}) {
     sub->add_option("id", flags->id, "execution id, or workflows/W/executions/ID")->required();
@@ -782,7 +785,7 @@ void AddExecutionCommands(CLI::App& app, CommonOptions& options, CommandHandlers
 
   CLI::App* run = add("run", "start an execution of a deployed workflow", RunExecution);
   run->add_option("name", flags->workflow, "the deployed workflow")->required();
-  run->add_option("--data", flags->data, "the execution argument, as JSON");
+  run->add_option("--data", flags->data, "the execution argument, as JSON")->check(NonEmptyData());
   run->add_option("--label", flags->labels, "a label key=value (repeatable)")
       ->allow_extra_args(false);
   run->add_flag("--wait", flags->wait, "wait for the outcome (local runs always do)");

@@ -2,6 +2,7 @@
 // on the local store, and what the client commands share.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +65,9 @@ Json Outcome(const store::ExecutionRecord& record);
 int PrintOutcome(const CommonOptions& options, const store::ExecutionRecord& record);
 // The execution argument given by --data.
 Result<Json> ParseData(const std::string& data);
+// The check on --data: an empty value is a mistake (a shell variable that was not set, say),
+// not "no argument", which is what leaving --data out means.
+std::function<std::string(const std::string&)> NonEmptyData();
 // Prints an execution description (the JSON of `executions describe`) for people.
 void PrintDescription(const Json& description);
 

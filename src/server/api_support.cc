@@ -169,22 +169,6 @@ void ReplyJson(httplib::Response& res, const Json& body, int http_status) {
   res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
 }
 
-Result<Json> ParseJsonText(const std::string& text) {
-  // A bound on nesting keeps a hostile body from exhausting the stack.
-  constexpr int kMaxDepth = 128;
-  bool too_deep = false;
-  auto check_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
-    if (depth > kMaxDepth) too_deep = true;
-    return !too_deep;
-  };
-  Json parsed = Json::parse(text, check_depth, false);
-  if (too_deep) {
-    return Status::InvalidArgument("nests deeper than " + std::to_string(kMaxDepth) + " levels");
-  }
-  if (parsed.is_discarded()) return Status::InvalidArgument("is not valid JSON");
-  return parsed;
-}
-
 Result<Json> ParseBody(const std::string& body, const std::vector<std::string_view>& allowed) {
   if (body.empty()) return Json::object();
   Result<Json> parsed = ParseJsonText(body);

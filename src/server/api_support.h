@@ -30,9 +30,6 @@ void ReplyError(httplib::Response& res, const Status& status);
 // Writes body as JSON with status 200.
 void ReplyJson(httplib::Response& res, const Json& body, int http_status = 200);
 
-// JSON text parsed, nesting bounded; InvalidArgument "is not valid JSON" or "nests deeper...".
-Result<Json> ParseJsonText(const std::string& text);
-
 // The request body as a JSON object whose keys are all among allowed. An empty body is {}.
 // InvalidArgument naming the problem: not JSON, not an object, or the first unknown field.
 Result<Json> ParseBody(const std::string& body, const std::vector<std::string_view>& allowed);

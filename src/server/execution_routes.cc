@@ -51,7 +51,7 @@ Result<Value> ParseArgument(const Json& body) {
   }
   if (text.empty()) return Value();
   Result<Json> parsed = ParseJsonText(text);
-  if (!parsed.ok()) return Status::InvalidArgument("argument " + parsed.message() + " text");
+  if (!parsed.ok()) return Status::InvalidArgument("argument " + parsed.message());
   return FromJson(*parsed);
 }
 

@@ -33,11 +33,12 @@ ApiResponse Conflict(const std::string& message) {
   return ApiError(409, "FAILED_PRECONDITION", message);
 }
 
-// The parsed body; an empty body reads as {}. Null when it is not a JSON object.
-std::optional<Json> ParseObject(const std::string& body) {
+// The parsed body; an empty body reads as {}. The error says what is wrong with it.
+Result<Json> ParseObject(const std::string& body) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) return Json::object();
-  Json parsed = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded() || !parsed.is_object()) return std::nullopt;
+  Result<Json> parsed = ParseJsonText(body);
+  if (!parsed.ok()) return Status::Error("the body " + parsed.message());
+  if (!parsed->is_object()) return Status::Error("the body must be a JSON object");
   return parsed;
 }
 
@@ -66,8 +67,8 @@ std::string ParseCall(const Json& branch, const std::string& field, ApiCall* cal
 
 // A branch from a request body, or the message of a 400 naming the wrong field.
 Result<ApiBranch> ParseBranch(const std::string& body) {
-  std::optional<Json> parsed = ParseObject(body);
-  if (!parsed) return Status::Error("the body must be a JSON object");
+  Result<Json> parsed = ParseObject(body);
+  if (!parsed.ok()) return parsed.status();
   const Json& spec = *parsed;
   if (!spec.contains("kind") || !spec["kind"].is_string() ||
       (spec["kind"] != "saga" && spec["kind"] != "tcc")) {
@@ -160,8 +161,8 @@ std::string TxnApi::NewGid() {
 }
 
 ApiResponse TxnApi::Begin(const std::string& body) {
-  std::optional<Json> spec = ParseObject(body);
-  if (!spec) return BadRequest("the body must be a JSON object");
+  Result<Json> spec = ParseObject(body);
+  if (!spec.ok()) return BadRequest(spec.message());
   Pending pending;
   if (spec->contains("timeout")) {
     const Json& timeout = (*spec)["timeout"];

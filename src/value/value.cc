@@ -196,6 +196,37 @@ bool IsValidUtf8(std::string_view text, size_t* bad_offset) {
   return true;
 }
 
+Result<Json> ParseJsonText(std::string_view text) {
+  size_t bad = 0;
+  if (!IsValidUtf8(text, &bad)) {
+    // Counted from 1, as the JSON parser counts the bytes it names.
+    return Status::InvalidArgument("is not valid UTF-8 (at byte " + std::to_string(bad + 1) + ")");
+  }
+  bool too_deep = false;
+  auto check_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxJsonTextDepth) too_deep = true;
+    return !too_deep;
+  };
+  try {
+    Json parsed = Json::parse(text, check_depth);
+    if (too_deep) {
+      return Status::InvalidArgument("nests deeper than " + std::to_string(kMaxJsonTextDepth) +
+                                     " levels");
+    }
+    return parsed;
+  } catch (const Json::parse_error& error) {
+    return Status::InvalidArgument("is not valid JSON (at byte " + std::to_string(error.byte) +
+                                   ")");
+  } catch (const Json::out_of_range& error) {
+    // A number past a double's range: the parser's message quotes the number after its tag.
+    std::string_view what = error.what();
+    size_t quote = what.find('\'');
+    std::string number = quote == std::string_view::npos ? "" : std::string(what.substr(quote));
+    return Status::InvalidArgument("has a number too large for a double" +
+                                   (number.empty() ? "" : ": " + number));
+  }
+}
+
 namespace {
 
 // How Encode treats what plain JSON cannot hold: refuse it (ToJson), keep it losslessly

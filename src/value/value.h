@@ -144,6 +144,17 @@ Value FromJournalJson(const Json& json);
 // *bad_offset (if given) is the byte offset of the first sequence that is wrong.
 bool IsValidUtf8(std::string_view text, size_t* bad_offset = nullptr);
 
+// How deep JSON text from outside (--data, a request body, an execution's argument) may nest:
+// values are converted recursively, and the bound keeps a hostile text from exhausting the
+// stack. Cloud Workflows itself limits nesting far below it.
+constexpr int kMaxJsonTextDepth = 256;
+
+// Parses JSON text from outside. The error completes a sentence whose subject the caller names
+// ("--data", "the request body"): "is not valid JSON (at byte 7)", "is not valid UTF-8 (at
+// byte 3)", "nests deeper than 256 levels", "has a number too large for a double: 1e999". It
+// never quotes the text, which may hold secrets.
+Result<Json> ParseJsonText(std::string_view text);
+
 // Compact JSON text of a value; bytes appear as base64 strings. For logs and messages.
 std::string DebugString(const Value& value);
 

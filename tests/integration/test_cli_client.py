@@ -386,12 +386,42 @@ class DataMistakeTest(ClientTestCase):
         store = os.path.join(self.root, "atomflow.db")
         run = self.atomflow("run", self.path("hello"), "--data", '{"name": 1e999}')
         self.assertEqual(run.returncode, 2, run.stderr)
-        self.assertIn("--data is not valid JSON: number overflow parsing '1e999'", run.stderr)
+        self.assertIn("atomflow: --data has a number too large for a double: '1e999'",
+                      run.stderr)
         self.json_of("workflows", "deploy", "hello", self.path("hello"), "--store", store)
         local = self.atomflow("executions", "run", "hello", "--data", '{"name": 1e999}',
                               "--store", store)
         self.assertEqual(local.returncode, 2, local.stderr)
-        self.assertIn("--data is not valid JSON: number overflow", local.stderr)
+        self.assertIn("--data has a number too large for a double", local.stderr)
+
+    def test_an_empty_data_is_a_mistake_not_a_missing_argument(self):
+        run = self.atomflow("run", self.path("hello"), "--data", "")
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertIn("atomflow: --data: is empty", run.stderr)
+        self.assertNotIn("atomflow.db", os.listdir(self.root))
+
+
+class ParserMistakeTest(ClientTestCase):
+    """What the argument parser refuses is said in the command's own voice."""
+
+    def test_an_unknown_command_is_named(self):
+        bogus = self.atomflow("--store", "x.db", "bogus", "run")
+        self.assertEqual(bogus.returncode, 2)
+        self.assertIn("atomflow: unknown command 'bogus' (the commands are run, validate",
+                      bogus.stderr)
+
+    def test_top_level_options_work_after_the_command(self):
+        run = self.atomflow("run", self.path("hello"), "--log-level", "info", "--json")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("execution.started", run.stderr)
+        wrong = self.atomflow("run", self.path("hello"), "--log-level", "verbose")
+        self.assertEqual(wrong.returncode, 2)
+        self.assertIn("atomflow: --log-level: verbose not in", wrong.stderr)
+
+    def test_a_negative_wait_timeout_is_refused(self):
+        wait = self.atomflow("executions", "wait", "some-id", "--timeout", "-1")
+        self.assertEqual(wait.returncode, 2)
+        self.assertIn("atomflow: --timeout: must be 0 or more seconds, not -1", wait.stderr)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,9 @@ TEST_F(TxnApiTest, MalformedBodiesNameTheWrongField) {
     std::string field;
   };
   std::vector<Case> cases = {
-      {"not json", "JSON object"},
+      {"not json", "the body is not valid JSON (at byte 2)"},
+      {"[1, 2]", "the body must be a JSON object"},
+      {"{\"kind\": \"\xff\"}", "the body is not valid UTF-8 (at byte 11)"},
       {R"({"kind": "xa"})", "'kind'"},
       {R"({"kind": "saga", "compensate": {"url": "http://x"}})", "'action'"},
       {R"({"kind": "saga", "action": {"url": 7}, "compensate": {"url": "http://x"}})",
@@ -217,6 +219,10 @@ TEST_F(TxnApiTest, MalformedBodiesNameTheWrongField) {
   auto [status, body] = PostText("/v1/transactions", R"({"timeout": -1})");
   EXPECT_EQ(status, 400);
   EXPECT_NE(ErrorMessage(body).find("'timeout'"), std::string::npos) << body.dump();
+  // Regression: a number past a double's range was reported as "must be a JSON object".
+  auto [huge_status, huge] = PostText("/v1/transactions", R"({"timeout": 1e999})");
+  EXPECT_EQ(huge_status, 400);
+  EXPECT_EQ(ErrorMessage(huge), "the body has a number too large for a double: '1e999'");
   EXPECT_EQ(Get("/v1/transactions/" + gid).second.value("branches", -1), 0);
 }
 
