@@ -92,8 +92,18 @@ ApiServer::ApiServer(ServerOptions options) : options_(std::move(options)) {
   // waits for the client's delayed ACK of the headers, 40 ms per request on a kept-alive
   // connection (accepted sockets inherit the option from the listening one).
   http_.set_tcp_nodelay(true);
-  http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  http_.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a route answered already
+    std::string allowed = res.status == 404 ? AllowedMethods(req.path) : "";
+    if (!allowed.empty()) {
+      res.set_header("Allow", allowed);
+      Json body = {{"error",
+                    {{"code", 405},
+                     {"message", req.method + " is not allowed on " + req.path +
+                                     " (allowed: " + allowed + ")"},
+                     {"status", "INVALID_ARGUMENT"}}}};
+      return ReplyJson(res, body, 405);
+    }
     Status error = HttplibError(req, res.status);
     ReplyError(res, error);
   });
@@ -161,7 +171,19 @@ std::string ApiServer::Url() const {
   return "http://" + host + ":" + std::to_string(port_);
 }
 
+std::string ApiServer::AllowedMethods(const std::string& path) const {
+  std::set<std::string> methods;
+  for (const auto& [pattern, method] : route_methods_) {
+    if (std::regex_match(path, pattern)) methods.insert(method);
+  }
+  std::string allowed;
+  for (const std::string& method : methods) allowed += (allowed.empty() ? "" : ", ") + method;
+  return allowed;
+}
+
 void ApiServer::Route(Method method, const std::string& pattern, Role role, Handler handler) {
+  static constexpr const char* kMethodNames[] = {"GET", "POST", "PATCH", "DELETE", "PUT"};
+  route_methods_.emplace_back(std::regex(pattern), kMethodNames[static_cast<int>(method)]);
   auto wrapped = [this, role, handler = std::move(handler)](const httplib::Request& req,
                                                             httplib::Response& res) {
     Status allowed = Authorize(req, role);

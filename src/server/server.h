@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -91,6 +92,8 @@ class ApiServer {
   void RegisterCollectors();
   Status Authorize(const httplib::Request& req, Role role);
   void CountRequest(int status);
+  // The methods some route answers on path ("GET, POST"); empty when none does.
+  std::string AllowedMethods(const std::string& path) const;
 
   ServerOptions options_;
   httplib::Server http_;
@@ -103,6 +106,9 @@ class ApiServer {
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
   std::vector<int> collectors_;  // ids in metrics::Registry::Global()
+  // Every route's pattern and method, so that a path known under another method is answered
+  // 405 with Allow instead of 404. Written only before the server starts.
+  std::vector<std::pair<std::regex, std::string>> route_methods_;
 
   std::mutex txn_cache_mutex_;  // guards the transaction metrics cache below
   int64_t txn_cache_ms_ = 0;

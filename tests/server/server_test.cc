@@ -531,6 +531,18 @@ TEST_F(ServerTest, ASecondServerCannotListenOnATakenPort) {
   EXPECT_THAT(bound.message(), ::testing::HasSubstr("address in use"));
 }
 
+// A known path under a method it does not take was answered 404, as if it did not exist.
+TEST_F(ServerTest, AKnownPathUnderAnotherMethodIsMethodNotAllowed) {
+  httplib::Result wrong = client_->Delete("/v1/workflows", Headers());
+  Answer unknown = Get("/v1/no-such-collection");
+
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_EQ(wrong->get_header_value("Allow"), "GET, POST");
+  EXPECT_EQ(Parse(wrong).message(), "DELETE is not allowed on /v1/workflows (allowed: GET, POST)");
+  EXPECT_EQ(unknown.status, 404);
+}
+
 TEST_F(ServerTest, HealthReadinessAndMetrics) {
   ASSERT_EQ(Deploy("add", kAddOne).status, 200);
   WaitDone("add", Run("add", {{"n", 1}}));
