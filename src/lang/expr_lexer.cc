@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 
 namespace atomflow::lang {
@@ -120,6 +121,12 @@ class Lexer {
     if (is_double) {
       token.kind = Token::Kind::kDouble;
       token.double_value = std::strtod(std::string(digits).c_str(), nullptr);
+      // Infinity is no number of the language (and no JSON): a literal past a double's
+      // range is refused where it is written, not when its value is returned.
+      if (std::isinf(token.double_value)) {
+        return Status::Error(
+            fmt::format("number {} out of range at column {}", digits, token.column));
+      }
       return Status::Ok();
     }
     token.kind = Token::Kind::kInt;
