@@ -55,6 +55,9 @@ class Frame : public lang::EvalHost {
       : workflow_(workflow), routine_(routine), depth_(depth) {}
 
   const Value* Lookup(std::string_view name) const override { return vars_.Find(name); }
+  const Value* Lookup(std::string_view name, const KeyHint& hint) const override {
+    return vars_.Find(name, hint);
+  }
   bool IsSubworkflow(std::string_view name) const override;
   Value CallHost(std::string_view name, std::vector<Value> args) override;
 

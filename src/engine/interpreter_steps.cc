@@ -110,7 +110,8 @@ double NumberOr(const Value* value, double fallback) {
 
 void Interpreter::Assign(Frame& frame, const lang::AssignTarget& target, Value value) {
   if (target.path.empty()) {
-    frame.vars()[target.root] = std::move(value);  // as Set, without copying the name
+    // As Set, without copying the name.
+    frame.vars().FindOrInsert(target.root, target.root_hint) = std::move(value);
     return;
   }
   Value* root = frame.vars().Find(target.root);
@@ -247,8 +248,10 @@ Task<Flow> Interpreter::RunFor(const lang::Step& step, Frame& frame) {
 Task<Flow> Interpreter::RunIterations(const lang::ForSpec& loop, const List& values, Frame& frame) {
   bool inline_body = RunsInline(loop.steps);  // no coroutine frame per iteration
   for (size_t i = 0; i < values.size(); ++i) {
-    frame.vars().Set(loop.value, values[i]);
-    if (!loop.index.empty()) frame.vars().Set(loop.index, static_cast<int64_t>(i));
+    frame.vars().FindOrInsert(loop.value, loop.value_hint) = values[i];
+    if (!loop.index.empty()) {
+      frame.vars().FindOrInsert(loop.index, loop.index_hint) = static_cast<int64_t>(i);
+    }
     Flow flow;
     if (inline_body) {
       flow = RunBlockInline(loop.steps, frame);

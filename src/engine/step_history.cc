@@ -17,19 +17,37 @@ namespace {
 // free than the steps it records.
 constexpr size_t kFields = 6;
 
-// The integers of a "steps" string; parsing stops at the first thing that is not one.
-std::vector<int64_t> ParseNumbers(const std::string& text) {
+// A step that follows the one before it in the batch (the next record counter, the same
+// prefix, succeeded, started when the one before ended, lasted under a millisecond: every
+// step of a compute loop) is written as this character and its site index alone.
+constexpr char kShortStep = '~';
+
+// The steps of a "steps" string as six integers each, a short token expanded (see Add);
+// parsing stops at the first token that is neither.
+std::vector<int64_t> ParseSteps(const std::string& text) {
   std::vector<int64_t> numbers;
   const char* at = text.data();
   const char* end = at + text.size();
   while (at < end) {
     while (at < end && *at == ' ') ++at;
     if (at == end) break;
+    bool short_form = *at == kShortStep;
+    if (short_form) {
+      if (numbers.size() < kFields) break;  // a short step follows another
+      ++at;
+    }
     int64_t number = 0;
     auto [next, error] = std::from_chars(at, end, number);
     if (error != std::errc()) break;
-    numbers.push_back(number);
     at = next;
+    if (!short_form) {
+      numbers.push_back(number);
+      continue;
+    }
+    if (numbers.size() % kFields != 0) break;
+    const int64_t* last = &numbers[numbers.size() - kFields];
+    int64_t step[kFields] = {last[0] + 1, last[1], number, 0, last[4] + last[5], 0};
+    numbers.insert(numbers.end(), step, step + kFields);
   }
   return numbers;
 }
@@ -68,7 +86,7 @@ bool ReadBatchParts(const Json& payload, BatchParts* parts) {
   parts->base_ms = payload.value("base_ms", int64_t{0});
   parts->prefixes = &*prefixes;
   parts->sites = &*sites;
-  parts->steps = ParseNumbers(steps->get_ref<const std::string&>());
+  parts->steps = ParseSteps(steps->get_ref<const std::string&>());
   return true;
 }
 
@@ -108,6 +126,8 @@ Status ReadBatchEntries(store::Store& store, const std::string& execution_id, in
 }  // namespace
 
 int64_t StepHistory::PrefixIndex(const std::string& prefix) {
+  // Most steps of a batch run on the strand of the step before.
+  if (count_ != 0 && prefixes_[last_prefix_] == prefix) return last_prefix_;
   for (size_t i = 0; i < prefixes_.size(); ++i) {
     if (prefixes_[i] == prefix) return static_cast<int64_t>(i);
   }
@@ -116,6 +136,14 @@ int64_t StepHistory::PrefixIndex(const std::string& prefix) {
 }
 
 int64_t StepHistory::SiteIndex(const StepRecord& record) {
+  // A loop body's steps come round in order: the site after the last one is the likeliest.
+  if (!sites_.empty()) {
+    size_t next = static_cast<size_t>(last_site_ + 1) % sites_.size();
+    const Site& site = sites_[next];
+    if (site.step == record.step && site.routine == record.routine && site.line == record.line) {
+      return static_cast<int64_t>(next);
+    }
+  }
   for (size_t i = 0; i < sites_.size(); ++i) {
     const Site& site = sites_[i];
     if (site.step == record.step && site.routine == record.routine && site.line == record.line) {
@@ -130,21 +158,43 @@ bool StepHistory::Add(const StepRecord& record) {
   if (count_ == 0) {
     base_ms_ = record.start_ms;
     first_key_ = RecordKey(*record.prefix, record.counter);
-    steps_.reserve(kBatch * 12);
+    steps_.reserve(kBatch * 4);
   }
 
-  // The step's six numbers are written to a buffer first: one append to steps_ per step.
-  int64_t numbers[kFields] = {
-      record.counter,        PrefixIndex(*record.prefix), SiteIndex(record),
-      record.failed ? 1 : 0, record.start_ms - base_ms_,  record.end_ms - record.start_ms};
+  // The step is written to a buffer first: one append to steps_ per step.
+  int64_t prefix = PrefixIndex(*record.prefix);
+  int64_t site = SiteIndex(record);
   char text[kFields * 21];
   char* at = text;
-  for (int64_t number : numbers) {
-    if (at != text || count_ != 0) *at++ = ' ';
-    at = std::to_chars(at, text + sizeof(text), number).ptr;  // 20 characters hold any int64_t
+  char* end = text + sizeof(text);  // 20 characters hold any int64_t
+  if (count_ != 0) *at++ = ' ';
+  if (FollowsLast(record, prefix)) {
+    *at++ = kShortStep;
+    at = std::to_chars(at, end, site).ptr;
+  } else {
+    int64_t numbers[kFields] = {record.counter,
+                                prefix,
+                                site,
+                                record.failed ? 1 : 0,
+                                record.start_ms - base_ms_,
+                                record.end_ms - record.start_ms};
+    for (size_t i = 0; i < kFields; ++i) {
+      if (i != 0) *at++ = ' ';
+      at = std::to_chars(at, end, numbers[i]).ptr;
+    }
   }
   steps_.append(text, at);
+
+  last_counter_ = record.counter;
+  last_prefix_ = prefix;
+  last_site_ = site;
+  last_end_ms_ = record.end_ms;
   return ++count_ >= kBatch;
+}
+
+bool StepHistory::FollowsLast(const StepRecord& record, int64_t prefix) const {
+  return count_ != 0 && record.counter == last_counter_ + 1 && prefix == last_prefix_ &&
+         !record.failed && record.start_ms == last_end_ms_ && record.end_ms == record.start_ms;
 }
 
 store::JournalEntry StepHistory::Take() {

@@ -26,8 +26,9 @@ struct StepRecord {
 };
 
 // The steps of one execution not yet journaled, in the order they ended, kept as the text of
-// the "steps" record they will become: a step costs six numbers written into a string, and
-// taking the batch costs no JSON serialisation of them. Touched only by the worker that drives
+// the "steps" record they will become: a step costs six numbers written into a string (or one,
+// for a step that follows the one before as a compute loop's do), and taking the batch costs
+// no JSON serialisation of them. Touched only by the worker that drives
 // the execution (not thread safe). Holds no memory while empty.
 class StepHistory {
  public:
@@ -52,11 +53,17 @@ class StepHistory {
 
   int64_t PrefixIndex(const std::string& prefix);
   int64_t SiteIndex(const StepRecord& record);
+  // True when the step can be written in the short form (see step_history.cc).
+  bool FollowsLast(const StepRecord& record, int64_t prefix) const;
 
   size_t count_ = 0;
-  int64_t base_ms_ = 0;                // the first step's start
-  std::string first_key_;              // the first step's record key
-  std::string steps_;                  // six numbers per step, separated by spaces
+  int64_t base_ms_ = 0;       // the first step's start
+  std::string first_key_;     // the first step's record key
+  std::string steps_;         // six numbers per step, or a short step; spaces between
+  int64_t last_counter_ = 0;  // the last step's record counter, prefix and end
+  int64_t last_prefix_ = 0;
+  int64_t last_site_ = -1;
+  int64_t last_end_ms_ = 0;
   std::vector<std::string> prefixes_;  // distinct prefixes, in first-use order
   std::vector<Site> sites_;            // distinct sites, in first-use order
 };

@@ -71,7 +71,9 @@ struct SwitchCase {
 
 struct ForSpec {
   std::string value;
-  std::string index;              // empty when none
+  std::string index;   // empty when none
+  KeyHint value_hint;  // where the loop's variables were last found in the frame
+  KeyHint index_hint;
   std::optional<Template> in;     // `in:` list
   std::optional<Template> range;  // `range: [a, b]`, inclusive
   Block steps;

@@ -12,6 +12,15 @@ namespace {
 
 Value Eval(const Expr& expr, EvalHost& host);
 
+// Evaluates a node whose parent is not on the scalar path (the root, a call's argument, a list
+// item): arithmetic and logic try the scalar path first (EvalScalar). Below such a node the
+// general path never tries it again, so a node that falls back is not retried once per level.
+Value EvalTop(const Expr& expr, EvalHost& host) {
+  Value result;
+  if (EvalScalar(expr, host, &result)) return result;
+  return Eval(expr, host);
+}
+
 std::string_view RootOf(std::string_view dotted) { return dotted.substr(0, dotted.find('.')); }
 
 [[noreturn]] void Undefined(std::string_view name) {
@@ -29,7 +38,7 @@ const Value* FindGlobal(std::string_view dotted, EvalHost& host, Value& storage)
 }
 
 Value EvalName(const Expr& expr, EvalHost& host) {
-  if (const Value* value = host.Lookup(expr.name)) return *value;
+  if (const Value* value = host.Lookup(expr.name, expr.hint)) return *value;
   Value storage;
   if (const Value* global = FindGlobal(expr.name, host, storage)) return *global;
   Undefined(expr.name);
@@ -46,7 +55,8 @@ Value EvalNameChain(const Expr& expr, EvalHost& host) {
   }
 
   size_t start = chain.size();  // fields chain[start - 1] .. chain[0] remain to be read
-  const Value* current = host.Lookup(RootOf(expr.dotted));
+  const Expr& root = *chain.back()->operands[0];
+  const Value* current = host.Lookup(root.name, root.hint);
   Value storage;
   for (size_t i = 0; current == nullptr && i < chain.size(); ++i) {
     current = FindGlobal(chain[i]->dotted, host, storage);
@@ -58,18 +68,19 @@ Value EvalNameChain(const Expr& expr, EvalHost& host) {
   return *current;
 }
 
-const Value& EvalOperand(const Expr& expr, EvalHost& host, Value& storage);
+const Value& EvalOperand(const Expr& expr, EvalHost& host, Value& storage,
+                         bool parent_scalar = true);
 
 Value EvalField(const Expr& expr, EvalHost& host) {
   if (!expr.dotted.empty()) return EvalNameChain(expr, host);
   Value storage;
-  return GetField(EvalOperand(*expr.operands[0], host, storage), expr.name);
+  return GetField(EvalOperand(*expr.operands[0], host, storage, false), expr.name);
 }
 
 Value EvalIndex(const Expr& expr, EvalHost& host) {
   Value base_storage, index_storage;
-  const Value& base = EvalOperand(*expr.operands[0], host, base_storage);
-  const Value& index = EvalOperand(*expr.operands[1], host, index_storage);
+  const Value& base = EvalOperand(*expr.operands[0], host, base_storage, false);
+  const Value& index = EvalOperand(*expr.operands[1], host, index_storage, false);
   return GetIndex(base, index);
 }
 
@@ -78,13 +89,13 @@ Value EvalIf(const Expr& expr, EvalHost& host) {
   if (expr.operands.size() != 3) {
     Raise("TypeError", fmt::format("if takes 3 arguments, got {}", expr.operands.size()));
   }
-  Value condition = Eval(*expr.operands[0], host);
+  Value condition = EvalTop(*expr.operands[0], host);
   if (!condition.is_bool() && !condition.is_null()) {
     Raise("TypeError",
           fmt::format("if: argument 'condition' must be a boolean, got {}", condition.TypeName()));
   }
   bool taken = condition.is_bool() && condition.AsBool();
-  return Eval(*expr.operands[taken ? 1 : 2], host);
+  return EvalTop(*expr.operands[taken ? 1 : 2], host);
 }
 
 void CheckArity(const FunctionSignature& signature, size_t count) {
@@ -115,21 +126,21 @@ Value EvalCall(const Expr& expr, EvalHost& host) {
   if (expr.name == "if") return EvalIf(expr, host);
   std::vector<Value> args;
   args.reserve(expr.operands.size());
-  for (const auto& operand : expr.operands) args.push_back(Eval(*operand, host));
+  for (const auto& operand : expr.operands) args.push_back(EvalTop(*operand, host));
   return CallFunction(expr.name, std::move(args), host);
 }
 
 Value EvalList(const Expr& expr, EvalHost& host) {
   List items;
   items.reserve(expr.operands.size());
-  for (const auto& operand : expr.operands) items.push_back(Eval(*operand, host));
+  for (const auto& operand : expr.operands) items.push_back(EvalTop(*operand, host));
   return items;
 }
 
 Value EvalMap(const Expr& expr, EvalHost& host) {
   Map map;
   for (size_t i = 0; i < expr.keys.size(); ++i)
-    map.Set(expr.keys[i], Eval(*expr.operands[i], host));
+    map.Set(expr.keys[i], EvalTop(*expr.operands[i], host));
   return map;
 }
 
@@ -137,7 +148,7 @@ Value EvalMap(const Expr& expr, EvalHost& host) {
 Value EvalLogical(const Expr& expr, EvalHost& host) {
   bool is_and = expr.op == ExprOp::kAnd;
   for (const auto& operand : expr.operands) {
-    Value value = Eval(*operand, host);
+    Value value = expr.scalar ? Eval(*operand, host) : EvalTop(*operand, host);
     if (!value.is_bool()) {
       Raise("TypeError",
             fmt::format("'{}' needs booleans, got {}", OpSymbol(expr.op), value.TypeName()));
@@ -148,22 +159,22 @@ Value EvalLogical(const Expr& expr, EvalHost& host) {
 }
 
 // An operand's value: a literal or a variable is read where it is, without a copy (a copy of
-// a string, list or map costs two atomic reference count updates); anything else is
-// evaluated into storage.
-const Value& EvalOperand(const Expr& expr, EvalHost& host, Value& storage) {
+// a string, list or map costs an atomic reference count update each way); anything else is
+// evaluated into storage, on the scalar path when the parent is not on it (see EvalTop).
+const Value& EvalOperand(const Expr& expr, EvalHost& host, Value& storage, bool parent_scalar) {
   if (expr.kind == Expr::Kind::kLiteral) return expr.literal;
   if (expr.kind == Expr::Kind::kName) {
-    if (const Value* value = host.Lookup(expr.name)) return *value;
+    if (const Value* value = host.Lookup(expr.name, expr.hint)) return *value;
   }
-  storage = Eval(expr, host);
+  storage = parent_scalar ? Eval(expr, host) : EvalTop(expr, host);
   return storage;
 }
 
 Value EvalBinary(const Expr& expr, EvalHost& host) {
   if (expr.op == ExprOp::kAnd || expr.op == ExprOp::kOr) return EvalLogical(expr, host);
   Value left_storage, right_storage;
-  const Value& left = EvalOperand(*expr.operands[0], host, left_storage);
-  const Value& right = EvalOperand(*expr.operands[1], host, right_storage);
+  const Value& left = EvalOperand(*expr.operands[0], host, left_storage, expr.scalar);
+  const Value& right = EvalOperand(*expr.operands[1], host, right_storage, expr.scalar);
   return ApplyBinary(expr.op, left, right);
 }
 
@@ -185,7 +196,7 @@ Value Eval(const Expr& expr, EvalHost& host) {
       return EvalMap(expr, host);
     case Expr::Kind::kUnary: {
       Value storage;
-      return ApplyUnary(expr.op, EvalOperand(*expr.operands[0], host, storage));
+      return ApplyUnary(expr.op, EvalOperand(*expr.operands[0], host, storage, expr.scalar));
     }
     case Expr::Kind::kBinary:
       return EvalBinary(expr, host);
@@ -226,7 +237,7 @@ void Collect(const Expr& expr, ExprNames& names) {
 
 }  // namespace
 
-Value Evaluate(const Expr& expr, EvalHost& host) { return Eval(expr, host); }
+Value Evaluate(const Expr& expr, EvalHost& host) { return EvalTop(expr, host); }
 
 bool NeedsHost(const Expr& expr) {
   if (expr.kind == Expr::Kind::kCall && expr.name != "if") {

@@ -23,6 +23,12 @@ class EvalHost {
 
   // The variable's value, or nullptr when no variable has that name.
   virtual const Value* Lookup(std::string_view name) const = 0;
+  // The same for a caller that reads the name again and again: a host whose variables are a
+  // Map tries the hinted position first (see KeyHint).
+  virtual const Value* Lookup(std::string_view name, const KeyHint& hint) const {
+    (void)hint;
+    return Lookup(name);
+  }
 
   // True when name is a subworkflow of the running workflow.
   virtual bool IsSubworkflow(std::string_view name) const = 0;
@@ -61,6 +67,7 @@ struct AssignTarget {
     std::shared_ptr<const Expr> index;  // set for `[expr]`
   };
   std::string root;
+  KeyHint root_hint;  // where the root variable was last found
   std::vector<Accessor> path;
   bool calls_host = false;  // an index expression may call the host (see NeedsHost)
 };

@@ -14,7 +14,6 @@ namespace {
 
 // How deeply an expression may nest (operators, parentheses, lists, maps, calls). Far beyond
 // what a person writes; low enough that evaluating the tree cannot overflow a worker's stack.
-constexpr int kMaxExpressionDepth = 200;
 
 using ExprPtr = std::shared_ptr<const Expr>;
 
@@ -58,6 +57,7 @@ std::shared_ptr<Expr> NewNode(Expr::Kind kind, int column) {
 ExprPtr Literal(Value value, int column) {
   auto node = NewNode(Expr::Kind::kLiteral, column);
   node->literal = std::move(value);
+  node->scalar = node->literal.is_bool() || node->literal.is_number();
   return node;
 }
 
@@ -104,7 +104,22 @@ class Parser {
       node->height = std::max(node->height, operand->height + 1);
     }
     if (node->height > kMaxExpressionDepth) TooDeep(node->column);
+    node->scalar = IsScalarNode(*node);
     return node;
+  }
+
+  // See Expr::scalar: `in` and calls need values of other types, so they never qualify.
+  static bool IsScalarNode(const Expr& node) {
+    switch (node.kind) {
+      case Expr::Kind::kField:
+        return !node.dotted.empty();
+      case Expr::Kind::kUnary:
+        return node.operands[0]->scalar;
+      case Expr::Kind::kBinary:
+        return node.op != ExprOp::kIn && node.operands[0]->scalar && node.operands[1]->scalar;
+      default:
+        return false;
+    }
   }
 
   [[noreturn]] static void TooDeep(int column) {
@@ -318,6 +333,7 @@ class Parser {
     auto node = NewNode(Expr::Kind::kName, token.column);
     node->name = word;
     node->dotted = word;
+    node->scalar = true;
     return node;
   }
 
@@ -366,12 +382,24 @@ class Parser {
   int depth_ = 0;  // ParseUnary calls in progress
 };
 
+// Gives each scalar operation whose parent is not one its program (Expr::scalar_program).
+void CompileScalarPrograms(Expr& node, bool parent_scalar) {
+  bool operation = node.kind == Expr::Kind::kBinary || node.kind == Expr::Kind::kUnary;
+  if (node.scalar && !parent_scalar && operation) CompileScalar(node, node.scalar_program);
+  for (const ExprPtr& operand : node.operands) {
+    CompileScalarPrograms(const_cast<Expr&>(*operand), node.scalar);
+  }
+}
+
 Result<ExprPtr> Parse(std::string_view text) {
   Result<std::vector<Token>> tokens = Tokenize(text);
   if (!tokens.ok()) return tokens.status();
   if (tokens->size() == 1) return Status::Error("empty expression");
   try {
-    return Parser(std::move(tokens.value())).ParseAll();
+    ExprPtr root = Parser(std::move(tokens.value())).ParseAll();
+    // The tree is not shared yet: this is the last change it sees.
+    CompileScalarPrograms(const_cast<Expr&>(*root), false);
+    return root;
   } catch (const ParseError& error) {
     return Status::Error(error.message);
   } catch (const RaisedError& error) {

@@ -2,50 +2,106 @@
 #include "value/value.h"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace atomflow {
 
-namespace {
+template <typename T>
+struct Value::Boxed : Box {
+  explicit Boxed(T initial) : payload(std::move(initial)) {}
+  T payload;
+};
 
-template <typename Box>
-Box& Unshare(std::shared_ptr<Box>& box) {
-  if (box.use_count() > 1) box = std::make_shared<Box>(*box);
-  return *box;
+Value::Value(std::string s) : type_(Type::kString) {
+  rep_.box = new Boxed<std::string>(std::move(s));
 }
 
-}  // namespace
+Value::Value(List list) : type_(Type::kList) { rep_.box = new Boxed<List>(std::move(list)); }
 
-Value::Value(std::string s) : rep_(std::make_shared<StringBox>(StringBox{std::move(s)})) {}
-
-Value::Value(List list) : rep_(std::make_shared<List>(std::move(list))) {}
-
-Value::Value(Map map) : rep_(std::make_shared<Map>(std::move(map))) {}
+Value::Value(Map map) : type_(Type::kMap) { rep_.box = new Boxed<Map>(std::move(map)); }
 
 Value Value::Bytes(std::string bytes) {
   Value value;
-  value.rep_ = std::make_shared<BytesBox>(BytesBox{std::move(bytes)});
+  value.type_ = Type::kBytes;
+  value.rep_.box = new Boxed<std::string>(std::move(bytes));
   return value;
 }
 
+void Value::WrongType(Type wanted) const {
+  throw std::logic_error(std::string("a value of type ") + TypeName() + " read as " +
+                         TypeName(wanted));
+}
+
+// The last Value to let go of a heap part deletes it. acq_rel: the deleting thread must see
+// every write that other holders made before they let go.
+void Value::Release() {
+  if (rep_.box->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  switch (type_) {
+    case Type::kString:
+    case Type::kBytes:
+      delete static_cast<Boxed<std::string>*>(rep_.box);
+      break;
+    case Type::kList:
+      delete static_cast<Boxed<List>*>(rep_.box);
+      break;
+    case Type::kMap:
+      delete static_cast<Boxed<Map>*>(rep_.box);
+      break;
+    default:
+      break;
+  }
+}
+
+template <typename T>
+T& Value::Payload() const {
+  return static_cast<Boxed<T>*>(rep_.box)->payload;
+}
+
+// Copy on write: a heap part that another Value shares is copied before it changes.
+template <typename T>
+T& Value::Unshare() {
+  if (rep_.box->refs.load(std::memory_order_acquire) != 1) {
+    Box* copy = new Boxed<T>(Payload<T>());
+    Release();
+    rep_.box = copy;
+  }
+  return Payload<T>();
+}
+
 const std::string& Value::AsString() const {
-  return std::get<std::shared_ptr<StringBox>>(rep_)->text;
+  Expect(Type::kString);
+  return Payload<std::string>();
 }
 
 const std::string& Value::AsBytes() const {
-  return std::get<std::shared_ptr<BytesBox>>(rep_)->data;
+  Expect(Type::kBytes);
+  return Payload<std::string>();
 }
 
-const List& Value::AsList() const { return *std::get<std::shared_ptr<List>>(rep_); }
+const List& Value::AsList() const {
+  Expect(Type::kList);
+  return Payload<List>();
+}
 
-const Map& Value::AsMap() const { return *std::get<std::shared_ptr<Map>>(rep_); }
+const Map& Value::AsMap() const {
+  Expect(Type::kMap);
+  return Payload<Map>();
+}
 
 std::string& Value::MutableString() {
-  return Unshare(std::get<std::shared_ptr<StringBox>>(rep_)).text;
+  Expect(Type::kString);
+  return Unshare<std::string>();
 }
 
-List& Value::MutableList() { return Unshare(std::get<std::shared_ptr<List>>(rep_)); }
+List& Value::MutableList() {
+  Expect(Type::kList);
+  return Unshare<List>();
+}
 
-Map& Value::MutableMap() { return Unshare(std::get<std::shared_ptr<Map>>(rep_)); }
+Map& Value::MutableMap() {
+  Expect(Type::kMap);
+  return Unshare<Map>();
+}
 
 bool Value::operator==(const Value& other) const {
   if (is_number() && other.is_number()) {
@@ -97,19 +153,6 @@ Map::Map(std::initializer_list<Entry> entries) {
   for (const Entry& entry : entries) Set(entry.first, entry.second);
 }
 
-namespace {
-
-// Keys (variable names, most of all) are short: a loop over their bytes beats a memcmp call.
-bool SameKey(const std::string& key, std::string_view wanted) {
-  if (key.size() != wanted.size()) return false;
-  for (size_t i = 0; i < wanted.size(); ++i) {
-    if (key[i] != wanted[i]) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 const Value* Map::Find(std::string_view key) const {
   for (const Entry& entry : entries_) {
     if (SameKey(entry.first, key)) return &entry.second;
@@ -122,6 +165,23 @@ Value* Map::Find(std::string_view key) {
     if (SameKey(entry.first, key)) return &entry.second;
   }
   return nullptr;
+}
+
+const Value* Map::FindAndHint(std::string_view key, const KeyHint& hint) const {
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (SameKey(entries_[i].first, key)) {
+      hint.set(static_cast<uint32_t>(i));
+      return &entries_[i].second;
+    }
+  }
+  return nullptr;
+}
+
+Value& Map::FindOrInsert(std::string_view key, const KeyHint& hint) {
+  if (Value* existing = Find(key, hint)) return *existing;
+  hint.set(static_cast<uint32_t>(entries_.size()));
+  entries_.emplace_back(std::string(key), Value());
+  return entries_.back().second;
 }
 
 void Map::Set(std::string key, Value value) {

@@ -2,13 +2,13 @@
 // an insertion-ordered map.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "common/status.h"
@@ -31,35 +31,66 @@ class Value {
   enum class Type { kNull, kBool, kInt, kDouble, kString, kBytes, kList, kMap };
 
   Value() = default;
-  Value(std::nullptr_t) {}                              // NOLINT: implicit by design
-  Value(bool b) : rep_(b) {}                            // NOLINT
-  Value(int i) : rep_(static_cast<int64_t>(i)) {}       // NOLINT
-  Value(int64_t i) : rep_(i) {}                         // NOLINT
-  Value(double d) : rep_(d) {}                          // NOLINT
-  Value(std::string s);                                 // NOLINT
-  Value(std::string_view s) : Value(std::string(s)) {}  // NOLINT
-  Value(const char* s) : Value(std::string(s)) {}       // NOLINT
-  Value(List list);                                     // NOLINT
-  Value(Map map);                                       // NOLINT
+  Value(std::nullptr_t) {}                                     // NOLINT: implicit
+  Value(bool b) : type_(Type::kBool) { rep_.boolean = b; }     // NOLINT
+  Value(int i) : type_(Type::kInt) { rep_.integer = i; }       // NOLINT
+  Value(int64_t i) : type_(Type::kInt) { rep_.integer = i; }   // NOLINT
+  Value(double d) : type_(Type::kDouble) { rep_.number = d; }  // NOLINT
+  Value(std::string s);                                        // NOLINT
+  Value(std::string_view s) : Value(std::string(s)) {}         // NOLINT
+  Value(const char* s) : Value(std::string(s)) {}              // NOLINT
+  Value(List list);                                            // NOLINT
+  Value(Map map);                                              // NOLINT
 
   static Value Bytes(std::string bytes);
 
-  // The variant's alternatives are declared in Type's order.
-  Type type() const { return static_cast<Type>(rep_.index()); }
-  bool is_null() const { return type() == Type::kNull; }
-  bool is_bool() const { return type() == Type::kBool; }
-  bool is_int() const { return type() == Type::kInt; }
-  bool is_double() const { return type() == Type::kDouble; }
-  bool is_number() const { return is_int() || is_double(); }
-  bool is_string() const { return type() == Type::kString; }
-  bool is_bytes() const { return type() == Type::kBytes; }
-  bool is_list() const { return type() == Type::kList; }
-  bool is_map() const { return type() == Type::kMap; }
+  // A copy shares the heap part; a move leaves the source null.
+  Value(const Value& other) : type_(other.type_), rep_(other.rep_) {
+    if (boxed()) rep_.box->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  Value(Value&& other) noexcept : type_(other.type_), rep_(other.rep_) {
+    other.type_ = Type::kNull;
+  }
+  // Both assignments take the new value before they let go of the old one, so that assigning
+  // a part of a value to the value itself (`v = v.AsList()[0]`) reads nothing freed.
+  Value& operator=(const Value& other) {
+    Value copy(other);
+    Swap(copy);
+    return *this;
+  }
+  Value& operator=(Value&& other) noexcept {
+    Value taken(std::move(other));
+    Swap(taken);
+    return *this;
+  }
+  ~Value() {
+    if (boxed()) Release();
+  }
 
-  // Accessors assert the type; check it first.
-  bool AsBool() const { return std::get<bool>(rep_); }
-  int64_t AsInt() const { return std::get<int64_t>(rep_); }
-  double AsDouble() const { return std::get<double>(rep_); }
+  Type type() const { return type_; }
+  bool is_null() const { return type_ == Type::kNull; }
+  bool is_bool() const { return type_ == Type::kBool; }
+  bool is_int() const { return type_ == Type::kInt; }
+  bool is_double() const { return type_ == Type::kDouble; }
+  bool is_number() const { return is_int() || is_double(); }
+  bool is_string() const { return type_ == Type::kString; }
+  bool is_bytes() const { return type_ == Type::kBytes; }
+  bool is_list() const { return type_ == Type::kList; }
+  bool is_map() const { return type_ == Type::kMap; }
+
+  // Accessors check the type and throw std::logic_error on a mismatch; check it first.
+  bool AsBool() const {
+    Expect(Type::kBool);
+    return rep_.boolean;
+  }
+  int64_t AsInt() const {
+    Expect(Type::kInt);
+    return rep_.integer;
+  }
+  double AsDouble() const {
+    Expect(Type::kDouble);
+    return rep_.number;
+  }
   // An int or a double as a double.
   double AsNumber() const { return is_int() ? static_cast<double>(AsInt()) : AsDouble(); }
   const std::string& AsString() const;
@@ -82,16 +113,63 @@ class Value {
   const char* TypeName() const { return TypeName(type()); }
 
  private:
-  struct StringBox {
-    std::string text;
+  // The heap part of a string, bytes, list or map, with the count of the Values sharing it.
+  // The count is atomic because values are shared read-only between threads; the payload is
+  // copied (Unshare) before a mutation while the count says another Value holds it.
+  struct Box {
+    std::atomic<uint32_t> refs{1};
   };
-  struct BytesBox {
-    std::string data;
+  template <typename T>
+  struct Boxed;
+
+  // A tagged union rather than std::variant: copying, moving and destroying a scalar are a
+  // few inline instructions instead of a visit through a table of functions, which the
+  // expression evaluator pays for every intermediate result.
+  union Rep {
+    bool boolean;
+    int64_t integer;
+    double number;
+    Box* box;  // kString, kBytes, kList, kMap
   };
 
-  std::variant<std::monostate, bool, int64_t, double, std::shared_ptr<StringBox>,
-               std::shared_ptr<BytesBox>, std::shared_ptr<List>, std::shared_ptr<Map>>
-      rep_;
+  bool boxed() const { return type_ >= Type::kString; }
+  void Expect(Type type) const {
+    if (type_ != type) [[unlikely]]
+      WrongType(type);
+  }
+  [[noreturn]] void WrongType(Type wanted) const;
+  void Release();
+  void Swap(Value& other) noexcept {
+    std::swap(type_, other.type_);
+    std::swap(rep_, other.rep_);
+  }
+  template <typename T>
+  T& Payload() const;
+  template <typename T>
+  T& Unshare();
+
+  Type type_ = Type::kNull;
+  Rep rep_ = {.integer = 0};
+};
+
+// Where a key was last found in a Map, for a caller that looks the same key up again and again
+// (an expression's variable): Map::Find tries that position first. Threads that evaluate the
+// same expression against different maps share it, so it is atomic; a stale hint costs only
+// the ordinary search, and it is written only when it was wrong.
+class KeyHint {
+ public:
+  KeyHint() = default;
+  KeyHint(const KeyHint& other) : position_(other.get()) {}
+  KeyHint& operator=(const KeyHint& other) {
+    set(other.get());
+    return *this;
+  }
+
+  uint32_t get() const { return position_.load(std::memory_order_relaxed); }
+  void set(uint32_t position) const { position_.store(position, std::memory_order_relaxed); }
+
+ private:
+  mutable std::atomic<uint32_t> position_{0};
 };
 
 // A map from string keys to values that keeps insertion order, as the language's maps and
@@ -111,11 +189,21 @@ class Map {
   // Returns nullptr when the key is absent.
   const Value* Find(std::string_view key) const;
   Value* Find(std::string_view key);
+  // The same, trying the hinted position first and updating the hint.
+  const Value* Find(std::string_view key, const KeyHint& hint) const {
+    uint32_t at = hint.get();
+    if (at < entries_.size() && SameKey(entries_[at].first, key)) return &entries_[at].second;
+    return FindAndHint(key, hint);
+  }
+  Value* Find(std::string_view key, const KeyHint& hint) {
+    return const_cast<Value*>(std::as_const(*this).Find(key, hint));
+  }
 
   // Inserts or replaces; a replaced key keeps its position.
   void Set(std::string key, Value value);
   // Returns the value under key, inserting null first when it is absent.
   Value& operator[](std::string_view key);
+  Value& FindOrInsert(std::string_view key, const KeyHint& hint);
   bool Erase(std::string_view key);
 
   std::vector<Entry>::const_iterator begin() const { return entries_.begin(); }
@@ -126,6 +214,16 @@ class Map {
   bool operator==(const Map& other) const;
 
  private:
+  // Keys (variable names, most of all) are short: a loop over their bytes beats a memcmp call.
+  static bool SameKey(const std::string& key, std::string_view wanted) {
+    if (key.size() != wanted.size()) return false;
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      if (key[i] != wanted[i]) return false;
+    }
+    return true;
+  }
+  const Value* FindAndHint(std::string_view key, const KeyHint& hint) const;
+
   std::vector<Entry> entries_;
 };
 

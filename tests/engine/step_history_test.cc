@@ -114,6 +114,71 @@ TEST_F(StepHistoryTest, StepsAreJournaledInBatchesAndReadBackInOrder) {
   EXPECT_EQ(StepNames(paged), LoopSteps());
 }
 
+// A step that follows the one before (next counter, same strand, succeeded, started when that
+// one ended, no duration) is journaled in a short form; every other step in full. Both read
+// back as the same entries and keys.
+TEST(StepHistoryBatchTest, ShortAndFullStepsReadBackExactly) {
+  const std::string step_a = "a", step_b = "b", routine = "main", prefix = "", branch = "p1.";
+  struct Ended {
+    const std::string* step;
+    const std::string* prefix;
+    int64_t counter, start_ms, end_ms;
+    bool failed;
+    const char* state;
+  };
+  const std::vector<Ended> ended = {
+      {&step_a, &prefix, 7, 1000, 1000, false, "SUCCEEDED"},
+      {&step_b, &prefix, 8, 1000, 1000, false, "SUCCEEDED"},   // short
+      {&step_a, &prefix, 9, 1000, 1002, false, "SUCCEEDED"},   // lasted 2 ms: full
+      {&step_b, &prefix, 10, 1002, 1002, false, "SUCCEEDED"},  // short
+      {&step_a, &prefix, 12, 1002, 1002, false, "SUCCEEDED"},  // a record between: full
+      {&step_b, &prefix, 13, 1002, 1002, true, "FAILED"},      // failed: full
+      {&step_a, &branch, 1, 1002, 1002, false, "SUCCEEDED"},   // another strand: full
+      {&step_b, &branch, 2, 1005, 1005, false, "SUCCEEDED"},   // a gap in time: full
+      {&step_a, &branch, 3, 1005, 1005, false, "SUCCEEDED"},   // short
+  };
+  StepHistory history;
+  for (const Ended& e : ended) {
+    StepRecord record{e.step, &routine, e.prefix, e.counter, e.start_ms, e.end_ms, 4, e.failed};
+    EXPECT_FALSE(history.Add(record));
+  }
+  store::JournalEntry entry = history.Take();
+  entry.payload = Json::parse(entry.payload_text);
+  EXPECT_EQ(entry.key, "sr7");
+  EXPECT_EQ(entry.payload["steps"],
+            "7 0 0 0 0 0 ~1 9 0 0 0 0 2 ~1 12 0 0 0 2 0 13 0 1 1 2 0 "
+            "1 1 0 0 2 0 2 1 1 0 5 0 ~0");
+
+  std::vector<StepEntry> entries;
+  AppendStepEntries(entry, entries);
+  ASSERT_EQ(entries.size(), ended.size());
+  for (size_t i = 0; i < ended.size(); ++i) {
+    const Json& payload = entries[i].payload;
+    EXPECT_EQ(payload["step"], *ended[i].step) << i;
+    EXPECT_EQ(payload["state"], ended[i].state) << i;
+    EXPECT_EQ(payload["start_ms"], ended[i].start_ms) << i;
+    EXPECT_EQ(payload["end_ms"], ended[i].end_ms) << i;
+    EXPECT_EQ(entries[i].offset, static_cast<int64_t>(i));
+  }
+  EXPECT_EQ(
+      StepRecordKeys(entry.payload),
+      (std::vector<std::string>{"r7", "r8", "r9", "r10", "r12", "r13", "rp1.1", "rp1.2", "rp1.3"}));
+}
+
+// A short step with no step before it in the record is malformed: reading stops there.
+TEST(StepHistoryBatchTest, AShortStepWithoutAStepBeforeItEndsTheRead) {
+  store::JournalEntry entry;
+  entry.kind = "steps";
+  entry.payload = {{"base_ms", 10},
+                   {"prefixes", {""}},
+                   {"sites", {{"a", "main", 1}}},
+                   {"steps", "~0 1 0 0 0 0 0"}};
+  std::vector<StepEntry> entries;
+  AppendStepEntries(entry, entries);
+  EXPECT_TRUE(entries.empty());
+  EXPECT_TRUE(StepRecordKeys(entry.payload).empty());
+}
+
 // The process died after the first batch was durable and before the second: the resumed
 // execution records the lost steps again, and none of the journaled ones twice.
 TEST_F(StepHistoryTest, AResumedExecutionRecordsTheLostStepsOnceEach) {

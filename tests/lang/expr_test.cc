@@ -204,6 +204,70 @@ TEST(ExprTest, Comparisons) {
   EXPECT_EQ(ErrorTag("true > false"), "TypeError");
 }
 
+// Arithmetic and logic on numbers and booleans take a fast path that gives up on anything
+// unusual; each case here reads variables and fields, so it runs on that path first, and must
+// give the general path's value, or its error when the general path raises.
+TEST(ExprTest, ScalarOperationsOnVariablesMatchTheGeneralRules) {
+  TestHost host;
+  host.variables.Set("x", 10);
+  host.variables.Set("d", 2.5);
+  host.variables.Set("b", true);
+  host.variables.Set("s", "abc");
+  host.variables.Set("big", INT64_MAX);
+  host.variables.Set("m", Map{{"a", 1}, {"n", nullptr}, {"inner", Map{{"k", 4}}}});
+  const std::vector<Case> values = {
+      {"x * 3 + m.a", 31},
+      {"m.inner.k * d", 10.0},
+      {"x / 4", 2.5},
+      {"x // 3 + x % 3", 4},
+      {"-x // 3", -4},
+      {"x % -3", -2},
+      {"-x", -10},
+      {"-d", -2.5},
+      {"x == 10.0", true},
+      {"b == 1", false},
+      {"b != 1", true},
+      {"x >= d and b", true},
+      {"not b or x < 0", false},
+      {"false and x", false},
+      {"x + s", "10abc"},
+      {"s + d", "abc2.5"},
+      {"big - 1 > x", true},
+      {"http.default_retry.max_retries + x", 15},
+  };
+  for (const Case& c : values) {
+    Value actual = Eval(c.text, host);
+    EXPECT_EQ(actual, c.expected) << c.text << " gave " << DebugString(actual);
+    EXPECT_EQ(actual.type(), c.expected.type()) << c.text << " gave " << DebugString(actual);
+  }
+
+  const std::vector<std::pair<const char*, const char*>> errors = {
+      {"big + x", "ValueError"},
+      {"-big * x", "ValueError"},
+      {"x // 0", "ZeroDivisionError"},
+      {"d % (x - 10)", "ZeroDivisionError"},
+      {"x / (d - 2.5)", "ZeroDivisionError"},
+      {"m.n + 1", "TypeError"},
+      {"m.inner + 1", "TypeError"},
+      {"m.missing + 1", "KeyError"},
+      {"x.field + 1", "TypeError"},
+      {"nowhere * 2", "KeyError"},
+      {"b < x", "TypeError"},
+      {"not x", "TypeError"},
+      {"x and b", "TypeError"},
+      {"b and x", "TypeError"},
+  };
+  for (const auto& [text, tag] : errors) {
+    std::string raised;
+    try {
+      Eval(text, host);
+    } catch (const RaisedError& error) {
+      raised = error.payload().AsMap().Find("tags")->AsList().front().AsString();
+    }
+    EXPECT_EQ(raised, tag) << text;
+  }
+}
+
 TEST(ExprTest, InOperator) {
   ExpectValues({
       {"2 in l", true},
@@ -340,6 +404,7 @@ TEST(ExprTest, ParseErrorsNameTheColumn) {
       {"x[0](1)", "only a function name can be called, at column 5"},
       {"\"\\q\"", "invalid escape '\\q' at column 2"},
       {"99999999999999999999", "integer 99999999999999999999 out of range at column 1"},
+      {"2 * 1e999", "number 1e999 out of range at column 5"},
       {"", "empty expression"},
       {"1 and", "unexpected end of expression at column 6"},
       {"a.", "expected a field name after '.' but found end of expression at column 3"},

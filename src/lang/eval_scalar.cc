@@ -1,0 +1,319 @@
+// The scalar path of the evaluator: arithmetic, comparison and logic on numbers and booleans,
+// computed on plain machine values instead of a Value per node and the general operators'
+// type dispatch. It handles the common case only and gives up on anything else; see
+// EvalScalar in expr.h.
+#include <cmath>
+
+#include "lang/expr.h"
+
+namespace atomflow::lang {
+namespace {
+
+// A number or a boolean while the scalar path computes.
+struct Scalar {
+  enum class Type { kBool, kInt, kDouble };
+  // No initialisers: the program's stack of them is not cleared on every run.
+  Type type;
+  union {
+    bool boolean;
+    int64_t integer;
+    double number;
+  };
+
+  bool is_number() const { return type != Type::kBool; }
+  double AsNumber() const { return type == Type::kInt ? static_cast<double>(integer) : number; }
+};
+
+Scalar Bool(bool b) {
+  Scalar s;
+  s.type = Scalar::Type::kBool;
+  s.boolean = b;
+  return s;
+}
+
+Scalar Int(int64_t i) {
+  Scalar s;
+  s.type = Scalar::Type::kInt;
+  s.integer = i;
+  return s;
+}
+
+Scalar Double(double d) {
+  Scalar s;
+  s.type = Scalar::Type::kDouble;
+  s.number = d;
+  return s;
+}
+
+bool FromValue(const Value& value, Scalar* out) {
+  switch (value.type()) {
+    case Value::Type::kBool:
+      *out = Bool(value.AsBool());
+      return true;
+    case Value::Type::kInt:
+      *out = Int(value.AsInt());
+      return true;
+    case Value::Type::kDouble:
+      *out = Double(value.AsDouble());
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A variable, or a chain of fields of one (`args.n`). A name that is no variable may be a
+// library value (`http.default_retry`), which the general path resolves.
+const Value* ReadPlace(const Expr& expr, const EvalHost& host) {
+  if (expr.kind == Expr::Kind::kName) return host.Lookup(expr.name, expr.hint);
+  const Value* base = ReadPlace(*expr.operands[0], host);
+  if (base == nullptr || !base->is_map()) return nullptr;
+  return base->AsMap().Find(expr.name);
+}
+
+// Integer arithmetic the way eval_ops.cc defines it; false where it would raise (overflow,
+// division by zero), which the general path reports.
+bool IntArithmetic(ExprOp op, int64_t a, int64_t b, Scalar* out) {
+  int64_t result = 0;
+  switch (op) {
+    case ExprOp::kAdd:
+      if (__builtin_add_overflow(a, b, &result)) return false;
+      break;
+    case ExprOp::kSub:
+      if (__builtin_sub_overflow(a, b, &result)) return false;
+      break;
+    case ExprOp::kMul:
+      if (__builtin_mul_overflow(a, b, &result)) return false;
+      break;
+    case ExprOp::kDiv:
+      if (b == 0) return false;
+      *out = Double(static_cast<double>(a) / static_cast<double>(b));
+      return true;
+    case ExprOp::kFloorDiv:
+      if (b == 0 || (a == INT64_MIN && b == -1)) return false;
+      result = a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
+      break;
+    case ExprOp::kMod:
+      if (b == 0) return false;
+      if (b == -1) break;  // 0; a % -1 of INT64_MIN would trap
+      result = a % b;
+      if (result != 0 && ((result < 0) != (b < 0))) result += b;
+      break;
+    default:
+      return false;
+  }
+  *out = Int(result);
+  return true;
+}
+
+bool DoubleArithmetic(ExprOp op, double a, double b, Scalar* out) {
+  double result = 0;
+  switch (op) {
+    case ExprOp::kAdd:
+      result = a + b;
+      break;
+    case ExprOp::kSub:
+      result = a - b;
+      break;
+    case ExprOp::kMul:
+      result = a * b;
+      break;
+    case ExprOp::kDiv:
+      if (b == 0) return false;
+      result = a / b;
+      break;
+    case ExprOp::kFloorDiv:
+      if (b == 0) return false;
+      result = std::floor(a / b);
+      break;
+    case ExprOp::kMod:
+      if (b == 0) return false;
+      result = std::fmod(a, b);
+      if (result != 0 && ((result < 0) != (b < 0))) result += b;
+      break;
+    default:
+      return false;
+  }
+  // An overflow to infinity is a ValueError, which the general path raises.
+  if (!std::isfinite(result)) return false;
+  *out = Double(result);
+  return true;
+}
+
+// `==` and `!=`: numbers compare by value (an int equals a double of the same value), booleans
+// with booleans; a number never equals a boolean.
+bool Equal(const Scalar& a, const Scalar& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.type == Scalar::Type::kInt && b.type == Scalar::Type::kInt) {
+      return a.integer == b.integer;
+    }
+    return a.AsNumber() == b.AsNumber();
+  }
+  return a.type == b.type && a.boolean == b.boolean;
+}
+
+// `<`, `<=`, `>`, `>=` on numbers; false where the general path raises (booleans).
+bool Order(ExprOp op, const Scalar& a, const Scalar& b, Scalar* out) {
+  if (!a.is_number() || !b.is_number()) return false;
+  int order;
+  if (a.type == Scalar::Type::kInt && b.type == Scalar::Type::kInt) {
+    order = a.integer < b.integer ? -1 : (a.integer > b.integer ? 1 : 0);
+  } else {
+    double x = a.AsNumber(), y = b.AsNumber();
+    if (std::isnan(x) || std::isnan(y)) return false;
+    order = x < y ? -1 : (x > y ? 1 : 0);
+  }
+  bool result = op == ExprOp::kLt   ? order < 0
+                : op == ExprOp::kLe ? order <= 0
+                : op == ExprOp::kGt ? order > 0
+                                    : order >= 0;
+  *out = Bool(result);
+  return true;
+}
+
+bool Binary(ExprOp op, const Scalar& a, const Scalar& b, Scalar* out) {
+  switch (op) {
+    case ExprOp::kEq:
+      *out = Bool(Equal(a, b));
+      return true;
+    case ExprOp::kNe:
+      *out = Bool(!Equal(a, b));
+      return true;
+    case ExprOp::kLt:
+    case ExprOp::kLe:
+    case ExprOp::kGt:
+    case ExprOp::kGe:
+      return Order(op, a, b, out);
+    default:
+      break;
+  }
+  if (!a.is_number() || !b.is_number()) return false;
+  if (a.type == Scalar::Type::kInt && b.type == Scalar::Type::kInt) {
+    return IntArithmetic(op, a.integer, b.integer, out);
+  }
+  return DoubleArithmetic(op, a.AsNumber(), b.AsNumber(), out);
+}
+
+bool Unary(ExprOp op, const Scalar& operand, Scalar* out) {
+  if (op == ExprOp::kNot) {
+    if (operand.type != Scalar::Type::kBool) return false;
+    *out = Bool(!operand.boolean);
+    return true;
+  }
+  if (operand.type == Scalar::Type::kInt && operand.integer != INT64_MIN) {
+    *out = Int(-operand.integer);
+    return true;
+  }
+  if (operand.type != Scalar::Type::kDouble) return false;
+  *out = Double(-operand.number);
+  return true;
+}
+
+// Pushes a leaf's value; false when it is not a number or boolean (or not there).
+bool Push(const ScalarOp& op, const EvalHost& host, Scalar* slot) {
+  const Expr& node = *op.node;
+  if (op.code == ScalarOp::Code::kConstant) return FromValue(node.literal, slot);
+  const Value* value = op.code == ScalarOp::Code::kVariable ? host.Lookup(node.name, node.hint)
+                                                            : ReadPlace(node, host);
+  return value != nullptr && FromValue(*value, slot);
+}
+
+bool Run(const std::vector<ScalarOp>& program, const EvalHost& host, Scalar* out) {
+  Scalar stack[kMaxExpressionDepth + 1];  // a postfix program needs its tree's height at most
+  size_t top = 0;                         // entries on the stack
+  for (size_t pc = 0; pc < program.size(); ++pc) {
+    const ScalarOp& op = program[pc];
+    switch (op.code) {
+      case ScalarOp::Code::kConstant:
+      case ScalarOp::Code::kVariable:
+      case ScalarOp::Code::kPlace:
+        if (!Push(op, host, &stack[top])) return false;
+        ++top;
+        break;
+      case ScalarOp::Code::kUnary:
+        if (!Unary(op.op, stack[top - 1], &stack[top - 1])) return false;
+        break;
+      case ScalarOp::Code::kBinary:
+        --top;
+        if (!Binary(op.op, stack[top - 1], stack[top], &stack[top - 1])) return false;
+        break;
+      case ScalarOp::Code::kAnd:
+      case ScalarOp::Code::kOr: {
+        const Scalar& left = stack[top - 1];
+        if (left.type != Scalar::Type::kBool) return false;
+        bool decides = left.boolean != (op.code == ScalarOp::Code::kAnd);
+        if (decides) {
+          pc = op.jump - 1;  // the left side is the result
+        } else {
+          --top;
+        }
+        break;
+      }
+      case ScalarOp::Code::kCheckBool:
+        if (stack[top - 1].type != Scalar::Type::kBool) return false;
+        break;
+    }
+  }
+  *out = stack[0];
+  return true;
+}
+
+}  // namespace
+
+void CompileScalar(const Expr& node, std::vector<ScalarOp>& program) {
+  ScalarOp op;
+  op.node = &node;
+  op.op = node.op;
+  switch (node.kind) {
+    case Expr::Kind::kLiteral:
+      op.code = ScalarOp::Code::kConstant;
+      break;
+    case Expr::Kind::kName:
+      op.code = ScalarOp::Code::kVariable;
+      break;
+    case Expr::Kind::kField:
+      op.code = ScalarOp::Code::kPlace;
+      break;
+    case Expr::Kind::kUnary:
+      CompileScalar(*node.operands[0], program);
+      op.code = ScalarOp::Code::kUnary;
+      break;
+    default: {  // kBinary: Expr::scalar admits no other kind
+      CompileScalar(*node.operands[0], program);
+      bool logical = node.op == ExprOp::kAnd || node.op == ExprOp::kOr;
+      if (!logical) {
+        CompileScalar(*node.operands[1], program);
+        op.code = ScalarOp::Code::kBinary;
+        break;
+      }
+      size_t branch = program.size();
+      op.code = node.op == ExprOp::kAnd ? ScalarOp::Code::kAnd : ScalarOp::Code::kOr;
+      program.push_back(op);
+      CompileScalar(*node.operands[1], program);
+      op.code = ScalarOp::Code::kCheckBool;
+      program.push_back(op);
+      program[branch].jump = static_cast<uint32_t>(program.size());
+      return;
+    }
+  }
+  program.push_back(op);
+}
+
+bool EvalScalar(const Expr& expr, const EvalHost& host, Value* result) {
+  if (expr.scalar_program.empty()) return false;
+  Scalar scalar;
+  if (!Run(expr.scalar_program, host, &scalar)) return false;
+  switch (scalar.type) {
+    case Scalar::Type::kBool:
+      *result = scalar.boolean;
+      break;
+    case Scalar::Type::kInt:
+      *result = scalar.integer;
+      break;
+    case Scalar::Type::kDouble:
+      *result = scalar.number;
+      break;
+  }
+  return true;
+}
+
+}  // namespace atomflow::lang
