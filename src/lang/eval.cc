@@ -16,8 +16,9 @@ Value Eval(const Expr& expr, EvalHost& host);
 // item): arithmetic and logic try the scalar path first (EvalScalar). Below such a node the
 // general path never tries it again, so a node that falls back is not retried once per level.
 Value EvalTop(const Expr& expr, EvalHost& host) {
+  bool operation = expr.kind == Expr::Kind::kBinary || expr.kind == Expr::Kind::kUnary;
   Value result;
-  if (EvalScalar(expr, host, &result)) return result;
+  if (operation && expr.scalar && EvalScalar(expr, host, &result)) return result;
   return Eval(expr, host);
 }
 

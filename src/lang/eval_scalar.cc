@@ -12,8 +12,7 @@ namespace {
 // A number or a boolean while the scalar path computes.
 struct Scalar {
   enum class Type { kBool, kInt, kDouble };
-  // No initialisers: the program's stack of them is not cleared on every run.
-  Type type;
+  Type type = Type::kInt;
   union {
     bool boolean;
     int64_t integer;
@@ -208,100 +207,54 @@ bool Unary(ExprOp op, const Scalar& operand, Scalar* out) {
   return true;
 }
 
-// Pushes a leaf's value; false when it is not a number or boolean (or not there).
-bool Push(const ScalarOp& op, const EvalHost& host, Scalar* slot) {
-  const Expr& node = *op.node;
-  if (op.code == ScalarOp::Code::kConstant) return FromValue(node.literal, slot);
-  const Value* value = op.code == ScalarOp::Code::kVariable ? host.Lookup(node.name, node.hint)
-                                                            : ReadPlace(node, host);
-  return value != nullptr && FromValue(*value, slot);
+bool EvalNode(const Expr& expr, const EvalHost& host, Scalar* out);
+
+// An operand: most are variables and literals, read here without a call of EvalNode.
+inline bool EvalOperand(const Expr& expr, const EvalHost& host, Scalar* out) {
+  if (expr.kind == Expr::Kind::kLiteral) return FromValue(expr.literal, out);
+  if (expr.kind == Expr::Kind::kName) {
+    const Value* value = host.Lookup(expr.name, expr.hint);
+    return value != nullptr && FromValue(*value, out);
+  }
+  return EvalNode(expr, host, out);
 }
 
-bool Run(const std::vector<ScalarOp>& program, const EvalHost& host, Scalar* out) {
-  Scalar stack[kMaxExpressionDepth + 1];  // a postfix program needs its tree's height at most
-  size_t top = 0;                         // entries on the stack
-  for (size_t pc = 0; pc < program.size(); ++pc) {
-    const ScalarOp& op = program[pc];
-    switch (op.code) {
-      case ScalarOp::Code::kConstant:
-      case ScalarOp::Code::kVariable:
-      case ScalarOp::Code::kPlace:
-        if (!Push(op, host, &stack[top])) return false;
-        ++top;
-        break;
-      case ScalarOp::Code::kUnary:
-        if (!Unary(op.op, stack[top - 1], &stack[top - 1])) return false;
-        break;
-      case ScalarOp::Code::kBinary:
-        --top;
-        if (!Binary(op.op, stack[top - 1], stack[top], &stack[top - 1])) return false;
-        break;
-      case ScalarOp::Code::kAnd:
-      case ScalarOp::Code::kOr: {
-        const Scalar& left = stack[top - 1];
-        if (left.type != Scalar::Type::kBool) return false;
-        bool decides = left.boolean != (op.code == ScalarOp::Code::kAnd);
-        if (decides) {
-          pc = op.jump - 1;  // the left side is the result
-        } else {
-          --top;
-        }
-        break;
-      }
-      case ScalarOp::Code::kCheckBool:
-        if (stack[top - 1].type != Scalar::Type::kBool) return false;
-        break;
-    }
+// `and` / `or` on booleans; the right side runs only when the left does not decide.
+bool Logical(const Expr& expr, const EvalHost& host, Scalar* out) {
+  bool is_and = expr.op == ExprOp::kAnd;
+  for (const auto& operand : expr.operands) {
+    if (!EvalOperand(*operand, host, out) || out->type != Scalar::Type::kBool) return false;
+    if (out->boolean != is_and) return true;
   }
-  *out = stack[0];
   return true;
+}
+
+bool EvalNode(const Expr& expr, const EvalHost& host, Scalar* out) {
+  switch (expr.kind) {
+    case Expr::Kind::kField: {
+      const Value* value = ReadPlace(expr, host);
+      return value != nullptr && FromValue(*value, out);
+    }
+    case Expr::Kind::kUnary: {
+      Scalar operand;
+      return EvalOperand(*expr.operands[0], host, &operand) && Unary(expr.op, operand, out);
+    }
+    case Expr::Kind::kBinary: {
+      if (expr.op == ExprOp::kAnd || expr.op == ExprOp::kOr) return Logical(expr, host, out);
+      Scalar left, right;
+      return EvalOperand(*expr.operands[0], host, &left) &&
+             EvalOperand(*expr.operands[1], host, &right) && Binary(expr.op, left, right, out);
+    }
+    default:
+      return EvalOperand(expr, host, out);
+  }
 }
 
 }  // namespace
 
-void CompileScalar(const Expr& node, std::vector<ScalarOp>& program) {
-  ScalarOp op;
-  op.node = &node;
-  op.op = node.op;
-  switch (node.kind) {
-    case Expr::Kind::kLiteral:
-      op.code = ScalarOp::Code::kConstant;
-      break;
-    case Expr::Kind::kName:
-      op.code = ScalarOp::Code::kVariable;
-      break;
-    case Expr::Kind::kField:
-      op.code = ScalarOp::Code::kPlace;
-      break;
-    case Expr::Kind::kUnary:
-      CompileScalar(*node.operands[0], program);
-      op.code = ScalarOp::Code::kUnary;
-      break;
-    default: {  // kBinary: Expr::scalar admits no other kind
-      CompileScalar(*node.operands[0], program);
-      bool logical = node.op == ExprOp::kAnd || node.op == ExprOp::kOr;
-      if (!logical) {
-        CompileScalar(*node.operands[1], program);
-        op.code = ScalarOp::Code::kBinary;
-        break;
-      }
-      size_t branch = program.size();
-      op.code = node.op == ExprOp::kAnd ? ScalarOp::Code::kAnd : ScalarOp::Code::kOr;
-      program.push_back(op);
-      CompileScalar(*node.operands[1], program);
-      op.code = ScalarOp::Code::kCheckBool;
-      program.push_back(op);
-      program[branch].jump = static_cast<uint32_t>(program.size());
-      return;
-    }
-  }
-  program.push_back(op);
-}
-
 bool EvalScalar(const Expr& expr, const EvalHost& host, Value* result) {
-  if (expr.scalar_program.empty()) return false;
   Scalar scalar;
-  if (!Run(expr.scalar_program, host, &scalar)) return false;
+  if (!EvalNode(expr, host, &scalar)) return false;
   switch (scalar.type) {
     case Scalar::Type::kBool:
       *result = scalar.boolean;

@@ -23,31 +23,6 @@ enum class ExprOp {
 };
 // clang-format on
 
-// Nodes on the longest path down from the root at most; the parser refuses deeper ones.
-constexpr int kMaxExpressionDepth = 200;
-
-class Expr;
-
-// One instruction of a scalar operation's flat program (Expr::scalar_program): the operands in
-// postfix order on a stack of numbers and booleans. `and` / `or` jump past their right side
-// when the left decides.
-struct ScalarOp {
-  enum class Code : uint8_t {
-    kConstant,   // push node->literal
-    kVariable,   // push the variable node->name
-    kPlace,      // push the field chain node (`args.n`)
-    kUnary,      // apply op to the top
-    kBinary,     // apply op to the two topmost, leaving one
-    kAnd,        // the top must be a boolean: false jumps to `jump`, true is popped
-    kOr,         // the same with true
-    kCheckBool,  // the top (the right side of and/or) must be a boolean
-  };
-  Code code = Code::kConstant;
-  ExprOp op = ExprOp::kAdd;
-  uint32_t jump = 0;
-  const Expr* node = nullptr;  // in the same tree as the program, so it lives as long
-};
-
 // One node of a parsed expression. Built by ParseExpression, never changed afterwards, so a
 // tree is shared read-only between threads; children are shared_ptr so that an assignment
 // target can keep its index expressions.
@@ -75,20 +50,13 @@ class Expr {
   // of fields of them, or number and boolean literals: it may evaluate on the scalar path
   // (EvalScalar), which builds no Value per node. Set by the parser.
   bool scalar = false;
-  // On a scalar operation whose parent is not one (or that is the root): the whole subtree as
-  // a flat program, which EvalScalar runs as a loop instead of a call per node. Set by the
-  // parser once the tree is complete.
-  std::vector<ScalarOp> scalar_program;
 };
 
-// Compiles the scalar subtree at node into its program (see ScalarOp).
-void CompileScalar(const Expr& node, std::vector<ScalarOp>& program);
-
-// The scalar path (eval_scalar.cc): runs a node's scalar_program on numbers and booleans
-// without building a Value per node; false at once when the node has none. False, having raised
-// nothing, when an operand is of another type or an operation would raise (overflow, division by
-// zero): the general path then gives the value or the documented error. Scalar nodes have no
-// effects, so evaluating one again on the general path changes nothing.
+// The scalar path (eval_scalar.cc): evaluates a node with Expr::scalar set on numbers and
+// booleans without building a Value per node. False, having raised nothing, when an operand is
+// of another type or an operation would raise (overflow, division by zero): the general path
+// then gives the value or the documented error. Scalar nodes have no effects, so evaluating
+// one again on the general path changes nothing.
 bool EvalScalar(const Expr& expr, const EvalHost& host, Value* result);
 
 // The language's operators on values. Each throws RaisedError (TypeError, ValueError,

@@ -14,6 +14,7 @@ namespace {
 
 // How deeply an expression may nest (operators, parentheses, lists, maps, calls). Far beyond
 // what a person writes; low enough that evaluating the tree cannot overflow a worker's stack.
+constexpr int kMaxExpressionDepth = 200;
 
 using ExprPtr = std::shared_ptr<const Expr>;
 
@@ -382,24 +383,12 @@ class Parser {
   int depth_ = 0;  // ParseUnary calls in progress
 };
 
-// Gives each scalar operation whose parent is not one its program (Expr::scalar_program).
-void CompileScalarPrograms(Expr& node, bool parent_scalar) {
-  bool operation = node.kind == Expr::Kind::kBinary || node.kind == Expr::Kind::kUnary;
-  if (node.scalar && !parent_scalar && operation) CompileScalar(node, node.scalar_program);
-  for (const ExprPtr& operand : node.operands) {
-    CompileScalarPrograms(const_cast<Expr&>(*operand), node.scalar);
-  }
-}
-
 Result<ExprPtr> Parse(std::string_view text) {
   Result<std::vector<Token>> tokens = Tokenize(text);
   if (!tokens.ok()) return tokens.status();
   if (tokens->size() == 1) return Status::Error("empty expression");
   try {
-    ExprPtr root = Parser(std::move(tokens.value())).ParseAll();
-    // The tree is not shared yet: this is the last change it sees.
-    CompileScalarPrograms(const_cast<Expr&>(*root), false);
-    return root;
+    return Parser(std::move(tokens.value())).ParseAll();
   } catch (const ParseError& error) {
     return Status::Error(error.message);
   } catch (const RaisedError& error) {
