@@ -335,8 +335,17 @@ namespace {
 // that few commits claim the lot (a claim queues behind the resumed executions' own writes)
 // while the first executions resume soon.
 constexpr size_t kFirstRecoverBatch = 1000;
+// No claim takes more: a claim is one savepoint, whose undo records (the rows' pages, a few
+// executions to a page) the store keeps in memory until it ends, and one commit, whose pages
+// must fit the writer's page cache (16 MB) or spill.
+constexpr size_t kLargestRecoverBatch = 8 * kFirstRecoverBatch;
 // Executions resumed between two launches of them to the workers.
 constexpr size_t kLaunchBatch = 1000;
+
+// The number of executions the claim of batch `index` takes.
+size_t RecoverBatchSize(size_t index) {
+  return index >= 3 ? kLargestRecoverBatch : kFirstRecoverBatch << index;
+}
 
 }  // namespace
 
@@ -402,7 +411,7 @@ Result<std::vector<std::string>> Engine::Recover() {
       }
       if (known->second) continue;  // another live process drives it
     }
-    if (records.empty() || records.back().size() == (kFirstRecoverBatch << (records.size() - 1))) {
+    if (records.empty() || records.back().size() == RecoverBatchSize(records.size() - 1)) {
       records.emplace_back();
     }
     records.back().push_back(std::move(record));

@@ -208,7 +208,14 @@ Status ConfigureWriter(sqlite3* db) {
   // runs now; 16 MB (negative: KiB) keeps those pages cached between commits instead of
   // reading them back, where the default 2 MB did not hold one commit's pages. 64 MB was no
   // faster in durable_txn and cost every process 48 MB more.
-  return ExecSql(db, "PRAGMA cache_size=-16384");
+  status = ExecSql(db, "PRAGMA cache_size=-16384");
+  if (!status.ok()) return status;
+
+  // The undo records of a statement (Finish's, whose trigger may abort it) and of a savepoint
+  // (a claim of many executions) went to a temporary file once they passed 64 KB, and that
+  // file then took a write system call on every later Finish of the batch. They are kept in
+  // memory instead; they only ever matter until their statement or savepoint ends.
+  return ExecSql(db, "PRAGMA temp_store=MEMORY");
 }
 
 Result<int64_t> ReadSchemaVersion(sqlite3* db) {
