@@ -381,7 +381,8 @@ Status SqliteStore::PrepareStatements() {
         "FROM executions e WHERE e.id = ?1"},
        {&w.journal_last_seq, "SELECT IFNULL(MAX(seq), 0) FROM journal WHERE execution_number = ?1"},
        // "state <> ... AND ..." rather than NOT IN (...): SQLite builds NOT IN's list as a
-       // temporary b-tree on every run of the statement, which cost a tenth of each Finish.
+       // temporary b-tree on every run of the statement, a fifth of the time of each Finish
+       // in a measurement of 50,000 of them.
        {&w.finish,
         "UPDATE executions SET state = ?2, result = ?3, error = ?4, end_time_ms = ?5, "
         "owner = '' WHERE id = ?1 AND " +
