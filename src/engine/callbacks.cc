@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
 
 namespace atomflow::engine {
 
@@ -21,6 +22,13 @@ uint64_t Fnv1a(const std::string& text) {
     hash *= 1099511628211ULL;
   }
   return hash;
+}
+
+// The payload's "function", without a copy; empty when there is none.
+std::string_view FunctionOf(const Json& payload) {
+  auto function = payload.find("function");
+  if (function == payload.end() || !function->is_string()) return {};
+  return function->get_ref<const std::string&>();
 }
 
 }  // namespace
@@ -43,8 +51,10 @@ void CallbackBook::Rebuild(const std::string& execution_id,
   std::vector<std::string> created;                   // endpoint ids in creation order
 
   for (const store::JournalEntry& entry : journal) {
+    // Most records are of other kinds and functions: recovery rebuilds every execution's book.
+    if (entry.kind != "intent" && entry.kind != "result" && entry.kind != "callback") continue;
     const Json& payload = entry.payload;
-    std::string function = payload.value("function", "");
+    std::string_view function = FunctionOf(payload);
     if (entry.kind == "intent" && function == kCreate) {
       CallbackEndpoint endpoint{payload.value("callback", ""), payload.value("method", "POST"),
                                 payload.value("url", ""), payload.value("create_time_ms", 0)};
@@ -61,6 +71,9 @@ void CallbackBook::Rebuild(const std::string& execution_id,
       requests[payload.value("callback", "")].push_back(payload.value("request", Json()));
     }
   }
+  // Every reader takes an execution without an entry for one without endpoints; Rebuild runs
+  // before the execution does, when it has none. Most have none: no entry, no allocation.
+  if (endpoints.empty()) return;
 
   for (auto& [id, entry] : endpoints) {
     std::vector<Json>& delivered = requests[id];

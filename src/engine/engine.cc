@@ -335,8 +335,17 @@ namespace {
 // that few commits claim the lot (a claim queues behind the resumed executions' own writes)
 // while the first executions resume soon.
 constexpr size_t kFirstRecoverBatch = 1000;
+// No claim takes more: a claim is one savepoint, whose undo records (the rows' pages, a few
+// executions to a page) the store keeps in memory until it ends, and one commit, whose pages
+// must fit the writer's page cache (16 MB) or spill.
+constexpr size_t kLargestRecoverBatch = 8 * kFirstRecoverBatch;
 // Executions resumed between two launches of them to the workers.
 constexpr size_t kLaunchBatch = 1000;
+
+// The number of executions the claim of batch `index` takes.
+size_t RecoverBatchSize(size_t index) {
+  return index >= 3 ? kLargestRecoverBatch : kFirstRecoverBatch << index;
+}
 
 }  // namespace
 
@@ -391,8 +400,7 @@ Result<std::vector<std::string>> Engine::Recover() {
   if (!active.ok()) return active.status();
   log::Event("recovery.started", {{"active", active->size()}});
 
-  // The listed rows are kept: ClaimMany refuses any that ended since, so none is read again.
-  std::vector<std::vector<std::string>> batches;
+  // The listed rows are kept: ClaimListed refuses any that ended since, so none is read again.
   std::vector<std::vector<store::ExecutionRecord>> records;
   std::unordered_map<std::string, bool> live;  // is each distinct owner a live local process
   for (store::ExecutionRecord& record : *active) {
@@ -403,27 +411,31 @@ Result<std::vector<std::string>> Engine::Recover() {
       }
       if (known->second) continue;  // another live process drives it
     }
-    if (batches.empty() || batches.back().size() == (kFirstRecoverBatch << (batches.size() - 1))) {
-      batches.emplace_back();
+    if (records.empty() || records.back().size() == RecoverBatchSize(records.size() - 1)) {
       records.emplace_back();
     }
-    batches.back().push_back(record.id);
     records.back().push_back(std::move(record));
   }
 
   // The next batch is claimed while this one is resumed, so replays do not wait for commits.
-  auto claim = [this](const std::vector<std::string>& ids) {
-    return std::async(std::launch::async, [this, &ids] { return store_->ClaimMany(ids, owner_); });
+  // A claim reads its own batch's records, which ResumeBatch moves only after the claim.
+  auto claim = [this](const std::vector<store::ExecutionRecord>& batch) {
+    return std::async(std::launch::async, [this, &batch] {
+      std::vector<const store::ExecutionRecord*> listed;
+      listed.reserve(batch.size());
+      for (const store::ExecutionRecord& record : batch) listed.push_back(&record);
+      return store_->ClaimListed(listed, owner_);
+    });
   };
   WorkflowCache workflows;
   std::vector<std::string> resumed;
   std::future<Result<std::vector<bool>>> next;
-  if (!batches.empty()) next = claim(batches[0]);
-  for (size_t b = 0; b < batches.size(); ++b) {
+  if (!records.empty()) next = claim(records[0]);
+  for (size_t b = 0; b < records.size(); ++b) {
     Result<std::vector<bool>> claimed = next.get();
-    if (b + 1 < batches.size()) next = claim(batches[b + 1]);
+    if (b + 1 < records.size()) next = claim(records[b + 1]);
     if (!claimed.ok()) {
-      log::Warn("cannot claim {} executions to resume: {}", batches[b].size(), claimed.message());
+      log::Warn("cannot claim {} executions to resume: {}", records[b].size(), claimed.message());
       continue;
     }
     ResumeBatch(records[b], *claimed, workflows, resumed);

@@ -144,8 +144,8 @@ class Engine {
  private:
   Engine(EngineOptions options, std::unique_ptr<store::Store> store, ProgressSink* progress);
 
-  // Recover's step: resumes those of a batch of listed executions that ClaimMany gave this
-  // process (ClaimMany refuses those no longer ACTIVE, so the listed rows are current).
+  // Recover's step: resumes those of a batch of listed executions that ClaimListed gave this
+  // process (it refuses those no longer ACTIVE, so the listed rows are current).
   void ResumeBatch(std::vector<store::ExecutionRecord>& records, const std::vector<bool>& claimed,
                    WorkflowCache& workflows, std::vector<std::string>& resumed);
   // Resumes a claimed execution read after its claim: replays its journal on `workflow`.

@@ -64,6 +64,8 @@ class SqliteStore final : public Store {
   Result<bool> Claim(const std::string& execution_id, const std::string& owner) override;
   Result<std::vector<bool>> ClaimMany(const std::vector<std::string>& ids,
                                       const std::string& owner) override;
+  Result<std::vector<bool>> ClaimListed(const std::vector<const ExecutionRecord*>& records,
+                                        const std::string& owner) override;
   Status Release(const std::string& execution_id, const std::string& owner) override;
 
   // sqlite_store_workflows.cc
@@ -96,6 +98,7 @@ class SqliteStore final : public Store {
     std::function<void(Status)> done;
     bool is_append = false;
     bool is_async_create = false;  // its failure refuses the execution's later writes
+    bool writes_nothing = false;   // `apply` only updates the writer's memory (tails_)
     std::string execution_id;      // of an append or an asynchronous create
     std::string kind, key, payload;
     int64_t time_ms = 0;
@@ -107,8 +110,8 @@ class SqliteStore final : public Store {
   // Statements of the writer connection; used only by the writer thread.
   struct WriterStatements {
     Statement begin, commit, rollback;
-    Statement insert_execution, insert_journal, journal_tail;
-    Statement finish, owner, set_owner;
+    Statement insert_execution, insert_journal, journal_tail, journal_last_seq;
+    Statement finish, finish_row, owner, owner_by_id, owner_by_number, set_owner, set_owner_row;
   };
 
   // Statements of the reader connection; used under read_mutex_.
@@ -151,17 +154,29 @@ class SqliteStore final : public Store {
   Status ApplyCreate(const ExecutionRecord& record, bool async);
   Status ApplyAppend(const WriteOp& op);
   Status CheckNotRefused(const std::string& execution_id) const;
-  // Where the execution's next journal entry goes; see tails_.
+  // Where the execution's row is and its next journal entry goes; see tails_.
   struct JournalTail {
-    int64_t number = 0;    // executions.number, the journal's key for the execution
-    int64_t next_seq = 1;  // the seq its next entry gets
+    int64_t number = 0;  // executions.number, the journal's key for the execution
+    // The row's rowid when it was last read, a hint only: a VACUUM by another process may
+    // renumber rows, so a write by rowid also checks the number and falls back to the id.
+    int64_t rowid = 0;
+    int64_t next_seq = 0;  // the seq its next entry gets; 0: not known yet, read on first use
   };
   Result<JournalTail*> Tail(const std::string& execution_id);
   Status ApplyFinish(const std::string& execution_id, const std::string& state,
                      const std::string& result, const std::string& error);
+  Result<bool> FinishCachedRow(const std::string& execution_id, const std::string& state,
+                               const std::string& result, const std::string& error,
+                               int64_t end_time_ms);
   Status ApplyClaim(const std::string& execution_id, const std::string& owner, bool& claimed);
   Status ApplyClaimMany(const std::vector<std::string>& ids, const std::string& owner,
                         std::vector<bool>& claimed);
+  Status ApplyClaimListed(const std::vector<const ExecutionRecord*>& records,
+                          const std::string& owner, std::vector<bool>& claimed);
+  // One execution of a ClaimMany or ClaimListed: `select` is bound and returns
+  // (rowid, number, owner, state); true when the execution is now `owner`'s.
+  Result<bool> ClaimOne(Statement& select, const std::string& execution_id,
+                        const std::string& owner, LivenessCache& live);
   Status ApplyRelease(const std::string& execution_id, const std::string& owner);
   Result<std::string> CurrentOwner(const std::string& execution_id);
   // Runs `read` in one read transaction (one snapshot for all its journals), holding
@@ -171,6 +186,10 @@ class SqliteStore final : public Store {
   // ReadJournals' and ReadListedJournals' reads, inside the read transaction.
   Result<Journals> ReadJournalsLocked(const std::vector<std::string>& ids);
   Result<Journals> ReadListedJournalsLocked(const std::vector<const ExecutionRecord*>& records);
+  // Queues, behind everything already queued, where each journal of a ReadListedJournals
+  // ended, for executions whose tail a claim cached without it.
+  void QueueJournalEnds(const std::vector<const ExecutionRecord*>& records,
+                        const Journals& journals);
 
   // Runs a write of several statements so that it applies whole or not at all, even when a
   // later op of the same batch commits.
@@ -197,9 +216,9 @@ class SqliteStore final : public Store {
   std::vector<WriteOp> queue_;  // guarded by queue_mutex_
   bool stopping_ = false;       // guarded by queue_mutex_
 
-  // The journal tail of each unfinished execution that was created or appended in this
-  // process. Writer thread only; an entry goes at Finish; all are cleared when a batch fails,
-  // since the numbers and seqs it handed out were rolled back.
+  // The journal tail of each unfinished execution that was created, claimed or appended in
+  // this process. Writer thread only; an entry goes at Finish; all are cleared when a batch
+  // fails, since the numbers and seqs it handed out were rolled back.
   std::unordered_map<std::string, JournalTail> tails_;
 
   // Ids whose asynchronous create failed: their appends and Finish are refused for the life

@@ -213,7 +213,9 @@ Result<SqliteStore::Journals> SqliteStore::ReadJournals(const std::vector<std::s
 
 Result<SqliteStore::Journals> SqliteStore::ReadListedJournals(
     const std::vector<const ExecutionRecord*>& records) {
-  return ReadInTransaction([&] { return ReadListedJournalsLocked(records); });
+  Result<Journals> journals = ReadInTransaction([&] { return ReadListedJournalsLocked(records); });
+  if (journals.ok()) QueueJournalEnds(records, *journals);
+  return journals;
 }
 
 // One read transaction for the lot: one snapshot, taken once rather than per journal.

@@ -53,6 +53,14 @@ Result<std::vector<std::vector<JournalEntry>>> Store::ReadListedJournals(
   return ReadJournals(ids);
 }
 
+Result<std::vector<bool>> Store::ClaimListed(const std::vector<const ExecutionRecord*>& records,
+                                             const std::string& owner) {
+  std::vector<std::string> ids;
+  ids.reserve(records.size());
+  for (const ExecutionRecord* record : records) ids.push_back(record->id);
+  return ClaimMany(ids, owner);
+}
+
 std::string ProcessOwner() { return HostName() + ":" + std::to_string(getpid()); }
 
 bool IsLiveLocalOwner(std::string_view owner) {

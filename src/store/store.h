@@ -141,7 +141,10 @@ class Store {
 
   // ReadJournals for records this store returned (element i is records[i]'s journal); fails
   // as a whole. A store may find each journal by what it put in the record (its number)
-  // rather than look the id up; this default reads them by id.
+  // rather than look the id up; this default reads them by id. For the executions that
+  // ClaimListed gave the caller, a store may also keep where each journal ended, so that the
+  // next append continues it without a look-up: the caller owns them, so nothing else
+  // appends to them meanwhile.
   [[nodiscard]] virtual Result<std::vector<std::vector<JournalEntry>>> ReadListedJournals(
       const std::vector<const ExecutionRecord*>& records);
 
@@ -155,6 +158,12 @@ class Store {
   // there is no such execution.
   [[nodiscard]] virtual Result<std::vector<bool>> ClaimMany(const std::vector<std::string>& ids,
                                                             const std::string& owner) = 0;
+
+  // ClaimMany for records this store returned (element i is records[i]'s claim). A store may
+  // find each row by what it put in the record (its number) rather than look the id up; this
+  // default claims them by id.
+  [[nodiscard]] virtual Result<std::vector<bool>> ClaimListed(
+      const std::vector<const ExecutionRecord*>& records, const std::string& owner);
 
   // Clears the owner if it is `owner`; releasing an execution held by another is a no-op.
   [[nodiscard]] virtual Status Release(const std::string& execution_id,

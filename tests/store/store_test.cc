@@ -351,6 +351,163 @@ TEST_F(StoreTest, ClaimManyRefusesExecutionsNoLongerActive) {
   EXPECT_EQ(store->GetExecution("ended")->owner, "") << "an ended execution was claimed";
 }
 
+// Runs SQL on the store's file through a connection of its own, as another process would.
+void ExecOnFile(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 10000);
+  char* error = nullptr;
+  int code = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  std::string message = error != nullptr ? error : "";
+  sqlite3_free(error);
+  sqlite3_close(db);
+  ASSERT_EQ(code, SQLITE_OK) << message;
+}
+
+TEST_F(StoreTest, FinishChangesOnlyHowTheExecutionEndedAndKeepsItsSource) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ExecutionRecord created = MakeRecord("e1", 100);
+  created.owner = ProcessOwner();
+  created.revision_id = "000002-3fa";
+  created.service_account = "robot";
+  created.labels = R"({"team":"ml"})";
+  ASSERT_TRUE(store->CreateExecution(created).ok());
+  ASSERT_TRUE(AppendAndWait(*store, "e1", MakeEntry("1")).ok());
+  store->Finish("e1", "FAILED", "", R"({"message":"boom"})", nullptr);
+  ASSERT_TRUE(store->Flush().ok());
+
+  Result<ExecutionRecord> e1 = store->GetExecution("e1");
+  ASSERT_TRUE(e1.ok()) << e1.message();
+  EXPECT_EQ(e1->state, "FAILED");
+  EXPECT_EQ(e1->error, R"({"message":"boom"})");
+  EXPECT_EQ(e1->owner, "") << "Finish clears the owner";
+  EXPECT_GT(e1->end_time_ms, 0);
+  EXPECT_EQ(e1->source, created.source) << "the source is what a later resume would run";
+  EXPECT_EQ(e1->source_file, created.source_file);
+  EXPECT_EQ(e1->argument, created.argument);
+  EXPECT_EQ(e1->workflow_name, created.workflow_name);
+  EXPECT_EQ(e1->start_time_ms, 100);
+  EXPECT_EQ(e1->revision_id, "000002-3fa");
+  EXPECT_EQ(e1->service_account, "robot");
+  EXPECT_EQ(e1->labels, R"({"team":"ml"})");
+  EXPECT_EQ(e1->number, 1);
+}
+
+// Regression guard for the cached rowid: a VACUUM by another process may renumber the rows of
+// `executions`, and a Finish by a stale rowid must neither end another execution nor fail.
+TEST_F(StoreTest, FinishAfterAnotherProcessRenumberedTheRowsEndsTheRightExecution) {
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("first", 100)).ok());
+  ASSERT_TRUE(store->CreateExecution(MakeRecord("second", 200)).ok());
+  ExecOnFile(path_,
+             "UPDATE executions SET rowid = rowid + 100; "
+             "UPDATE executions SET rowid = 1 WHERE id = 'second'");
+
+  store->Finish("first", "SUCCEEDED", "7", "", nullptr);
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_EQ(store->GetExecution("first")->state, "SUCCEEDED");
+  EXPECT_EQ(store->GetExecution("first")->result, "7");
+  EXPECT_EQ(store->GetExecution("second")->state, "ACTIVE") << "the stale rowid's new row ended";
+  EXPECT_EQ(store->GetExecution("second")->result, "");
+}
+
+TEST_F(StoreTest, ClaimListedFindsRowsByNumberWithClaimManysRules) {
+  pid_t live = fork();
+  ASSERT_GE(live, 0);
+  if (live == 0) {
+    while (true) pause();  // a live process on this host, until the test kills it
+  }
+  pid_t dead = fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) _exit(0);
+  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  std::string mine = ProcessOwner();
+  std::string host = mine.substr(0, mine.rfind(':'));
+  std::string lives = host + ":" + std::to_string(live);
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (const char* id : {"orphan", "free", "ended", "held"}) {
+    ASSERT_TRUE(store->CreateExecution(MakeRecord(id, 100)).ok());
+  }
+  ASSERT_TRUE(*store->Claim("orphan", host + ":" + std::to_string(dead)));
+  ASSERT_TRUE(*store->Claim("held", lives));
+  Result<std::vector<ExecutionRecord>> listed = store->ListExecutions("ACTIVE", 0);
+  ASSERT_TRUE(listed.ok()) << listed.message();
+  store->Finish("ended", "CANCELLED", "", "", nullptr);
+  ASSERT_TRUE(store->Flush().ok());
+
+  // Newest first: held, ended, free, orphan; plus a record the store never returned (number
+  // 0), claimed by its id, and an unknown one.
+  ASSERT_EQ(listed->size(), 4u);
+  ASSERT_EQ((*listed)[0].id, "held");
+  ExecutionRecord unnumbered = MakeRecord("free", 100);
+  ExecutionRecord unknown = MakeRecord("nope", 100);
+  Result<std::vector<bool>> claimed = store->ClaimListed(
+      {&(*listed)[0], &(*listed)[1], &(*listed)[2], &(*listed)[3], &unnumbered, &unknown}, mine);
+  ASSERT_TRUE(claimed.ok()) << claimed.message();
+  EXPECT_EQ(*claimed, (std::vector<bool>{false, false, true, true, true, false}));
+  EXPECT_EQ(store->GetExecution("held")->owner, lives);
+  EXPECT_EQ(store->GetExecution("ended")->owner, "") << "an ended execution was claimed";
+  EXPECT_EQ(store->GetExecution("free")->owner, mine);
+  EXPECT_EQ(store->GetExecution("orphan")->owner, mine);
+
+  ASSERT_EQ(kill(live, SIGKILL), 0);
+  ASSERT_EQ(waitpid(live, nullptr, 0), live);
+  claimed = store->ClaimListed({&(*listed)[0]}, mine);
+  ASSERT_TRUE(claimed.ok()) << claimed.message();
+  EXPECT_EQ(*claimed, std::vector<bool>{true});
+  EXPECT_EQ(store->GetExecution("held")->owner, mine);
+}
+
+// After a restart, the journal read of claimed executions tells the writer where each journal
+// ends: appends must continue there, with or without that read, and after a Finish.
+TEST_F(StoreTest, AppendsAfterAClaimContinueEachJournalAtItsNextSeq) {
+  {
+    std::unique_ptr<Store> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    for (const char* id : {"read", "unread", "empty"}) {
+      ASSERT_TRUE(store->CreateExecution(MakeRecord(id, 100)).ok());
+    }
+    for (int i = 1; i <= 3; ++i) {
+      ASSERT_TRUE(AppendAndWait(*store, "read", MakeEntry(std::to_string(i))).ok());
+      ASSERT_TRUE(AppendAndWait(*store, "unread", MakeEntry(std::to_string(i))).ok());
+    }
+  }
+
+  std::unique_ptr<Store> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Result<std::vector<ExecutionRecord>> listed = store->ListExecutions("ACTIVE", 0);
+  ASSERT_TRUE(listed.ok()) << listed.message();
+  std::map<std::string, const ExecutionRecord*> by_id;
+  for (const ExecutionRecord& record : *listed) by_id[record.id] = &record;
+  ASSERT_EQ(by_id.size(), 3u);
+  Result<std::vector<bool>> claimed =
+      store->ClaimListed({by_id["read"], by_id["unread"], by_id["empty"]}, ProcessOwner());
+  ASSERT_TRUE(claimed.ok()) << claimed.message();
+  ASSERT_EQ(*claimed, (std::vector<bool>{true, true, true}));
+  Result<std::vector<std::vector<JournalEntry>>> journals =
+      store->ReadListedJournals({by_id["read"], by_id["empty"]});
+  ASSERT_TRUE(journals.ok()) << journals.message();
+
+  for (const char* id : {"read", "unread", "empty"}) {
+    ASSERT_TRUE(AppendAndWait(*store, id, MakeEntry("after")).ok()) << id;
+    ASSERT_TRUE(AppendAndWait(*store, id, MakeEntry("after 2")).ok()) << id;
+  }
+  EXPECT_THAT(Seqs(*store->ReadJournal("read")), ::testing::ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_THAT(Seqs(*store->ReadJournal("unread")), ::testing::ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_THAT(Seqs(*store->ReadJournal("empty")), ::testing::ElementsAre(1, 2));
+  EXPECT_EQ(store->ReadJournal("read")->back().key, "after 2");
+
+  store->Finish("read", "SUCCEEDED", "1", "", nullptr);
+  ASSERT_TRUE(store->Flush().ok());
+  ASSERT_TRUE(AppendAndWait(*store, "read", MakeEntry("operator")).ok());
+  EXPECT_THAT(Seqs(*store->ReadJournal("read")), ::testing::ElementsAre(1, 2, 3, 4, 5, 6));
+  EXPECT_EQ(store->GetExecution("read")->state, "SUCCEEDED");
+}
+
 TEST_F(StoreTest, ReadJournalsReadsEachJournalInSeqOrder) {
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
