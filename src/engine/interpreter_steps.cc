@@ -82,10 +82,12 @@ List RangeValues(const Value& range) {
   if (from.is_int() && to.is_int()) {
     for (int64_t v = from.AsInt(); v <= to.AsInt() && values.size() < kMaxValues; ++v) {
       values.emplace_back(v);
+      if (v == to.AsInt()) break;  // ++v would overflow when the end is INT64_MAX
     }
   } else {
     for (double v = from.AsNumber(); v <= to.AsNumber() && values.size() < kMaxValues; v += 1.0) {
       values.emplace_back(v);
+      if (v + 1.0 == v) break;  // past 2^53 adding one changes nothing: the range would not end
     }
   }
   return values;

@@ -19,8 +19,15 @@ class Meter {
 
   void Add(size_t bytes) { total_ += bytes; }
 
-  void Add(const Value& value) {
+  // depth: the value's own level, 1 for a variable. Below kMaxValueDepth nothing is read, so
+  // a value nested deeper (built one level per step) is refused before anything that walks
+  // it recursively (the journal's encoding, the destructor) could exhaust a thread's stack.
+  void Add(const Value& value, int depth = 1) {
     if (total_ > limit_) return;
+    if (depth > kMaxValueDepth) {
+      too_deep_ = true;
+      return;
+    }
     switch (value.type()) {
       case Value::Type::kString:
         AddText(value.AsString());
@@ -30,13 +37,13 @@ class Meter {
         return;
       case Value::Type::kList:
         total_ += kScalarBytes;
-        for (const Value& item : value.AsList()) Add(item);
+        for (const Value& item : value.AsList()) Add(item, depth + 1);
         return;
       case Value::Type::kMap:
         total_ += kScalarBytes;
         for (const auto& [key, item] : value.AsMap()) {
           total_ += key.size();
-          Add(item);
+          Add(item, depth + 1);
         }
         return;
       default:
@@ -47,6 +54,7 @@ class Meter {
 
   size_t total() const { return total_; }
   size_t long_string() const { return long_string_; }
+  bool too_deep() const { return too_deep_; }
 
  private:
   void AddText(const std::string& text) {
@@ -57,6 +65,7 @@ class Meter {
   size_t limit_;
   size_t total_ = 0;
   size_t long_string_ = 0;  // the size of the first string over kMaxStringBytes; 0 when none
+  bool too_deep_ = false;   // a value nests deeper than kMaxValueDepth
 };
 
 }  // namespace
@@ -92,6 +101,12 @@ std::string AfterStep(const Step& step) {
                                   AfterStep(step));
 }
 
+[[noreturn]] void RaiseTooDeep(const Step& step, const std::string& name) {
+  Raise("ResourceLimitError", "variable '" + name +
+                                  "' nests lists and maps deeper than the limit of " +
+                                  std::to_string(kMaxValueDepth) + " levels" + AfterStep(step));
+}
+
 [[noreturn]] void RaiseTooMuchMemory(const Step& step) {
   Raise("ResourceLimitError", "the variables of the workflow take more than " +
                                   std::to_string(kMaxVariableBytes) + " bytes, the memory limit" +
@@ -101,7 +116,11 @@ std::string AfterStep(const Step& step) {
 }  // namespace
 
 void CheckVariableMemory(const Step& step, const Map& vars) {
-  if (step.kind != Step::Kind::kAssign && step.kind != Step::Kind::kCall) return;
+  // A switch's arm may assign too.
+  if (step.kind != Step::Kind::kAssign && step.kind != Step::Kind::kCall &&
+      step.kind != Step::Kind::kSwitch) {
+    return;
+  }
 
   Meter meter(kMaxVariableBytes);
   for (const auto& [name, value] : vars) {
@@ -110,6 +129,7 @@ void CheckVariableMemory(const Step& step, const Map& vars) {
     // A string over its own limit is named first: it is the cause even when the total is
     // passed too.
     if (meter.long_string() != 0) RaiseLongString(step, name, meter.long_string());
+    if (meter.too_deep()) RaiseTooDeep(step, name);
     if (meter.total() > kMaxVariableBytes) RaiseTooMuchMemory(step);
   }
 }

@@ -31,6 +31,7 @@ inline constexpr int kMaxStepNesting = 100;
 inline constexpr int64_t kMaxStepsPerExecution = 100000;  // ResourceLimitError
 inline constexpr int kMaxCallDepth = 20;                  // RecursionError
 inline constexpr size_t kMaxVariableBytes = 512 * 1024;   // one frame's variables
+inline constexpr int kMaxValueDepth = kMaxJsonTextDepth;  // nesting of a variable's value
 inline constexpr size_t kMaxStringBytes = 256 * 1024;     // one string value
 inline constexpr size_t kMaxArgumentBytes = 32 * 1024;    // the execution argument, as JSON
 inline constexpr int kMaxConcurrentBranches = 20;         // branches and iterations at once
@@ -47,9 +48,10 @@ void CheckCallDepth(int depth, const std::string& routine);
 // frame costs at most the limit.
 size_t ValueBytes(const Value& value, size_t limit = SIZE_MAX);
 
-// Raises ResourceLimitError when a string in vars is longer than kMaxStringBytes or when vars
-// together take more than kMaxVariableBytes. Cheap for the steps that cannot grow variables:
-// only assign and call steps are measured.
+// Raises ResourceLimitError when a string in vars is longer than kMaxStringBytes, when a
+// variable nests lists and maps deeper than kMaxValueDepth, or when vars together take more
+// than kMaxVariableBytes. Cheap for the steps that cannot grow variables: only assign, call
+// and switch steps are measured.
 void CheckVariableMemory(const Step& step, const Map& vars);
 
 // An error when the execution argument, json_bytes long as JSON, is larger than

@@ -53,6 +53,35 @@ std::optional<YAML::Node> ParseYaml(const std::string& text, Diagnostics& diagno
   return std::nullopt;
 }
 
+// Bounds on the document once its aliases are followed. yaml-cpp's parser already refuses text
+// nested a few hundred levels deep, and a 128 KiB file holds far fewer nodes than this.
+constexpr int kMaxYamlDepth = 1000;
+constexpr size_t kMaxYamlNodes = 1000000;
+
+// An alias may refer to a node that contains it (`&a [1, *a]`), which makes the document
+// infinitely deep, or aliases of aliases may expand it exponentially; yaml-cpp builds either
+// without complaint. Walking the document here, bounded in depth and in nodes, refuses it
+// before the loader's recursive reading could exhaust the stack or the memory.
+bool BoundedYaml(const YAML::Node& node, int depth, size_t& nodes, Diagnostics& diagnostics) {
+  if (depth > kMaxYamlDepth || ++nodes > kMaxYamlNodes) {
+    diagnostics.Error(PosOf(node),
+                      "the document is too deep or too large once its aliases are followed "
+                      "(an alias that refers to a node containing it?)");
+    return false;
+  }
+  if (node.IsSequence()) {
+    for (const YAML::Node& item : node) {
+      if (!BoundedYaml(item, depth + 1, nodes, diagnostics)) return false;
+    }
+  } else if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!BoundedYaml(it->first, depth + 1, nodes, diagnostics)) return false;
+      if (!BoundedYaml(it->second, depth + 1, nodes, diagnostics)) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void WorkflowLoader::LoadDocument(const YAML::Node& root, Workflow& workflow) {
@@ -169,6 +198,8 @@ Result<std::shared_ptr<const Workflow>> LoadWorkflow(const std::string& file,
 
   std::optional<YAML::Node> root = ParseYaml(text, diagnostics);
   if (!root) return diagnostics.ToStatus();
+  size_t nodes = 0;
+  if (!BoundedYaml(*root, 0, nodes, diagnostics)) return diagnostics.ToStatus();
 
   auto workflow = std::make_shared<Workflow>();
   workflow->file = file;

@@ -142,7 +142,14 @@ Template WorkflowLoader::LoadScalarTemplate(const YAML::Node& node) {
   if (trimmed.size() >= 3 && trimmed.substr(0, 2) == "${" && trimmed.back() == '}') {
     return LoadExpression(node, trimmed.substr(2, trimmed.size() - 3));
   }
-  return Literal(IsPlain(node) ? PlainScalarValue(text) : Value(text), PosOf(node));
+  Value value = IsPlain(node) ? PlainScalarValue(text) : Value(text);
+  // Infinity and NaN are no numbers of the language (nor of JSON): `.inf`, `.nan` and a
+  // literal past a double's range are refused where they are written, as `${1e999}` is.
+  if (value.is_double() && !std::isfinite(value.AsDouble())) {
+    Error(node, "the number '" + text + "' is not finite" + InStep() +
+                    ": infinities and NaN cannot be values");
+  }
+  return Literal(std::move(value), PosOf(node));
 }
 
 Template WorkflowLoader::LoadExpression(const YAML::Node& node, std::string_view body) {
