@@ -17,6 +17,12 @@ namespace {
                                  left.TypeName(), right.TypeName()));
 }
 
+// "an integer", "a list": a type name as a message's noun.
+std::string WithArticle(const char* type_name) {
+  bool vowel = std::string_view("aeiou").find(type_name[0]) != std::string_view::npos;
+  return std::string(vowel ? "an " : "a ") + type_name;
+}
+
 [[noreturn]] void Overflow(ExprOp op) {
   Raise("ValueError", fmt::format("integer overflow in {}", OpSymbol(op)));
 }
@@ -287,8 +293,8 @@ Value ApplyBinary(ExprOp op, const Value& left, const Value& right) {
 
 const Value& GetField(const Value& base, std::string_view field) {
   if (!base.is_map()) {
-    Raise("TypeError", fmt::format("cannot read field '{}' of a {}: only maps have fields", field,
-                                   base.TypeName()));
+    Raise("TypeError", fmt::format("cannot read field '{}' of {}: only maps have fields", field,
+                                   WithArticle(base.TypeName())));
   }
   const Value* value = base.AsMap().Find(field);
   if (value == nullptr) Raise("KeyError", fmt::format("key '{}' not found in map", field));
@@ -303,7 +309,8 @@ const Value& GetIndex(const Value& base, const Value& index) {
     return GetField(base, index.AsString());
   }
   if (!base.is_list()) {
-    Raise("TypeError", fmt::format("cannot index a {}: only lists and maps", base.TypeName()));
+    Raise("TypeError",
+          fmt::format("cannot index {}: only lists and maps", WithArticle(base.TypeName())));
   }
   if (!index.is_int()) {
     Raise("TypeError", fmt::format("a list index must be an integer, got {}", index.TypeName()));

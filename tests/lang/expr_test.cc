@@ -171,6 +171,8 @@ TEST(ExprTest, Arithmetic) {
   EXPECT_EQ(ErrorTag("\"a\" * 2"), "TypeError");
   EXPECT_EQ(ErrorTag("-\"a\""), "TypeError");
   EXPECT_EQ(ErrorMessage("null * 2"), "unsupported operand types for *: null and integer");
+  EXPECT_EQ(ErrorMessage("x.f"), "cannot read field 'f' of an integer: only maps have fields");
+  EXPECT_EQ(ErrorMessage("s[0]"), "cannot index a string: only lists and maps");
 }
 
 TEST(ExprTest, DoubleOverflowIsValueError) {
