@@ -192,8 +192,9 @@ class Execution {
   // Records are numbered deterministically, so a replay does not write them twice.
   void Record(const std::string& kind, Json payload);
   // A named step that ended: buffered (no journal write) and journaled with the next batch
-  // (see FlushSteps). Keyed like Record, so a replay skips the steps already journaled.
-  void RecordStep(const std::string& step, const std::string& routine, int line, bool failed,
+  // (see FlushSteps). Keyed like Record, so a replay skips the steps already journaled: false
+  // for such a step, which the process that journaled it already reported.
+  bool RecordStep(const std::string& step, const std::string& routine, int line, bool failed,
                   int64_t start_ms, int64_t end_ms);
   // Journals the buffered steps as one "steps" record. Runs before any other record, at the
   // end of every slice (so before the intents of the effects it asked for) and when the

@@ -338,9 +338,12 @@ void Interpreter::ReportStep(const lang::Step& step, Frame& frame, int64_t start
                              bool failed) {
   static const std::string kSucceeded = "SUCCEEDED";
   static const std::string kFailed = "FAILED";
+  // A step is reported once: not when a replay reruns it, even past the last journaled
+  // effect, where only its journaled step record tells.
   bool replayed = execution_->replaying();
-  execution_->RecordStep(step.name, frame.routine().name, step.pos.line, failed, start_ms, end_ms);
-  if (replayed) return;
+  bool recorded = execution_->RecordStep(step.name, frame.routine().name, step.pos.line, failed,
+                                         start_ms, end_ms);
+  if (replayed || !recorded) return;
   StepReport report{execution_->id(),  frame.routine().name,
                     step.name,         failed ? kFailed : kSucceeded,
                     end_ms - start_ms, frame.depth() + nesting_};

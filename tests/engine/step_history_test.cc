@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -52,6 +54,23 @@ std::vector<std::string> StepNames(const std::vector<StepEntry>& entries) {
   return names;
 }
 
+// Counts the steps reported to the user as they run, per execution.
+class StepCountingProgress : public testing::RecordingProgress {
+ public:
+  void OnStep(const StepReport& report) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++steps_[report.execution_id];
+  }
+  size_t steps(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return steps_[id];
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, size_t> steps_;
+};
+
 class StepHistoryTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> OpenEngine() {
@@ -75,7 +94,7 @@ class StepHistoryTest : public ::testing::Test {
   }
 
   testing::TempDir temp_;
-  testing::RecordingProgress progress_;
+  StepCountingProgress progress_;
 };
 
 TEST_F(StepHistoryTest, StepsAreJournaledInBatchesAndReadBackInOrder) {
@@ -212,6 +231,9 @@ TEST_F(StepHistoryTest, AResumedExecutionRecordsTheLostStepsOnceEach) {
   ASSERT_EQ(batches.size(), 2u);
   EXPECT_EQ(batches[0].payload, first_batch.payload);
   EXPECT_EQ(StepRecordKeys(batches[1].payload).size(), LoopSteps().size() - StepHistory::kBatch);
+  // Only the steps the crash lost are shown again as they run; the replayed ones were shown
+  // by the process that ran them (`executions resume` printed the whole loop again).
+  EXPECT_EQ(progress_.steps(record.id), LoopSteps().size() - StepHistory::kBatch);
 }
 
 // Journals written before batching hold one "step" record per step; an execution resumed
