@@ -72,48 +72,8 @@ Value Add(const Value& left, const Value& right) {
 
 Value IntArithmetic(ExprOp op, int64_t a, int64_t b) {
   int64_t result = 0;
-  bool overflow = false;
-  switch (op) {
-    case ExprOp::kSub:
-      overflow = __builtin_sub_overflow(a, b, &result);
-      break;
-    case ExprOp::kMul:
-      overflow = __builtin_mul_overflow(a, b, &result);
-      break;
-    case ExprOp::kFloorDiv:
-      if (a == INT64_MIN && b == -1) Overflow(op);
-      result = a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
-      break;
-    case ExprOp::kMod:
-      if (b == -1) return int64_t{0};
-      result = a % b;
-      if (result != 0 && ((result < 0) != (b < 0))) result += b;
-      break;
-    default:
-      break;
-  }
-  if (overflow) Overflow(op);
+  if (!ComputeInt(op, a, b, &result)) Overflow(op);
   return result;
-}
-
-double DoubleArithmetic(ExprOp op, double a, double b) {
-  switch (op) {
-    case ExprOp::kSub:
-      return a - b;
-    case ExprOp::kMul:
-      return a * b;
-    case ExprOp::kDiv:
-      return a / b;
-    case ExprOp::kFloorDiv:
-      return std::floor(a / b);
-    case ExprOp::kMod: {
-      double result = std::fmod(a, b);
-      if (result != 0 && ((result < 0) != (b < 0))) result += b;
-      return result;
-    }
-    default:
-      return 0;
-  }
 }
 
 // `- * / // %` on numbers. `/` always gives a double; the others stay int for two ints.
@@ -128,7 +88,7 @@ Value Arithmetic(ExprOp op, const Value& left, const Value& right) {
     return IntArithmetic(op, left.AsInt(), right.AsInt());
   }
   double a = left.AsNumber(), b = right.AsNumber();
-  return CheckFinite(op, a, b, DoubleArithmetic(op, a, b));
+  return CheckFinite(op, a, b, ComputeDouble(op, a, b));
 }
 
 // Ordering: numbers with numbers, strings with strings (bytewise, which for UTF-8 is code

@@ -69,69 +69,26 @@ const Value* ReadPlace(const Expr& expr, const EvalHost& host) {
   return base->AsMap().Find(expr.name);
 }
 
-// Integer arithmetic the way eval_ops.cc defines it; false where it would raise (overflow,
-// division by zero), which the general path reports.
+bool Divides(ExprOp op) {
+  return op == ExprOp::kDiv || op == ExprOp::kFloorDiv || op == ExprOp::kMod;
+}
+
+// Integer arithmetic; false where the general path raises (overflow, division by zero).
 bool IntArithmetic(ExprOp op, int64_t a, int64_t b, Scalar* out) {
-  int64_t result = 0;
-  switch (op) {
-    case ExprOp::kAdd:
-      if (__builtin_add_overflow(a, b, &result)) return false;
-      break;
-    case ExprOp::kSub:
-      if (__builtin_sub_overflow(a, b, &result)) return false;
-      break;
-    case ExprOp::kMul:
-      if (__builtin_mul_overflow(a, b, &result)) return false;
-      break;
-    case ExprOp::kDiv:
-      if (b == 0) return false;
-      *out = Double(static_cast<double>(a) / static_cast<double>(b));
-      return true;
-    case ExprOp::kFloorDiv:
-      if (b == 0 || (a == INT64_MIN && b == -1)) return false;
-      result = a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
-      break;
-    case ExprOp::kMod:
-      if (b == 0) return false;
-      if (b == -1) break;  // 0; a % -1 of INT64_MIN would trap
-      result = a % b;
-      if (result != 0 && ((result < 0) != (b < 0))) result += b;
-      break;
-    default:
-      return false;
+  if (Divides(op) && b == 0) return false;
+  if (op == ExprOp::kDiv) {  // `/` always gives a double
+    *out = Double(static_cast<double>(a) / static_cast<double>(b));
+    return true;
   }
+  int64_t result = 0;
+  if (!ComputeInt(op, a, b, &result)) return false;
   *out = Int(result);
   return true;
 }
 
 bool DoubleArithmetic(ExprOp op, double a, double b, Scalar* out) {
-  double result = 0;
-  switch (op) {
-    case ExprOp::kAdd:
-      result = a + b;
-      break;
-    case ExprOp::kSub:
-      result = a - b;
-      break;
-    case ExprOp::kMul:
-      result = a * b;
-      break;
-    case ExprOp::kDiv:
-      if (b == 0) return false;
-      result = a / b;
-      break;
-    case ExprOp::kFloorDiv:
-      if (b == 0) return false;
-      result = std::floor(a / b);
-      break;
-    case ExprOp::kMod:
-      if (b == 0) return false;
-      result = std::fmod(a, b);
-      if (result != 0 && ((result < 0) != (b < 0))) result += b;
-      break;
-    default:
-      return false;
-  }
+  if (Divides(op) && b == 0) return false;
+  double result = ComputeDouble(op, a, b);
   // An overflow to infinity is a ValueError, which the general path raises.
   if (!std::isfinite(result)) return false;
   *out = Double(result);

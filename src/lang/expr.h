@@ -2,6 +2,8 @@
 // values. Internal to src/lang: other modules use the API of eval.h.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -58,6 +60,59 @@ class Expr {
 // then gives the value or the documented error. Scalar nodes have no effects, so evaluating
 // one again on the general path changes nothing.
 bool EvalScalar(const Expr& expr, const EvalHost& host, Value* result);
+
+// Arithmetic as the language defines it, shared by the general and the scalar paths: `//`
+// rounds down, `%` takes the divisor's sign. ComputeInt handles `+ - * // %` and is false on
+// overflow; ComputeDouble handles `+ - * / // %` and may give an infinity, which its callers
+// refuse. Neither checks for a zero divisor: the callers do, first.
+// Inline: both are on the evaluator's hottest path.
+inline bool ComputeInt(ExprOp op, int64_t a, int64_t b, int64_t* result) {
+  switch (op) {
+    case ExprOp::kAdd:
+      return !__builtin_add_overflow(a, b, result);
+    case ExprOp::kSub:
+      return !__builtin_sub_overflow(a, b, result);
+    case ExprOp::kMul:
+      return !__builtin_mul_overflow(a, b, result);
+    case ExprOp::kFloorDiv:
+      if (a == INT64_MIN && b == -1) return false;
+      *result = a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
+      return true;
+    case ExprOp::kMod:
+      if (b == -1) {  // a % -1 of INT64_MIN would trap
+        *result = 0;
+        return true;
+      }
+      *result = a % b;
+      if (*result != 0 && ((*result < 0) != (b < 0))) *result += b;
+      return true;
+    default:
+      *result = 0;
+      return true;
+  }
+}
+
+inline double ComputeDouble(ExprOp op, double a, double b) {
+  switch (op) {
+    case ExprOp::kAdd:
+      return a + b;
+    case ExprOp::kSub:
+      return a - b;
+    case ExprOp::kMul:
+      return a * b;
+    case ExprOp::kDiv:
+      return a / b;
+    case ExprOp::kFloorDiv:
+      return std::floor(a / b);
+    case ExprOp::kMod: {
+      double result = std::fmod(a, b);
+      if (result != 0 && ((result < 0) != (b < 0))) result += b;
+      return result;
+    }
+    default:
+      return 0;
+  }
+}
 
 // The language's operators on values. Each throws RaisedError (TypeError, ValueError,
 // ZeroDivisionError) as the language reference documents.

@@ -70,21 +70,7 @@ class Outcomes {
   std::vector<std::string> seen_;
 };
 
-class AsyncCreateTest : public StoreFileTest {
- protected:
-  // Runs SQL on the store's file through a connection of its own, as another process would.
-  void ExecOnFile(const std::string& sql) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    char* error = nullptr;
-    int code = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-    std::string message = error != nullptr ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    ASSERT_EQ(code, SQLITE_OK) << message;
-  }
-};
+using AsyncCreateTest = StoreFileTest;
 
 TEST_F(AsyncCreateTest, AppendsQueuedRightAfterTheCreateLandAfterTheRow) {
   std::unique_ptr<Store> store = OpenStore();

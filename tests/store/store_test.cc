@@ -74,6 +74,33 @@ class StoreTest : public StoreFileTest {
                  [&durable](const Status& status) { durable.set_value(status); });
     return durable.get_future().get();
   }
+
+  // Owner strings of two other processes on this host, for the claim tests: live_owner_ of a
+  // child that waits until KillLiveOwner, dead_owner_ of one that has exited.
+  void ForkOtherOwners() {
+    live_ = fork();
+    ASSERT_GE(live_, 0);
+    if (live_ == 0) {
+      while (true) pause();
+    }
+    pid_t dead = fork();
+    ASSERT_GE(dead, 0);
+    if (dead == 0) _exit(0);
+    ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+    std::string mine = ProcessOwner();
+    std::string host = mine.substr(0, mine.rfind(':'));
+    live_owner_ = host + ":" + std::to_string(live_);
+    dead_owner_ = host + ":" + std::to_string(dead);
+  }
+
+  void KillLiveOwner() {
+    ASSERT_EQ(kill(live_, SIGKILL), 0);
+    ASSERT_EQ(waitpid(live_, nullptr, 0), live_);
+  }
+
+  pid_t live_ = -1;
+  std::string live_owner_;
+  std::string dead_owner_;
 };
 
 TEST_F(StoreTest, CreateGetAndListNewestFirst) {
@@ -287,19 +314,10 @@ TEST_F(StoreTest, ClaimRefusesALiveOwnerAndTakesOverADeadOne) {
 }
 
 TEST_F(StoreTest, ClaimManyRefusesLiveOwnersTakesOverDeadOnesAndSkipsUnknownIds) {
-  pid_t live = fork();
-  ASSERT_GE(live, 0);
-  if (live == 0) {
-    while (true) pause();  // a live process on this host, until the test kills it
-  }
-  pid_t dead = fork();
-  ASSERT_GE(dead, 0);
-  if (dead == 0) _exit(0);
-  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  ASSERT_NO_FATAL_FAILURE(ForkOtherOwners());
   std::string mine = ProcessOwner();
-  std::string host = mine.substr(0, mine.rfind(':'));
-  std::string lives = host + ":" + std::to_string(live);
-  std::string died = host + ":" + std::to_string(dead);
+  const std::string& lives = live_owner_;
+  const std::string& died = dead_owner_;
 
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
@@ -327,8 +345,7 @@ TEST_F(StoreTest, ClaimManyRefusesLiveOwnersTakesOverDeadOnesAndSkipsUnknownIds)
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
 
-  ASSERT_EQ(kill(live, SIGKILL), 0);
-  ASSERT_EQ(waitpid(live, nullptr, 0), live);
+  ASSERT_NO_FATAL_FAILURE(KillLiveOwner());
   claimed = store->ClaimMany({"held"}, mine);
   ASSERT_TRUE(claimed.ok()) << claimed.message();
   EXPECT_EQ(*claimed, std::vector<bool>{true});
@@ -349,19 +366,6 @@ TEST_F(StoreTest, ClaimManyRefusesExecutionsNoLongerActive) {
   EXPECT_EQ(*claimed, (std::vector<bool>{true, false}));
   EXPECT_EQ(store->GetExecution("running")->owner, mine);
   EXPECT_EQ(store->GetExecution("ended")->owner, "") << "an ended execution was claimed";
-}
-
-// Runs SQL on the store's file through a connection of its own, as another process would.
-void ExecOnFile(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_busy_timeout(db, 10000);
-  char* error = nullptr;
-  int code = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-  std::string message = error != nullptr ? error : "";
-  sqlite3_free(error);
-  sqlite3_close(db);
-  ASSERT_EQ(code, SQLITE_OK) << message;
 }
 
 TEST_F(StoreTest, FinishChangesOnlyHowTheExecutionEndedAndKeepsItsSource) {
@@ -401,9 +405,9 @@ TEST_F(StoreTest, FinishAfterAnotherProcessRenumberedTheRowsEndsTheRightExecutio
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->CreateExecution(MakeRecord("first", 100)).ok());
   ASSERT_TRUE(store->CreateExecution(MakeRecord("second", 200)).ok());
-  ExecOnFile(path_,
-             "UPDATE executions SET rowid = rowid + 100; "
-             "UPDATE executions SET rowid = 1 WHERE id = 'second'");
+  ExecOnFile(
+      "UPDATE executions SET rowid = rowid + 100; "
+      "UPDATE executions SET rowid = 1 WHERE id = 'second'");
 
   store->Finish("first", "SUCCEEDED", "7", "", nullptr);
   ASSERT_TRUE(store->Flush().ok());
@@ -414,25 +418,16 @@ TEST_F(StoreTest, FinishAfterAnotherProcessRenumberedTheRowsEndsTheRightExecutio
 }
 
 TEST_F(StoreTest, ClaimListedFindsRowsByNumberWithClaimManysRules) {
-  pid_t live = fork();
-  ASSERT_GE(live, 0);
-  if (live == 0) {
-    while (true) pause();  // a live process on this host, until the test kills it
-  }
-  pid_t dead = fork();
-  ASSERT_GE(dead, 0);
-  if (dead == 0) _exit(0);
-  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  ASSERT_NO_FATAL_FAILURE(ForkOtherOwners());
   std::string mine = ProcessOwner();
-  std::string host = mine.substr(0, mine.rfind(':'));
-  std::string lives = host + ":" + std::to_string(live);
+  const std::string& lives = live_owner_;
 
   std::unique_ptr<Store> store = OpenStore();
   ASSERT_NE(store, nullptr);
   for (const char* id : {"orphan", "free", "ended", "held"}) {
     ASSERT_TRUE(store->CreateExecution(MakeRecord(id, 100)).ok());
   }
-  ASSERT_TRUE(*store->Claim("orphan", host + ":" + std::to_string(dead)));
+  ASSERT_TRUE(*store->Claim("orphan", dead_owner_));
   ASSERT_TRUE(*store->Claim("held", lives));
   Result<std::vector<ExecutionRecord>> listed = store->ListExecutions("ACTIVE", 0);
   ASSERT_TRUE(listed.ok()) << listed.message();
@@ -454,8 +449,7 @@ TEST_F(StoreTest, ClaimListedFindsRowsByNumberWithClaimManysRules) {
   EXPECT_EQ(store->GetExecution("free")->owner, mine);
   EXPECT_EQ(store->GetExecution("orphan")->owner, mine);
 
-  ASSERT_EQ(kill(live, SIGKILL), 0);
-  ASSERT_EQ(waitpid(live, nullptr, 0), live);
+  ASSERT_NO_FATAL_FAILURE(KillLiveOwner());
   claimed = store->ClaimListed({&(*listed)[0]}, mine);
   ASSERT_TRUE(claimed.ok()) << claimed.message();
   EXPECT_EQ(*claimed, std::vector<bool>{true});
