@@ -147,8 +147,6 @@ store::ExecutionRecord Execution::record() const {
   return record;
 }
 
-bool Execution::replaying() const { return replay_cursor_ < replay_order_.size(); }
-
 Execution::EffectAwaiter Execution::Perform(EffectRequest request) {
   request.key = NextKey();
   request.shielded = current_->shielded;
@@ -239,7 +237,8 @@ bool Execution::RecordStep(const std::string& step, const std::string& routine, 
     return false;
   }
   StepRecord record{&step, &routine, &current_->prefix, counter, start_ms, end_ms, line, failed};
-  if (step_history_.Add(record)) FlushSteps();
+  bool full = step_history_.AddShort(record) ? step_history_.full() : step_history_.Add(record);
+  if (full) FlushSteps();
   return true;
 }
 

@@ -203,7 +203,7 @@ class Execution {
   // A transaction branch record; the crash point `branch:<step>` fires once it is durable.
   void RecordBranch(Json payload, const std::string& step);
   // True while the replay has not yet reached the point where the earlier process stopped.
-  bool replaying() const;
+  bool replaying() const { return replay_cursor_ < replay_order_.size(); }
 
   // Cancellation: makes the next effect await throw CancelledSignal, unless the interpreter
   // is undoing a transaction (compensation must run even for a cancelled execution). The

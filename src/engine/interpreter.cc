@@ -216,6 +216,7 @@ bool AdvanceInBlock(const lang::Block& block, const Flow& flow, size_t& i) {
 }  // namespace
 
 Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
+  variables_may_grow_ = true;  // set by what led here: arguments, `as`, a branch's copies
   size_t i = 0;
   while (i < block.steps.size()) {
     const lang::Step& step = *block.steps[i];
@@ -236,6 +237,7 @@ Task<Flow> Interpreter::RunBlock(const lang::Block& block, Frame& frame) {
         throw;
       }
       EndStep(step, frame, start_ms);
+      variables_may_grow_ = true;  // results, other strands' frames, a subworkflow's return
     }
     if (AdvanceInBlock(block, flow, i)) continue;
     co_return flow;
@@ -293,7 +295,10 @@ Flow Interpreter::RunStepInline(const lang::Step& step, Frame& frame) {
   Flow flow;
   try {
     flow = RunStepBodyInline(step, frame);
-    lang::CheckVariableMemory(step, frame.vars());
+    if (variables_may_grow_ && step.kind != lang::Step::Kind::kNext) {
+      lang::CheckVariableMemory(step, frame.vars());
+      variables_may_grow_ = false;
+    }
   } catch (...) {
     nesting_ = nesting;  // the body's own bookkeeping was skipped by the throw
     inline_clock_ms_ = 0;
@@ -334,10 +339,15 @@ Flow Interpreter::RunStepBodyInline(const lang::Step& step, Frame& frame) {
   return step.next.empty() ? Flow::Normal() : JumpTo(step.next);
 }
 
+namespace {
+
+const std::string kSucceeded = "SUCCEEDED";
+const std::string kFailed = "FAILED";
+
+}  // namespace
+
 void Interpreter::ReportStep(const lang::Step& step, Frame& frame, int64_t start_ms, int64_t end_ms,
                              bool failed) {
-  static const std::string kSucceeded = "SUCCEEDED";
-  static const std::string kFailed = "FAILED";
   // A step is reported once: not when a replay reruns it, even past the last journaled
   // effect, where only its journaled step record tells.
   bool replayed = execution_->replaying();
@@ -361,6 +371,7 @@ void Interpreter::LoadRegisters(const Strand& strand) {
   nesting_ = strand.nesting;
   parallel_depth_ = strand.parallel_depth;
   inline_clock_ms_ = 0;
+  variables_may_grow_ = true;  // another strand's frame
 }
 
 void Interpreter::SaveRegisters(Strand& strand) const {

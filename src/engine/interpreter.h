@@ -52,7 +52,23 @@ bool RunsInline(const lang::Block& block);
 class Frame : public lang::EvalHost {
  public:
   Frame(const lang::Workflow* workflow, const lang::Routine* routine, int depth)
-      : workflow_(workflow), routine_(routine), depth_(depth) {}
+      : workflow_(workflow), routine_(routine), depth_(depth) {
+    variables_ = &vars_;
+  }
+  // A parallel branch starts from a copy of the enclosing frame. variables_ points into the
+  // frame itself, so a copy points into its own.
+  Frame(const Frame& other)
+      : lang::EvalHost(other),
+        memo(other.memo),
+        memo_used(other.memo_used),
+        workflow_(other.workflow_),
+        routine_(other.routine_),
+        depth_(other.depth_),
+        vars_(other.vars_),
+        read_only_(other.read_only_) {
+    variables_ = &vars_;
+  }
+  Frame& operator=(const Frame&) = delete;
 
   const Value* Lookup(std::string_view name) const override { return vars_.Find(name); }
   const Value* Lookup(std::string_view name, const KeyHint& hint) const override {
@@ -236,6 +252,11 @@ class Interpreter {
   uint64_t inline_clock_tsc_ = 0;  // the time-stamp counter when it was read (InlineNowMs)
   // Steps run inline and not yet added to atomflow_steps_total (see FlushStepCount).
   int64_t uncounted_steps_ = 0;
+  // False only while the running frame's variables are as the last memory check measured
+  // them, but for scalars put over scalars (see Assign): an inline step then skips the check,
+  // which walks every variable. Whatever else may change a frame's variables, or switch
+  // frames (a step that may suspend, a block's start, a strand's registers) sets it.
+  bool variables_may_grow_ = true;
   // The URL of the last http.* call that raised, for the retry metric; cleared when caught.
   Value failed_http_url_;
 };

@@ -104,6 +104,11 @@ Flow StepNext(const lang::Step& step) {
   return Flow(Flow::Kind::kJump, &step.next);
 }
 
+// Null, a boolean or a number: what the memory check counts as one machine word.
+bool IsScalar(const Value& value) {
+  return value.is_null() || value.is_bool() || value.is_number();
+}
+
 double NumberOr(const Value* value, double fallback) {
   return value != nullptr && value->is_number() ? value->AsNumber() : fallback;
 }
@@ -112,10 +117,16 @@ double NumberOr(const Value* value, double fallback) {
 
 void Interpreter::Assign(Frame& frame, const lang::AssignTarget& target, Value value) {
   if (target.path.empty()) {
-    // As Set, without copying the name.
-    frame.vars().FindOrInsert(target.root, target.root_hint) = std::move(value);
+    // As Set, without copying the name. A scalar put over a scalar leaves the variables'
+    // size and nesting as they were; anything else may grow them.
+    Map& vars = frame.vars();
+    size_t count = vars.size();
+    Value& slot = vars.FindOrInsert(target.root, target.root_hint);
+    if (vars.size() != count || !IsScalar(slot) || !IsScalar(value)) variables_may_grow_ = true;
+    slot = std::move(value);
     return;
   }
+  variables_may_grow_ = true;
   Value* root = frame.vars().Find(target.root);
   if (root == nullptr) {
     lang::Raise("KeyError", "variable '" + target.root + "' is not defined");
@@ -251,6 +262,7 @@ Task<Flow> Interpreter::RunIterations(const lang::ForSpec& loop, const List& val
   bool inline_body = RunsInline(loop.steps);  // no coroutine frame per iteration
   for (size_t i = 0; i < values.size(); ++i) {
     frame.vars().FindOrInsert(loop.value, loop.value_hint) = values[i];
+    if (i == 0 || !IsScalar(values[i])) variables_may_grow_ = true;
     if (!loop.index.empty()) {
       frame.vars().FindOrInsert(loop.index, loop.index_hint) = static_cast<int64_t>(i);
     }

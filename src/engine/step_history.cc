@@ -161,35 +161,47 @@ bool StepHistory::Add(const StepRecord& record) {
     steps_.reserve(kBatch * 4);
   }
 
-  // The step is written to a buffer first: one append to steps_ per step.
   int64_t prefix = PrefixIndex(*record.prefix);
   int64_t site = SiteIndex(record);
-  char text[kFields * 21];
-  char* at = text;
-  char* end = text + sizeof(text);  // 20 characters hold any int64_t
-  if (count_ != 0) *at++ = ' ';
-  if (FollowsLast(record, prefix)) {
-    *at++ = kShortStep;
-    at = std::to_chars(at, end, site).ptr;
-  } else {
-    int64_t numbers[kFields] = {record.counter,
-                                prefix,
-                                site,
-                                record.failed ? 1 : 0,
-                                record.start_ms - base_ms_,
-                                record.end_ms - record.start_ms};
-    for (size_t i = 0; i < kFields; ++i) {
-      if (i != 0) *at++ = ' ';
-      at = std::to_chars(at, end, numbers[i]).ptr;
-    }
+  if (FollowsLast(record, prefix)) {  // at another site than AddShort expects
+    last_counter_ = record.counter;
+    last_site_ = site;
+    AppendShort(site);
+    return ++count_ >= kBatch;
   }
-  steps_.append(text, at);
+
+  // The step is written to a buffer first: one append to steps_ per step.
+  char text[kFields * 22];  // 20 digits, a sign and a space each
+  char* at = text;
+  char* end = text + sizeof(text);
+  int64_t numbers[kFields] = {record.counter,
+                              prefix,
+                              site,
+                              record.failed ? 1 : 0,
+                              record.start_ms - base_ms_,
+                              record.end_ms - record.start_ms};
+  for (size_t i = 0; i < kFields; ++i) {
+    if (i != 0 || count_ != 0) *at++ = ' ';
+    at = std::to_chars(at, end, numbers[i]).ptr;
+  }
+  steps_.insert(steps_.end(), text, at);
 
   last_counter_ = record.counter;
   last_prefix_ = prefix;
   last_site_ = site;
   last_end_ms_ = record.end_ms;
   return ++count_ >= kBatch;
+}
+
+void StepHistory::AppendShort(int64_t site) {
+  steps_.push_back(' ');
+  steps_.push_back(kShortStep);
+  if (site < 10) {  // a loop body of up to ten steps: a character each, without a conversion
+    steps_.push_back(static_cast<char>('0' + site));
+    return;
+  }
+  char digits[20];
+  steps_.insert(steps_.end(), digits, std::to_chars(digits, digits + sizeof(digits), site).ptr);
 }
 
 bool StepHistory::FollowsLast(const StepRecord& record, int64_t prefix) const {
@@ -219,7 +231,7 @@ store::JournalEntry StepHistory::Take() {
   text += ",\"sites\":";
   text += sites.dump(-1, ' ', false, kReplace);
   text += ",\"steps\":\"";
-  text += steps_;
+  text.append(steps_.data(), steps_.size());
   text += "\"}";
 
   // Released, so that a waiting execution keeps no buffer.

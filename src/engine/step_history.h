@@ -37,6 +37,28 @@ class StepHistory {
 
   // Buffers a step; true when the buffer is full and must be taken.
   bool Add(const StepRecord& record);
+  // Buffers a step of a compute loop: one that follows the step before (see FollowsLast) at
+  // the site after it. Inline, as it runs for nearly every step of such a loop; false, having
+  // buffered nothing, for any other step, which Add takes.
+  bool AddShort(const StepRecord& record) {
+    if (count_ == 0 || record.failed || record.counter != last_counter_ + 1 ||
+        record.start_ms != last_end_ms_ || record.end_ms != record.start_ms) {
+      return false;
+    }
+    size_t next = static_cast<size_t>(last_site_) + 1;
+    if (next == sites_.size()) next = 0;
+    const Site& site = sites_[next];
+    if (site.step != record.step || site.routine != record.routine || site.line != record.line ||
+        prefixes_[last_prefix_] != *record.prefix) {
+      return false;
+    }
+    AppendShort(static_cast<int64_t>(next));
+    last_counter_ = record.counter;
+    last_site_ = static_cast<int64_t>(next);
+    ++count_;
+    return true;
+  }
+  bool full() const { return count_ >= kBatch; }
   bool empty() const { return count_ == 0; }
 
   // The "steps" record of the buffered steps (kind, key and payload_text; the store sets seq
@@ -51,6 +73,7 @@ class StepHistory {
     int line;
   };
 
+  void AppendShort(int64_t site);
   int64_t PrefixIndex(const std::string& prefix);
   int64_t SiteIndex(const StepRecord& record);
   // True when the step can be written in the short form (see step_history.cc).
@@ -59,7 +82,9 @@ class StepHistory {
   size_t count_ = 0;
   int64_t base_ms_ = 0;       // the first step's start
   std::string first_key_;     // the first step's record key
-  std::string steps_;         // six numbers per step, or a short step; spaces between
+  // Six numbers per step, or a short step; spaces between. A vector: appending a character
+  // is a few inline instructions, where a string's append is a call.
+  std::vector<char> steps_;
   int64_t last_counter_ = 0;  // the last step's record counter, prefix and end
   int64_t last_prefix_ = 0;
   int64_t last_site_ = -1;

@@ -37,6 +37,13 @@ class EvalHost {
   // or a standard-library function with an effect (sys.now, sys.get_env, uuid.generate).
   // Throws RaisedError on failure.
   virtual Value CallHost(std::string_view name, std::vector<Value> args) = 0;
+
+  // The host's variables when they are exactly one Map (Lookup reads nothing else); null
+  // otherwise. The scalar path reads a variable there without a virtual call.
+  const Map* variables() const { return variables_; }
+
+ protected:
+  const Map* variables_ = nullptr;
 };
 
 // Parses the text between "${" and "}". The error message says what is wrong and the column

@@ -60,10 +60,17 @@ bool FromValue(const Value& value, Scalar* out) {
   }
 }
 
+// A variable's value; nullptr when there is none.
+inline const Value* ReadVariable(const Expr& expr, const EvalHost& host) {
+  const Map* variables = host.variables();
+  if (variables != nullptr) return variables->Find(expr.name, expr.hint);
+  return host.Lookup(expr.name, expr.hint);
+}
+
 // A variable, or a chain of fields of one (`args.n`). A name that is no variable may be a
 // library value (`http.default_retry`), which the general path resolves.
 const Value* ReadPlace(const Expr& expr, const EvalHost& host) {
-  if (expr.kind == Expr::Kind::kName) return host.Lookup(expr.name, expr.hint);
+  if (expr.kind == Expr::Kind::kName) return ReadVariable(expr, host);
   const Value* base = ReadPlace(*expr.operands[0], host);
   if (base == nullptr || !base->is_map()) return nullptr;
   return base->AsMap().Find(expr.name);
@@ -126,7 +133,9 @@ bool Order(ExprOp op, const Scalar& a, const Scalar& b, Scalar* out) {
   return true;
 }
 
-bool Binary(ExprOp op, const Scalar& a, const Scalar& b, Scalar* out) {
+// Out of line, as everything but two integers' arithmetic and comparison: EvalNode, which
+// runs once per operator, stays small enough to keep its operands in registers.
+[[gnu::noinline]] bool Binary(ExprOp op, const Scalar& a, const Scalar& b, Scalar* out) {
   switch (op) {
     case ExprOp::kEq:
       *out = Bool(Equal(a, b));
@@ -164,13 +173,56 @@ bool Unary(ExprOp op, const Scalar& operand, Scalar* out) {
   return true;
 }
 
+// Two integers: the operators a compute loop uses most, each a machine operation and a
+// check; `/` (a double) and the rest go through Binary.
+inline bool IntBinary(ExprOp op, int64_t a, int64_t b, Scalar* out) {
+  int64_t result = 0;
+  switch (op) {
+    case ExprOp::kAdd:
+      if (__builtin_add_overflow(a, b, &result)) return false;
+      break;
+    case ExprOp::kSub:
+      if (__builtin_sub_overflow(a, b, &result)) return false;
+      break;
+    case ExprOp::kMul:
+      if (__builtin_mul_overflow(a, b, &result)) return false;
+      break;
+    case ExprOp::kFloorDiv:
+    case ExprOp::kMod:
+      if (b == 0 || !ComputeInt(op, a, b, &result)) return false;
+      break;
+    case ExprOp::kEq:
+      *out = Bool(a == b);
+      return true;
+    case ExprOp::kNe:
+      *out = Bool(a != b);
+      return true;
+    case ExprOp::kLt:
+      *out = Bool(a < b);
+      return true;
+    case ExprOp::kGt:
+      *out = Bool(a > b);
+      return true;
+    case ExprOp::kLe:
+      *out = Bool(a <= b);
+      return true;
+    case ExprOp::kGe:
+      *out = Bool(a >= b);
+      return true;
+    default:
+      return Binary(op, Int(a), Int(b), out);
+  }
+  *out = Int(result);
+  return true;
+}
+
 bool EvalNode(const Expr& expr, const EvalHost& host, Scalar* out);
 
 // An operand: most are variables and literals, read here without a call of EvalNode.
 inline bool EvalOperand(const Expr& expr, const EvalHost& host, Scalar* out) {
   if (expr.kind == Expr::Kind::kLiteral) return FromValue(expr.literal, out);
   if (expr.kind == Expr::Kind::kName) {
-    const Value* value = host.Lookup(expr.name, expr.hint);
+    const Value* value = ReadVariable(expr, host);
     return value != nullptr && FromValue(*value, out);
   }
   return EvalNode(expr, host, out);
@@ -186,7 +238,24 @@ bool Logical(const Expr& expr, const EvalHost& host, Scalar* out) {
   return true;
 }
 
+[[gnu::noinline]] bool EvalOtherNode(const Expr& expr, const EvalHost& host, Scalar* out);
+
+// A binary operator other than `and` and `or`, the common node, here; the rest in
+// EvalOtherNode.
 bool EvalNode(const Expr& expr, const EvalHost& host, Scalar* out) {
+  if (expr.kind != Expr::Kind::kBinary || expr.op == ExprOp::kAnd || expr.op == ExprOp::kOr) {
+    return EvalOtherNode(expr, host, out);
+  }
+  Scalar left, right;
+  if (!EvalOperand(*expr.operands[0], host, &left)) return false;
+  if (!EvalOperand(*expr.operands[1], host, &right)) return false;
+  if (left.type == Scalar::Type::kInt && right.type == Scalar::Type::kInt) {
+    return IntBinary(expr.op, left.integer, right.integer, out);
+  }
+  return Binary(expr.op, left, right, out);
+}
+
+bool EvalOtherNode(const Expr& expr, const EvalHost& host, Scalar* out) {
   switch (expr.kind) {
     case Expr::Kind::kField: {
       const Value* value = ReadPlace(expr, host);

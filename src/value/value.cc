@@ -177,8 +177,8 @@ const Value* Map::FindAndHint(std::string_view key, const KeyHint& hint) const {
   return nullptr;
 }
 
-Value& Map::FindOrInsert(std::string_view key, const KeyHint& hint) {
-  if (Value* existing = Find(key, hint)) return *existing;
+Value& Map::InsertAndHint(std::string_view key, const KeyHint& hint) {
+  if (Value* existing = const_cast<Value*>(FindAndHint(key, hint))) return *existing;
   hint.set(static_cast<uint32_t>(entries_.size()));
   entries_.emplace_back(std::string(key), Value());
   return entries_.back().second;

@@ -203,7 +203,11 @@ class Map {
   void Set(std::string key, Value value);
   // Returns the value under key, inserting null first when it is absent.
   Value& operator[](std::string_view key);
-  Value& FindOrInsert(std::string_view key, const KeyHint& hint);
+  Value& FindOrInsert(std::string_view key, const KeyHint& hint) {
+    uint32_t at = hint.get();
+    if (at < entries_.size() && SameKey(entries_[at].first, key)) return entries_[at].second;
+    return InsertAndHint(key, hint);
+  }
   bool Erase(std::string_view key);
 
   std::vector<Entry>::const_iterator begin() const { return entries_.begin(); }
@@ -214,7 +218,8 @@ class Map {
   bool operator==(const Map& other) const;
 
  private:
-  // Keys (variable names, most of all) are short: a loop over their bytes beats a memcmp call.
+  // Keys (variable names, most of all) are short: a loop over their bytes beats a memcmp call
+  // (comparing them as two overlapping words measured no better).
   static bool SameKey(const std::string& key, std::string_view wanted) {
     if (key.size() != wanted.size()) return false;
     for (size_t i = 0; i < wanted.size(); ++i) {
@@ -223,6 +228,8 @@ class Map {
     return true;
   }
   const Value* FindAndHint(std::string_view key, const KeyHint& hint) const;
+  // FindOrInsert where the hint missed.
+  Value& InsertAndHint(std::string_view key, const KeyHint& hint);
 
   std::vector<Entry> entries_;
 };
