@@ -80,8 +80,8 @@ class StepHistory {
   bool FollowsLast(const StepRecord& record, int64_t prefix) const;
 
   size_t count_ = 0;
-  int64_t base_ms_ = 0;       // the first step's start
-  std::string first_key_;     // the first step's record key
+  int64_t base_ms_ = 0;    // the first step's start
+  std::string first_key_;  // the first step's record key
   // Six numbers per step, or a short step; spaces between. A vector: appending a character
   // is a few inline instructions, where a string's append is a call.
   std::vector<char> steps_;
