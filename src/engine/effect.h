@@ -41,6 +41,10 @@ struct EffectRequest {
   std::string gid;
   std::string branch;
   std::string op;
+  // The compensating function of the compensable branch this action's intent registers
+  // (docs/journal.md, "Folded records"): the intent then stands for the branch's pending
+  // record, which is not written on its own. Empty for every other effect.
+  std::string registers_compensation;
   // The enclosing transaction's deadline (epoch seconds, 0 for none): an effect still running
   // then is cut off with a TimeoutError, so the transaction aborts on time.
   double txn_deadline = 0;

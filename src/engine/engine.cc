@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "engine/execution.h"
 #include "lang/limits.h"
+#include "value/journal_text.h"
 
 namespace atomflow::engine {
 
@@ -667,15 +668,23 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, const EffectP
 
   // The intent is durable before the effect leaves the process: after a crash the effect is
   // retried with the same idempotency key, or its job reattached, never issued blind.
-  Json intent = {{"function", request.function},
-                 {"step", request.step},
-                 {"args", ToJournalJson(request.args)},
-                 {"gid", request.gid},
-                 {"branch", request.branch},
-                 {"op", request.op}};
-  Journal(*execution, "intent", request.key, std::move(intent), [this, execution, effect] {
+  JsonObjectText intent;
+  intent.String("function", request.function)
+      .String("step", request.step)
+      .JournalValue("args", request.args)
+      .String("gid", request.gid)
+      .String("branch", request.branch)
+      .String("op", request.op);
+  if (!request.registers_compensation.empty()) {
+    intent.String("compensate", request.registers_compensation);  // the pending branch's record
+  }
+  JournalText(*execution, "intent", request.key, intent.Take(), [this, execution, effect] {
     // A compensation whose intent is durable and that has not been sent.
     if (effect->request.op == "compensate") CrashPoint("compensate:" + effect->request.step);
+    // The intent is the branch's first record: registered, its action not sent.
+    if (!effect->request.registers_compensation.empty()) {
+      CrashPoint("branch:" + effect->request.step);
+    }
     Issue(execution, effect, false);
   });
 }
@@ -754,17 +763,28 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution, const Effe
 }
 
 void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
-  Json record = ToJournalJson(effect->request.args);
-  std::string decision = record.value("decision", "ABORT");
+  // The record is the decide effect's args (Transaction::DecisionRecord), written as text.
+  std::string record;
+  AppendJournalText(effect->request.args, record);
+  const Map& args = effect->request.args.AsMap();
+  const Value* decided = args.Find("decision");
+  std::string decision = decided && decided->is_string() ? decided->AsString() : "ABORT";
+  // A saga commit's decision is also its txn_end (Interpreter::Decide): that record is not
+  // written on its own, and the transaction's end is logged here.
+  if (const Value* end_key = args.Find("end_key"); end_key && end_key->is_string()) {
+    execution->MarkRecordCarried(end_key->AsString());
+    log::Event("transaction.committed",
+               {{"gid", effect->request.gid}, {"execution", execution->id()}});
+  }
   // "record": nothing waits for this decision alone (Interpreter::Decide says when).
   bool wait = effect->request.op != "record";
   // Every result before the commit is durable, the decision is not: the replay decides again.
   if (!wait && !crash_at_.empty()) CrashPoint("undecided:" + effect->request.step);
-  Journal(*execution, "decision", "d" + effect->request.key, record,
-          [this, execution, effect, decision, wait] {
-            CrashPoint("decision");
-            if (wait) Complete(execution, effect, EffectOutcome::Success(Value(decision)));
-          });
+  JournalText(*execution, "decision", "d" + effect->request.key, std::move(record),
+              [this, execution, effect, decision, wait] {
+                CrashPoint("decision");
+                if (wait) Complete(execution, effect, EffectOutcome::Success(Value(decision)));
+              });
   if (!wait) Complete(execution, effect, EffectOutcome::Success(Value(decision)));
 }
 
@@ -840,14 +860,24 @@ void Engine::Complete(const std::shared_ptr<Execution>& execution, const EffectP
 
 void Engine::JournalResult(Execution& execution, const EffectRequest& request,
                            const EffectOutcome& outcome) {
-  Json payload = {{"function", request.function},
-                  {"step", request.step},
-                  {"ok", outcome.ok},
-                  {"value", ToJournalJson(outcome.value)}};
+  JsonObjectText payload;
+  payload.String("function", request.function)
+      .String("step", request.step)
+      .Bool("ok", outcome.ok)
+      .JournalValue("value", outcome.value);
   std::function<void()> on_durable;
   if (!crash_at_.empty())
     on_durable = [this, step = request.step] { CrashPoint("effect:" + step); };
-  Journal(execution, "result", request.key, std::move(payload), std::move(on_durable));
+  JournalText(execution, "result", request.key, payload.Take(), std::move(on_durable));
+}
+
+void Engine::JournalText(Execution& execution, const std::string& kind, std::string key,
+                         std::string payload_text, std::function<void()> on_durable) {
+  store::JournalEntry entry;
+  entry.kind = kind;
+  entry.key = std::move(key);
+  entry.payload_text = std::move(payload_text);
+  Journal(execution, std::move(entry), std::move(on_durable));
 }
 
 void Engine::Journal(Execution& execution, const std::string& kind, std::string key, Json payload,

@@ -131,6 +131,9 @@ class Engine {
   // Used by Execution.
   void Journal(Execution& execution, const std::string& kind, std::string key, Json payload,
                std::function<void()> on_durable);
+  // The same for a payload already written as JSON text (JsonObjectText), on the hot path.
+  void JournalText(Execution& execution, const std::string& kind, std::string key,
+                   std::string payload_text, std::function<void()> on_durable);
   // The same for an entry already built (its time is set here).
   void Journal(Execution& execution, store::JournalEntry entry, std::function<void()> on_durable);
   void JournalResult(Execution& execution, const EffectRequest& request,

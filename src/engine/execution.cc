@@ -94,6 +94,9 @@ void Execution::IndexJournal(std::vector<store::JournalEntry>& journal) {
       // A durable decision is its decide effect's outcome (the effect has no result record
       // of its own): deciding again could turn a COMMIT around once its deadline passed.
       IndexResult(DecisionResult(entry), delivered_after_cancel);
+      // A saga commit's decision carries its txn_end (docs/journal.md, "Folded records").
+      std::string end_key = entry.payload.value("end_key", "");
+      if (!end_key.empty()) journaled_records_.insert(std::move(end_key));
     } else if (entry.kind == "intent") {
       intents_[entry.key] = std::move(entry);
     } else if (entry.kind == "cancel") {
@@ -247,12 +250,18 @@ void Execution::FlushSteps() {
   engine_->Journal(*this, step_history_.Take(), nullptr);
 }
 
-void Execution::RecordBranch(Json payload, const std::string& step) {
+void Execution::RecordBranch(std::string payload_text, const std::string& step) {
   FlushSteps();
   std::string key = "r" + current_->prefix + std::to_string(++current_->record_counter);
   if (journaled_records_.count(key)) return;
-  engine_->Journal(*this, "branch", std::move(key), std::move(payload),
-                   [engine = engine_, step] { engine->CrashPoint("branch:" + step); });
+  engine_->JournalText(*this, "branch", std::move(key), std::move(payload_text),
+                       [engine = engine_, step] { engine->CrashPoint("branch:" + step); });
+}
+
+void Execution::SkipRecord() { ++current_->record_counter; }
+
+std::string Execution::NextRecordKey() const {
+  return "r" + current_->prefix + std::to_string(current_->record_counter + 1);
 }
 
 void Execution::RequestCancel() {

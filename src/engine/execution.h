@@ -200,8 +200,18 @@ class Execution {
   // end of every slice (so before the intents of the effects it asked for) and when the
   // buffer is full; a crash loses only what is buffered, which a replay records again.
   void FlushSteps();
-  // A transaction branch record; the crash point `branch:<step>` fires once it is durable.
-  void RecordBranch(Json payload, const std::string& step);
+  // A transaction branch record (its JSON text, Transaction::BranchRecord); the crash point
+  // `branch:<step>` fires once it is durable.
+  void RecordBranch(std::string payload_text, const std::string& step);
+  // Takes the next record key without writing anything: a record whose content another record
+  // carries (a compensable branch's pending record, in its action's intent). Keys stay those
+  // of a journal that wrote the record on its own, so either journal replays the same.
+  void SkipRecord();
+  // The key the next record of the running strand will take (Record, RecordBranch).
+  std::string NextRecordKey() const;
+  // The record keyed `key` is carried by another record (a saga commit's decision carries its
+  // txn_end): Record then skips it, as it skips a record the journal already holds.
+  void MarkRecordCarried(const std::string& key) { journaled_records_.insert(key); }
   // True while the replay has not yet reached the point where the earlier process stopped.
   bool replaying() const { return replay_cursor_ < replay_order_.size(); }
 

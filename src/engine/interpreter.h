@@ -204,9 +204,9 @@ class Interpreter {
   Task<Value> SendTry(const std::string& function, Map args, const std::string& branch,
                       const std::string& step);
   Task<Flow> RunCompensableCall(const lang::Step& step, Frame& frame);
-  std::string RegisterPendingCompensable(const lang::Step& step);
+  std::string RegisterPendingCompensable(const lang::Step& step, bool folded);
   Task<Value> SendAction(const std::string& function, Map args, const std::string& branch,
-                         const std::string& step);
+                         const lang::Step& step);
   Task<bool> CompleteCompensable(const lang::Step& step, Frame& frame, const std::string& branch_id,
                                  bool definite, bool unknown);
   Task<bool> ConfirmTcc(const txn::Branch& branch, const txn::Transaction& txn);

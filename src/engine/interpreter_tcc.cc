@@ -176,13 +176,15 @@ Task<Value> Interpreter::SendTry(const std::string& function, Map args, const st
 Task<Flow> Interpreter::RunCompensableCall(const lang::Step& step, Frame& frame) {
   const lang::CallSpec& call = *step.call;
   Map args = co_await EvalArgs(call.args, frame);
-  std::string branch_id = RegisterPendingCompensable(step);
+  // An http action's intent is journaled before it is sent and registers the branch itself.
+  bool folded = IsHttp(call.function);
+  std::string branch_id = RegisterPendingCompensable(step, folded);
   std::optional<Value> failure;
   bool cancelled = false;
   try {
     Value result;
-    if (IsHttp(call.function)) {
-      result = co_await SendAction(call.function, std::move(args), branch_id, step.name);
+    if (folded) {
+      result = co_await SendAction(call.function, std::move(args), branch_id, step);
     } else {
       result = co_await Call(call.function, std::move(args), frame, step.name);
     }
@@ -204,30 +206,38 @@ Task<Flow> Interpreter::RunCompensableCall(const lang::Step& step, Frame& frame)
 
 // Until its outcome is known the branch's compensation is unrenderable: a branch left pending
 // (its step abandoned mid-action) makes the abort end COMPENSATION_FAILED, never silently ok.
-std::string Interpreter::RegisterPendingCompensable(const lang::Step& step) {
+// When `folded`, the action's intent records the pending branch (it is journaled before the
+// action is sent, and names the gid, the branch and the step): its own record is not written,
+// only its key taken, so the keys are those of an older journal that has the record.
+std::string Interpreter::RegisterPendingCompensable(const lang::Step& step, bool folded) {
   txn::Transaction& txn = *transactions_.back();
   txn::Branch pending;
   pending.kind = txn::BranchKind::kCompensable;
   pending.step = step.name;
   pending.outcome_unknown = true;
-  pending.undo = Value(Map{{"function", step.compensate->function},
-                           {"render_error", "the outcome of the action was never learned"}});
+  pending.undo = Value(
+      Map{{"function", step.compensate->function}, {"render_error", txn::kOutcomeNeverLearned}});
   const txn::Branch& branch = txn.AddBranch(std::move(pending));
-  execution_->RecordBranch(txn.BranchRecord(branch), step.name);
+  if (folded) {
+    execution_->SkipRecord();
+  } else {
+    execution_->RecordBranch(txn.BranchRecord(branch), step.name);
+  }
   return branch.id;
 }
 
 Task<Value> Interpreter::SendAction(const std::string& function, Map args,
-                                    const std::string& branch, const std::string& step) {
-  CheckTransactionDeadline(step);
+                                    const std::string& branch, const lang::Step& step) {
+  CheckTransactionDeadline(step.name);
   EffectRequest request;
-  request.step = step;
+  request.step = step.name;
   request.function = function;
   request.args = Value(std::move(args));
   request.needs_intent = true;
   request.gid = transactions_.back()->gid();
   request.branch = branch;
   request.op = "action";
+  request.registers_compensation = step.compensate->function;
   request.txn_deadline = transaction_deadline_;
   EffectOutcome outcome = co_await execution_->Perform(std::move(request));
   if (!outcome.ok) throw lang::RaisedError(std::move(outcome.value));

@@ -144,8 +144,18 @@ Task<txn::Decision> Interpreter::Decide(txn::Transaction& txn, txn::Decision dec
   request.function = "txn.decide";
   request.gid = txn.gid();
   request.needs_intent = false;
-  request.op = DecisionNeedsItsOwnCommit(txn, decision) ? "decide" : "record";
-  request.args = FromJournalJson(txn.DecisionRecord(decision, cause));
+  bool own_commit = DecisionNeedsItsOwnCommit(txn, decision);
+  request.op = own_commit ? "decide" : "record";
+  Json record = txn.DecisionRecord(decision, cause);
+  if (!own_commit) {
+    // A commit with nothing to finish is complete once decided: its decision record also
+    // stands for the txn_end that follows it, whose key it names (the key the txn_end takes:
+    // nothing else on this strand takes one in between). Engine::Decide, and on a resume the
+    // journal's index, mark that record carried, so it is not written on its own.
+    record["state"] = txn::TxnStateName(txn::TxnState::kCommitted);
+    record["end_key"] = execution_->NextRecordKey();
+  }
+  request.args = FromJournalJson(record);
   EffectOutcome outcome = co_await execution_->Perform(std::move(request));
   bool commit = outcome.value.is_string() && outcome.value.AsString() == "COMMIT";
   co_return commit ? txn::Decision::kCommit : txn::Decision::kAbort;

@@ -3,7 +3,22 @@
 
 #include <cassert>
 
+#include "value/journal_text.h"
+
 namespace atomflow::txn {
+
+const char kOutcomeNeverLearned[] = "the outcome of the action was never learned";
+
+Json PendingBranchRecord(const Json& intent) {
+  return {{"gid", intent.value("gid", "")},
+          {"branch", intent.value("branch", "")},
+          {"kind", BranchKindName(BranchKind::kCompensable)},
+          {"step", intent.value("step", "")},
+          {"undo",
+           {{"function", intent.value("compensate", "")}, {"render_error", kOutcomeNeverLearned}}},
+          {"staged", nullptr},
+          {"outcome", "unknown"}};
+}
 
 const char* BranchKindName(BranchKind kind) {
   switch (kind) {
@@ -67,17 +82,19 @@ Branch* Transaction::FindBranch(const std::string& id) {
 
 Json Transaction::BeginRecord() const { return {{"gid", gid_}, {"step", step_}}; }
 
-Json Transaction::BranchRecord(const Branch& branch) const {
-  Json record = {{"gid", gid_},
-                 {"branch", branch.id},
-                 {"kind", BranchKindName(branch.kind)},
-                 {"step", branch.step},
-                 {"undo", ToJournalJson(branch.undo)},
-                 {"staged", ToJournalJson(branch.staged)}};
-  if (branch.kind == BranchKind::kTcc) record["confirm"] = ToJournalJson(branch.confirm);
-  if (branch.outcome_unknown) record["outcome"] = "unknown";
-  if (branch.failed) record["outcome"] = branch.never_sent ? "never_sent" : "failed";
-  return record;
+std::string Transaction::BranchRecord(const Branch& branch) const {
+  JsonObjectText record;
+  record.String("gid", gid_)
+      .String("branch", branch.id)
+      .String("kind", BranchKindName(branch.kind))
+      .String("step", branch.step)
+      .JournalValue("undo", branch.undo)
+      .JournalValue("staged", branch.staged);
+  if (branch.kind == BranchKind::kTcc) record.JournalValue("confirm", branch.confirm);
+  const char* outcome = branch.outcome_unknown ? "unknown" : nullptr;
+  if (branch.failed) outcome = branch.never_sent ? "never_sent" : "failed";
+  if (outcome != nullptr) record.String("outcome", outcome);
+  return record.Take();
 }
 
 Json Transaction::DecisionRecord(Decision decision, const Value& cause) const {

@@ -51,6 +51,15 @@ struct Branch {
   bool never_sent = false;
 };
 
+// The render error of a compensable branch registered before its action was sent: until the
+// action's outcome is known its compensation cannot be rendered.
+extern const char kOutcomeNeverLearned[];
+
+// The record of the pending compensable branch that an action's intent registers when it
+// carries `compensate` (docs/journal.md, "Folded records"): the same payload the branch's own
+// record had before the two were folded, so readers treat both journal shapes alike.
+Json PendingBranchRecord(const Json& intent);
+
 // The coordinator's state for one `transaction:` block of one execution. Not thread safe: the
 // execution that runs the block owns it.
 class Transaction {
@@ -80,9 +89,10 @@ class Transaction {
   void Abandon(const std::string& branch_id) { abandoned_.insert(branch_id); }
   bool abandoned(const std::string& branch_id) const { return abandoned_.count(branch_id) > 0; }
 
-  // Journal payloads.
+  // Journal payloads. A branch record is written on every branch of every transaction, so
+  // it comes as its JSON text.
   Json BeginRecord() const;
-  Json BranchRecord(const Branch& branch) const;
+  std::string BranchRecord(const Branch& branch) const;
   Json DecisionRecord(Decision decision, const Value& cause) const;
   Json EndRecord(const Value& cause) const;
 

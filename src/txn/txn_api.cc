@@ -256,8 +256,11 @@ std::string TxnApi::SubmittedState(const std::string& execution_id) {
   std::string state;
   if (journal.ok()) {
     // The latest end of the transaction wins: an operator's resolution follows the txn_end.
+    // A saga commit's decision carries its end (docs/journal.md, "Folded records").
     for (const store::JournalEntry& entry : *journal) {
-      if (entry.kind == "txn_end" || entry.kind == "txn_resolved") {
+      bool ends = entry.kind == "txn_end" || entry.kind == "txn_resolved" ||
+                  (entry.kind == "decision" && entry.payload.contains("state"));
+      if (ends) {
         state = entry.payload.value("state", state);
       }
     }

@@ -7,6 +7,8 @@
 #include <map>
 #include <utility>
 
+#include "txn/transaction.h"
+
 namespace atomflow::txn {
 namespace {
 
@@ -40,25 +42,37 @@ std::string Rfc3339(int64_t ms) {
   return full;
 }
 
+// A branch may be recorded again as it progresses (registered, then its action's outcome):
+// the latest record describes it.
+void ApplyBranch(Json branch, TxnView& txn) {
+  if (branch.value("kind", "") == "compensable") branch["compensated"] = false;
+  for (Json& known : txn.branches) {
+    if (known.value("branch", "") == branch.value("branch", "")) {
+      known = std::move(branch);
+      return;
+    }
+  }
+  txn.branches.push_back(std::move(branch));
+}
+
 void ApplyEntry(const store::JournalEntry& entry, TxnView& txn) {
   const Json& p = entry.payload;
   if (entry.kind == "txn_begin") {
     txn.step = p.value("step", "");
     txn.begin_ms = entry.time_ms;
+  } else if (entry.kind == "intent" && p.contains("compensate")) {
+    // An action's intent that registers its compensable branch (the branch's first record
+    // since the two were folded; older journals have a branch record before the intent).
+    ApplyBranch(PendingBranchRecord(p), txn);
   } else if (entry.kind == "branch") {
-    // A branch may be recorded again as it progresses (registered, then its action's
-    // outcome): the latest record describes it.
-    Json branch = p;
-    if (branch.value("kind", "") == "compensable") branch["compensated"] = false;
-    for (Json& known : txn.branches) {
-      if (known.value("branch", "") == branch.value("branch", "")) {
-        known = branch;
-        return;
-      }
-    }
-    txn.branches.push_back(branch);
+    ApplyBranch(p, txn);
   } else if (entry.kind == "decision") {
     txn.decision = p.value("decision", "");
+    // A saga commit's decision that carries its end (docs/journal.md, "Folded records").
+    if (p.contains("state")) {
+      txn.state = p.value("state", "");
+      txn.end_ms = entry.time_ms;
+    }
   } else if (entry.kind == "txn_end" || entry.kind == "txn_resolved") {
     txn.state = p.value("state", "");
     txn.end_ms = entry.time_ms;

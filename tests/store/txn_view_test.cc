@@ -108,4 +108,58 @@ TEST_F(TxnViewTest, FindsOneTransactionByGid) {
 }
 
 }  // namespace
+// The folded shapes (docs/journal.md, "Folded records"): an action's intent that carries its
+// compensable branch's pending record, and a saga commit's decision that carries its end.
+TEST_F(TxnViewTest, ReadsFoldedBranchIntentsAndDecisionsThatEndTheTransaction) {
+  AddExecution("e1", 100);
+  std::string gid = "e1:pay#1";
+  Append("e1", "txn_begin", {{"gid", gid}, {"step", "pay"}}, 110);
+  Append("e1", "intent",
+         {{"function", "http.post"},
+          {"step", "charge"},
+          {"args", {{"url", "http://bank/charge"}}},
+          {"gid", gid},
+          {"branch", gid + "#1"},
+          {"op", "action"},
+          {"compensate", "http.delete"}},
+         111);
+
+  Result<Json> found = FindTransaction(*store_, gid);
+  ASSERT_TRUE(found.ok()) << found.message();
+  EXPECT_EQ((*found)["state"], "ACTIVE");
+  ASSERT_EQ((*found)["branches"].size(), 1u);
+  const Json& pending = (*found)["branches"][0];
+  EXPECT_EQ(pending["branch"], gid + "#1");
+  EXPECT_EQ(pending["kind"], "compensable");
+  EXPECT_EQ(pending["step"], "charge");
+  EXPECT_EQ(pending["outcome"], "unknown");
+  EXPECT_EQ(pending["undo"]["function"], "http.delete");
+  EXPECT_EQ(pending["compensated"], false);
+
+  Append("e1", "branch",
+         {{"gid", gid},
+          {"branch", gid + "#1"},
+          {"kind", "compensable"},
+          {"step", "charge"},
+          {"undo", {{"function", "http.delete"}, {"args", {{"url", "http://bank/charge/7"}}}}},
+          {"staged", nullptr}},
+         112);
+  Append("e1", "decision",
+         {{"gid", gid},
+          {"step", "pay"},
+          {"decision", "COMMIT"},
+          {"branches", 1},
+          {"cause", nullptr},
+          {"state", "COMMITTED"},
+          {"end_key", "r3"}},
+         113);
+  found = FindTransaction(*store_, gid);
+  ASSERT_TRUE(found.ok()) << found.message();
+  EXPECT_EQ((*found)["state"], "COMMITTED");
+  EXPECT_EQ((*found)["decision"], "COMMIT");
+  EXPECT_EQ((*found)["end_time"], "1970-01-01T00:00:00.113Z");
+  ASSERT_EQ((*found)["branches"].size(), 1u);
+  EXPECT_FALSE((*found)["branches"][0].contains("outcome"));
+}
+
 }  // namespace atomflow::txn

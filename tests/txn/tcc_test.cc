@@ -19,6 +19,7 @@
 
 #include "connectors/connectors.h"
 #include "lang/ast.h"
+#include "store/store.h"
 #include "support/gpu_participant.h"
 #include "support/postgres_server.h"
 #include "support/workflow_check.h"
@@ -191,6 +192,32 @@ main:
                   args:
                     url: ${args.url + "/compensate"}
                     body: ${held.body}
+    - done:
+        return: "held"
+)";
+
+// A saga step, then a step that fails when args.fail is true: the abort compensates it.
+constexpr char kSagaFailWorkflow[] = R"(
+main:
+  params: [args]
+  steps:
+    - reserve:
+        transaction:
+          steps:
+            - hold:
+                call: http.post
+                args:
+                  url: ${args.url + "/action"}
+                  body:
+                    gpus: ${args.gpus}
+                compensate:
+                  call: http.post
+                  args:
+                    url: ${args.url + "/compensate"}
+            - evaluate:
+                switch:
+                  - condition: ${args.fail}
+                    raise: "accuracy below threshold"
     - done:
         return: "held"
 )";
@@ -523,6 +550,245 @@ TEST_F(TccTest, CrashAnywhereThenResumeAppliesEachEffectOnce) {
     EXPECT_EQ(participant_->ReservationState(gid), "confirmed");
   }
   EXPECT_EQ(participant_->FreeGpus(), kPool - 4);
+}
+
+// The journal of the execution in the store at store_path, read by the Store itself.
+std::vector<store::JournalEntry> JournalOf(const fs::path& store_path, const std::string& id) {
+  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(store_path.string());
+  EXPECT_TRUE(store.ok()) << store.message();
+  if (!store.ok()) return {};
+  Result<std::vector<store::JournalEntry>> journal = (*store)->ReadJournal(id);
+  EXPECT_TRUE(journal.ok()) << journal.message();
+  return journal.ok() ? std::move(journal).value() : std::vector<store::JournalEntry>{};
+}
+
+int CountKind(const std::vector<store::JournalEntry>& journal, const std::string& kind) {
+  int count = 0;
+  for (const store::JournalEntry& entry : journal) count += entry.kind == kind ? 1 : 0;
+  return count;
+}
+
+// `atomflow txn describe gid --json` on the store at store_path.
+json Describe(const fs::path& folder, const fs::path& store_path, const std::string& gid) {
+  AtomflowProcess describe({"txn", "describe", gid, "--json", "--store", store_path.string()}, {},
+                           folder / "describe.out");
+  EXPECT_EQ(describe.Wait(), 0);
+  return testing::ParseOrNull(ReadFile(folder / "describe.out"));
+}
+
+// The compensable branch's pending record is folded into its action's intent: killed right
+// after that intent is durable (fault point branch:hold), the journal has no branch record, the
+// transaction view still shows the pending branch, and the resume sends the action once and,
+// on abort, compensates it.
+TEST_F(TccTest, CrashAfterTheFoldedBranchIntentResumesOnce) {
+  fs::path workflow = temp_.path() / "saga.yaml";
+  std::ofstream(workflow) << kSagaFailWorkflow;
+  for (bool fail : {false, true}) {
+    SCOPED_TRACE(fail ? "abort" : "commit");
+    fs::path store_path = temp_.path() / (fail ? "fold-abort.db" : "fold-commit.db");
+    json data = {{"url", participant_->Url("")}, {"gpus", 1}, {"fail", fail}};
+    AtomflowProcess crashed(
+        {"run", workflow.string(), "--data", data.dump(), "--store", store_path.string(), "--json"},
+        {"ATOMFLOW_SLEEP_SCALE=0", "ATOMFLOW_CRASH_AT=branch:hold"}, temp_.path() / "run.out");
+    int status = crashed.Wait();
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+
+    AtomflowProcess list({"executions", "list", "--json", "--store", store_path.string()}, {},
+                         temp_.path() / "list.out");
+    ASSERT_EQ(list.Wait(), 0);
+    json listed = json::parse(ReadFile(temp_.path() / "list.out"));
+    ASSERT_EQ(listed.size(), 1u) << listed.dump();
+    std::string id = listed[0]["id"].get<std::string>();
+    std::string gid = Gid(id);
+    std::vector<store::JournalEntry> journal = JournalOf(store_path, id);
+    EXPECT_EQ(CountKind(journal, "branch"), 0);
+    ASSERT_EQ(CountKind(journal, "intent"), 1);
+    for (const store::JournalEntry& entry : journal) {
+      if (entry.kind != "intent") continue;
+      EXPECT_EQ(entry.payload.value("compensate", ""), "http.post");
+      EXPECT_EQ(entry.payload.value("branch", ""), gid + "#1");
+    }
+    EXPECT_EQ(participant_->Writes(gid, "action"), 0) << "killed before the action was sent";
+    json described = Describe(temp_.path(), store_path, gid);
+    ASSERT_EQ(described["branches"].size(), 1u) << described.dump();
+    EXPECT_EQ(described["state"], "ACTIVE");
+    EXPECT_EQ(described["branches"][0]["outcome"], "unknown");
+    EXPECT_EQ(described["branches"][0]["step"], "hold");
+
+    AtomflowProcess resumed({"executions", "resume", id, "--json", "--store", store_path.string()},
+                            {"ATOMFLOW_SLEEP_SCALE=0"}, temp_.path() / "resume.out");
+    int exit_code = resumed.Wait();
+    EXPECT_EQ(participant_->Writes(gid, "action"), 1);
+    EXPECT_EQ(participant_->Writes(gid, "compensate"), fail ? 1 : 0);
+    EXPECT_EQ(exit_code != 0, fail) << ReadFile(temp_.path() / "resume.out");
+    described = Describe(temp_.path(), store_path, gid);
+    EXPECT_EQ(described["state"], fail ? "ABORTED" : "COMMITTED") << described.dump();
+    ASSERT_EQ(described["branches"].size(), 1u) << described.dump();
+    EXPECT_FALSE(described["branches"][0].contains("outcome")) << described.dump();
+    EXPECT_EQ(described["branches"][0]["compensated"], fail);
+    // A saga's commit has nothing to finish: its decision carries its end.
+    journal = JournalOf(store_path, id);
+    EXPECT_EQ(CountKind(journal, "txn_end"), fail ? 1 : 0);
+    EXPECT_EQ(CountKind(journal, "decision"), 1);
+  }
+  EXPECT_EQ(participant_->FreeGpus(), kPool - 1);
+}
+
+// Journals written before the fold have the pending branch as a record of its own before the
+// intent. Such a journal, cut off after the intent (or before it), resumes on this build: the
+// keys line up, the action is sent once, and the abort still compensates it.
+TEST_F(TccTest, OldShapeJournalWithAPendingBranchRecordResumes) {
+  int n = 0;
+  for (bool with_intent : {true, false}) {
+    for (bool fail : {false, true}) {
+      SCOPED_TRACE(std::string(fail ? "abort" : "commit") + (with_intent ? "" : ", no intent"));
+      fs::path store_path = temp_.path() / ("old-" + std::to_string(++n) + ".db");
+      std::string id = "0190a000-0000-7000-8000-00000000000" + std::to_string(n);
+      std::string gid = Gid(id);
+      json data = {{"url", participant_->Url("")}, {"gpus", 1}, {"fail", fail}};
+      {
+        Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(store_path.string());
+        ASSERT_TRUE(store.ok()) << store.message();
+        store::ExecutionRecord record;
+        record.id = id;
+        record.workflow_name = "saga";
+        record.source_file = "saga.yaml";
+        record.source = kSagaFailWorkflow;
+        record.argument = data.dump();
+        record.state = "ACTIVE";
+        record.start_time_ms = 1000;
+        ASSERT_TRUE((*store)->CreateExecution(record).ok());
+        // What the build before the fold wrote, record for record.
+        std::vector<store::JournalEntry> old = {
+            {0, "txn_begin", "r1", {{"gid", gid}, {"step", "reserve"}}, 1001, ""},
+            {0,
+             "branch",
+             "r2",
+             {{"gid", gid},
+              {"branch", gid + "#1"},
+              {"kind", "compensable"},
+              {"step", "hold"},
+              {"undo",
+               {{"function", "http.post"},
+                {"render_error", "the outcome of the action was never learned"}}},
+              {"staged", nullptr},
+              {"outcome", "unknown"}},
+             1002,
+             ""}};
+        if (with_intent) {
+          old.push_back(
+              {0,
+               "intent",
+               "1",
+               {{"function", "http.post"},
+                {"step", "hold"},
+                {"args", {{"url", participant_->Url("") + "/action"}, {"body", {{"gpus", 1}}}}},
+                {"gid", gid},
+                {"branch", gid + "#1"},
+                {"op", "action"}},
+               1003,
+               ""});
+        }
+        for (store::JournalEntry& entry : old) (*store)->Append(id, std::move(entry), nullptr);
+        ASSERT_TRUE((*store)->Flush().ok());
+      }
+      json described = Describe(temp_.path(), store_path, gid);
+      ASSERT_EQ(described["branches"].size(), 1u) << described.dump();
+      EXPECT_EQ(described["branches"][0]["outcome"], "unknown");
+
+      AtomflowProcess resumed(
+          {"executions", "resume", id, "--json", "--store", store_path.string()},
+          {"ATOMFLOW_SLEEP_SCALE=0"}, temp_.path() / "resume.out");
+      int exit_code = resumed.Wait();
+      EXPECT_EQ(exit_code != 0, fail) << ReadFile(temp_.path() / "resume.out");
+      EXPECT_EQ(participant_->Writes(gid, "action"), 1);
+      EXPECT_EQ(participant_->Writes(gid, "compensate"), fail ? 1 : 0);
+      std::vector<store::JournalEntry> journal = JournalOf(store_path, id);
+      EXPECT_EQ(CountKind(journal, "intent"), fail ? 2 : 1);  // the compensation's own intent
+      described = Describe(temp_.path(), store_path, gid);
+      EXPECT_EQ(described["state"], fail ? "ABORTED" : "COMMITTED") << described.dump();
+      ASSERT_EQ(described["branches"].size(), 1u) << described.dump();
+      EXPECT_EQ(described["branches"][0]["compensated"], fail);
+    }
+  }
+  EXPECT_EQ(participant_->FreeGpus(), kPool - 2);
+}
+
+// A journal written before the decision carried a saga commit's end, cut off after the
+// decision and before its txn_end: the resume finds the commit decided, sends nothing, and
+// writes the txn_end that the older process never did.
+TEST_F(TccTest, OldShapeDecisionWithoutItsEndGetsItsEndOnResume) {
+  fs::path store_path = temp_.path() / "old-decision.db";
+  std::string id = "0190a000-0000-7000-8000-0000000000d1";
+  std::string gid = Gid(id);
+  std::string url = participant_->Url("");
+  json data = {{"url", url}, {"gpus", 1}, {"fail", false}};
+  {
+    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(store_path.string());
+    ASSERT_TRUE(store.ok()) << store.message();
+    store::ExecutionRecord record;
+    record.id = id;
+    record.workflow_name = "saga";
+    record.source_file = "saga.yaml";
+    record.source = kSagaFailWorkflow;
+    record.argument = data.dump();
+    record.state = "ACTIVE";
+    record.start_time_ms = 1000;
+    ASSERT_TRUE((*store)->CreateExecution(record).ok());
+    json pending_undo = {{"function", "http.post"},
+                         {"render_error", "the outcome of the action was never learned"}};
+    json undo = {{"function", "http.post"}, {"args", {{"url", url + "/compensate"}}}};
+    json branch = {{"gid", gid},          {"branch", gid + "#1"}, {"kind", "compensable"},
+                   {"step", "hold"},      {"undo", pending_undo}, {"staged", nullptr},
+                   {"outcome", "unknown"}};
+    json completed = branch;
+    completed["undo"] = undo;
+    completed.erase("outcome");
+    std::vector<store::JournalEntry> old = {
+        {0, "txn_begin", "r1", {{"gid", gid}, {"step", "reserve"}}, 1001, ""},
+        {0, "branch", "r2", branch, 1002, ""},
+        {0,
+         "intent",
+         "1",
+         {{"function", "http.post"},
+          {"step", "hold"},
+          {"args", {{"url", url + "/action"}, {"body", {{"gpus", 1}}}}},
+          {"gid", gid},
+          {"branch", gid + "#1"},
+          {"op", "action"}},
+         1003,
+         ""},
+        {0,
+         "result",
+         "1",
+         {{"function", "http.post"}, {"step", "hold"}, {"ok", true}, {"value", {{"code", 200}}}},
+         1004,
+         ""},
+        {0, "branch", "r3", completed, 1005, ""},
+        {0,
+         "decision",
+         "d2",
+         {{"gid", gid},
+          {"step", "reserve"},
+          {"decision", "COMMIT"},
+          {"branches", 1},
+          {"cause", nullptr}},
+         1006,
+         ""}};
+    for (store::JournalEntry& entry : old) (*store)->Append(id, std::move(entry), nullptr);
+    ASSERT_TRUE((*store)->Flush().ok());
+  }
+  EXPECT_EQ(Describe(temp_.path(), store_path, gid)["state"], "DECIDED");
+
+  AtomflowProcess resumed({"executions", "resume", id, "--json", "--store", store_path.string()},
+                          {"ATOMFLOW_SLEEP_SCALE=0"}, temp_.path() / "resume.out");
+  ASSERT_EQ(resumed.Wait(), 0) << ReadFile(temp_.path() / "resume.out");
+  EXPECT_EQ(participant_->Writes(gid, "action"), 0) << "answered from the journal";
+  EXPECT_EQ(participant_->Writes(gid, "compensate"), 0);
+  std::vector<store::JournalEntry> journal = JournalOf(store_path, id);
+  EXPECT_EQ(CountKind(journal, "txn_end"), 1);
+  EXPECT_EQ(CountKind(journal, "decision"), 1);
+  EXPECT_EQ(Describe(temp_.path(), store_path, gid)["state"], "COMMITTED");
 }
 
 }  // namespace
