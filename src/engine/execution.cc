@@ -231,17 +231,12 @@ void Execution::Record(const std::string& kind, Json payload) {
   engine_->Journal(*this, kind, std::move(key), std::move(payload), nullptr);
 }
 
-bool Execution::RecordStep(const std::string& step, const std::string& routine, int line,
-                           bool failed, int64_t start_ms, int64_t end_ms) {
+bool Execution::RecordStepKeyed(const std::string& step, const std::string& routine, int line,
+                                bool failed, int64_t start_ms, int64_t end_ms) {
   int64_t counter = ++current_->record_counter;
-  // Only a resumed execution has journaled records; a fresh one builds no key string.
-  if (!journaled_records_.empty() &&
-      journaled_records_.count("r" + current_->prefix + std::to_string(counter))) {
-    return false;
-  }
+  if (journaled_records_.count("r" + current_->prefix + std::to_string(counter))) return false;
   StepRecord record{&step, &routine, &current_->prefix, counter, start_ms, end_ms, line, failed};
-  bool full = step_history_.AddShort(record) ? step_history_.full() : step_history_.Add(record);
-  if (full) FlushSteps();
+  if (step_history_.Add(record)) FlushSteps();
   return true;
 }
 

@@ -194,8 +194,18 @@ class Execution {
   // A named step that ended: buffered (no journal write) and journaled with the next batch
   // (see FlushSteps). Keyed like Record, so a replay skips the steps already journaled: false
   // for such a step, which the process that journaled it already reported.
+  // Inline for a fresh execution's compute loop, whose steps are nearly all short ones.
   bool RecordStep(const std::string& step, const std::string& routine, int line, bool failed,
-                  int64_t start_ms, int64_t end_ms);
+                  int64_t start_ms, int64_t end_ms) {
+    if (!journaled_records_.empty()) {
+      return RecordStepKeyed(step, routine, line, failed, start_ms, end_ms);
+    }
+    int64_t counter = ++current_->record_counter;
+    StepRecord record{&step, &routine, &current_->prefix, counter, start_ms, end_ms, line, failed};
+    bool full = step_history_.AddShort(record) ? step_history_.full() : step_history_.Add(record);
+    if (full) FlushSteps();
+    return true;
+  }
   // Journals the buffered steps as one "steps" record. Runs before any other record, at the
   // end of every slice (so before the intents of the effects it asked for) and when the
   // buffer is full; a crash loses only what is buffered, which a replay records again.
@@ -256,6 +266,9 @@ class Execution {
 
  private:
   friend class EffectAwaiter;
+  // RecordStep for a resumed execution, whose journal may hold the step already.
+  bool RecordStepKeyed(const std::string& step, const std::string& routine, int line, bool failed,
+                       int64_t start_ms, int64_t end_ms);
   std::string NextKey() { return current_->prefix + std::to_string(++current_->effect_counter); }
   void CheckReplayed(const EffectRequest& request, const store::JournalEntry& entry) const;
   // The constructor's reading of a resumed execution's journal into the replay's indexes.
