@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "connectors/http_call.h"
+#include "connectors/sql_recovery.h"
 #include "connectors/staged_files.h"
 #include "lang/error.h"
 
@@ -171,6 +172,10 @@ void Connectors::PerformSql(const engine::EffectRequest& request,
   task->xid = StringArg(request.args, "xid");
   task->resumed = context.resumed;
   sql_.Submit(std::move(task).value(), std::move(done));
+}
+
+void Connectors::Resuming(const std::vector<engine::ResumingExecution>& executions) {
+  RollBackUnjournaledPrepares(sql_.catalog(), executions);
 }
 
 void Connectors::Forget(const std::string& execution_id) {

@@ -50,6 +50,9 @@ class Connectors : public engine::EffectHandler {
   // Removes the execution's staging folders: every staged file of a finished execution was
   // published or discarded, so what is left there is what a killed process never journaled.
   void Forget(const std::string& execution_id) override;
+  // Rolls back the resuming executions' prepared gids that no branch record names
+  // (RollBackUnjournaledPrepares).
+  void Resuming(const std::vector<engine::ResumingExecution>& executions) override;
   void set_staging_root(std::string root) { staging_root_ = std::move(root); }
 
   // The job id of a job effect: stable across replays, readable in folder listings.

@@ -54,6 +54,8 @@ class SqlExecutor {
   // wrong with them.
   static Result<SqlTask> ParseExecArgs(const Value& args);
 
+  const DatabaseCatalog& catalog() const { return catalog_; }
+
  private:
   struct Queued {
     SqlTask task;

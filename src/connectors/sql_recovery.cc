@@ -1,6 +1,8 @@
 // ResolvePreparedTransactions: pg_prepared_xacts against the journal.
 #include "connectors/sql_recovery.h"
 
+#include <unordered_map>
+
 #include "common/log.h"
 #include "connectors/sql_connection.h"
 
@@ -26,9 +28,22 @@ std::string Finish(SqlConnection& connection, const std::string& xid, bool commi
   return commit ? "committed" : "rolled back";
 }
 
+// Whether a journaled database name is database `name` (connection string `conninfo`): the
+// same name, or one that resolves to the same connection string (an override variable's name
+// differs in case and punctuation, or an alias).
+bool SameDatabase(const DatabaseCatalog& catalog, const std::string& name,
+                  const std::string& conninfo, const std::string& journaled) {
+  if (journaled == name) return true;
+  Result<std::string> other = catalog.ConnectionString(journaled);
+  return other.ok() && *other == conninfo;
+}
+
 // Resolves the prepared transactions of one database.
-void ResolveDatabase(store::Store& store, const std::string& name, const std::string& conninfo,
-                     std::vector<PreparedResolution>* resolutions) {
+void ResolveDatabase(store::Store& store, const DatabaseCatalog& catalog, const std::string& name,
+                     const std::string& conninfo, std::vector<PreparedResolution>* resolutions) {
+  auto is_this = [&](const std::string& journaled) {
+    return SameDatabase(catalog, name, conninfo, journaled);
+  };
   Result<std::unique_ptr<SqlConnection>> connection = SqlConnection::Open(conninfo);
   if (!connection.ok()) {
     log::Warn("recovery: database {}: {}", name, connection.message());
@@ -58,22 +73,80 @@ void ResolveDatabase(store::Store& store, const std::string& name, const std::st
       Result<std::vector<store::JournalEntry>> read = store.ReadJournal(execution_id);
       if (read.ok()) journal = std::move(read).value();
     }
-    std::string outcome = Finish(**connection, xid, JournalCommits(journal, xid));
+    std::string outcome = Finish(**connection, xid, JournalCommits(journal, xid, is_this));
     log::Info("recovery: prepared transaction {} on database {} (execution {}, {}): {}", xid, name,
               execution_id, record.ok() ? record->state : "unknown to the store", outcome);
     resolutions->push_back({name, xid, outcome});
   }
 }
 
+using ResumingById = std::unordered_map<std::string, const engine::ResumingExecution*>;
+
+// Whether a branch record of the resuming execution names gid `xid` on database `name`.
+bool Named(const engine::ResumingExecution& execution, const DatabaseCatalog& catalog,
+           const std::string& name, const std::string& conninfo, const std::string& xid) {
+  for (const auto& [database, journaled_xid] : execution.prepared) {
+    if (journaled_xid == xid && SameDatabase(catalog, name, conninfo, database)) return true;
+  }
+  return false;
+}
+
+// Rolls back, on one database, the resuming executions' gids that no branch record names.
+void RollBackStrays(const DatabaseCatalog& catalog, const std::string& name,
+                    const std::string& conninfo, const ResumingById& resuming,
+                    std::vector<PreparedResolution>* resolutions) {
+  Result<std::unique_ptr<SqlConnection>> connection = SqlConnection::Open(conninfo);
+  Result<std::vector<std::string>> xids =
+      connection.ok() ? (*connection)->ListPrepared(kXidPrefix)
+                      : Result<std::vector<std::string>>(connection.status());
+  if (!xids.ok()) {
+    log::Warn("resume: database {}: cannot look for stray prepared transactions: {}", name,
+              xids.message());
+    resolutions->push_back({name, "", "failed: " + xids.message()});
+    return;
+  }
+  for (const std::string& xid : *xids) {
+    auto execution = resuming.find(ExecutionOf(xid));
+    if (execution == resuming.end()) continue;
+    if (Named(*execution->second, catalog, name, conninfo, xid)) continue;
+    std::string outcome = Finish(**connection, xid, false);
+    log::Info(
+        "resume: prepared transaction {} on database {} (execution {}), which no branch "
+        "record names: {}",
+        xid, name, execution->first, outcome);
+    resolutions->push_back({name, xid, outcome});
+  }
+}
+
 }  // namespace
 
-bool JournalCommits(const std::vector<store::JournalEntry>& journal, const std::string& xid) {
+std::vector<PreparedResolution> RollBackUnjournaledPrepares(
+    const DatabaseCatalog& catalog, const std::vector<engine::ResumingExecution>& executions) {
+  std::vector<PreparedResolution> resolutions;
+  std::vector<std::string> names = catalog.Names();
+  if (executions.empty() || names.empty()) return resolutions;
+
+  ResumingById resuming;
+  for (const engine::ResumingExecution& execution : executions) {
+    resuming.emplace(execution.execution_id, &execution);
+  }
+  for (const std::string& name : names) {
+    Result<std::string> conninfo = catalog.ConnectionString(name);
+    if (!conninfo.ok()) continue;  // an unusable name: ResolvePreparedTransactions reports it
+    RollBackStrays(catalog, name, *conninfo, resuming, &resolutions);
+  }
+  return resolutions;
+}
+
+bool JournalCommits(const std::vector<store::JournalEntry>& journal, const std::string& xid,
+                    const std::function<bool(const std::string&)>& is_this_database) {
   std::string branch;
   std::string gid;
   for (const store::JournalEntry& entry : journal) {
     if (entry.kind != "branch" || !entry.payload.is_object()) continue;
     const Json& staged = entry.payload.value("staged", Json::object());
-    if (staged.is_object() && staged.value("xid", "") == xid) {
+    if (staged.is_object() && staged.value("xid", "") == xid &&
+        is_this_database(staged.value("database", ""))) {
       branch = entry.payload.value("branch", "");
       gid = entry.payload.value("gid", "");
     }
@@ -108,7 +181,7 @@ std::vector<PreparedResolution> ResolvePreparedTransactions(store::Store& store,
       resolutions.push_back({name, "", "failed: " + conninfo.message()});
       continue;
     }
-    ResolveDatabase(store, name, *conninfo, &resolutions);
+    ResolveDatabase(store, catalog, name, *conninfo, &resolutions);
   }
   log::Info("recovery: {} prepared transaction entries on {} databases", resolutions.size(),
             catalog.Names().size());

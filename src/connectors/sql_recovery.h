@@ -2,11 +2,13 @@
 // executions no longer drive, in the direction their journal decided.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "connectors/databases.h"
+#include "engine/effect.h"
 #include "store/store.h"
 
 namespace atomflow::connectors {
@@ -28,7 +30,22 @@ struct PreparedResolution {
 std::vector<PreparedResolution> ResolvePreparedTransactions(store::Store& store,
                                                             const DatabaseCatalog& catalog);
 
-// True when the journal decides that prepared transaction `xid` commits (see above).
-bool JournalCommits(const std::vector<store::JournalEntry>& journal, const std::string& xid);
+// Rolls back, on every database of the catalog, the prepared transactions of executions about
+// to resume (EffectHandler::Resuming) that no branch record of theirs names on that database:
+// prepares an earlier process sent before their branch records were durable, which a replay
+// that takes another path would never reach again. A gid a branch record names stays: the
+// replay rolls it back before preparing it again, or finishes it in phase two. Logs each; a
+// database that cannot be reached is logged and skipped (`atomflow recover` resolves its gids
+// once the execution has ended).
+std::vector<PreparedResolution> RollBackUnjournaledPrepares(
+    const DatabaseCatalog& catalog, const std::vector<engine::ResumingExecution>& executions);
+
+// True when the journal decides that prepared transaction `xid`, found on the database being
+// resolved, commits (see above). The branch record must name that database too
+// (`is_this_database` answers for a journaled name): a process that died before its branch
+// record was durable may have prepared the same gid on another database than the one its
+// replay chose (an input that was not durable answered differently), and that one aborts.
+bool JournalCommits(const std::vector<store::JournalEntry>& journal, const std::string& xid,
+                    const std::function<bool(const std::string&)>& is_this_database);
 
 }  // namespace atomflow::connectors

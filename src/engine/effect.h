@@ -23,6 +23,7 @@ struct EffectOutcome {
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace atomflow::engine {
 
@@ -74,6 +75,14 @@ struct EffectContext {
   std::string staging_root;          // where staged files wait for their transaction
 };
 
+// An execution about to resume in this process, with the prepared SQL branches its journal
+// names (the branch records' `staged`): what an earlier process may have left on a server
+// that the replay still accounts for.
+struct ResumingExecution {
+  std::string execution_id;
+  std::vector<std::pair<std::string, std::string>> prepared;  // (database name, gid)
+};
+
 // Carries out effects with outside consequences (HTTP, jobs, files). Implemented by
 // connectors; the engine owns the journal and the scheduling around it.
 class EffectHandler {
@@ -90,6 +99,13 @@ class EffectHandler {
   // The execution has ended and its end is durable: whatever the handler kept for it on the
   // side (staged files a killed process wrote and never journaled) can go.
   virtual void Forget(const std::string& execution_id) { (void)execution_id; }
+
+  // Executions about to resume, before any of them runs: what an earlier process left for
+  // them outside that their journals do not account for can go (a prepared SQL branch's
+  // prepare is sent before its branch record is durable, and a replay that takes another
+  // path would never reach that gid again, while its locks stay). Blocks; called from the
+  // thread that resumes them, never the I/O loop or a worker.
+  virtual void Resuming(const std::vector<ResumingExecution>& executions) { (void)executions; }
 };
 
 }  // namespace atomflow::engine

@@ -50,6 +50,36 @@ std::string Lower(std::string text) {
   return text;
 }
 
+// An intent as the journal keeps it, as JSON text: what a resumed execution compares its
+// request with, and what `recover` reads a prepared branch's prepare from.
+std::string IntentText(const EffectRequest& request) {
+  JsonObjectText intent;
+  intent.String("function", request.function)
+      .String("step", request.step)
+      .JournalValue("args", request.args)
+      .String("gid", request.gid)
+      .String("branch", request.branch)
+      .String("op", request.op);
+  if (!request.registers_compensation.empty()) {
+    intent.String("compensate", request.registers_compensation);  // the pending branch's record
+  }
+  return intent.Take();
+}
+
+// The prepared SQL branches a resumed execution's journal names: its `prepared` branch records'
+// database and gid.
+ResumingExecution PreparedOf(const std::string& execution_id,
+                             const std::vector<store::JournalEntry>& journal) {
+  ResumingExecution resuming{execution_id, {}};
+  for (const store::JournalEntry& entry : journal) {
+    if (entry.kind != "branch" || !entry.payload.is_object()) continue;
+    const Json& staged = entry.payload.value("staged", Json::object());
+    if (entry.payload.value("kind", "") != "prepared" || !staged.is_object()) continue;
+    resuming.prepared.emplace_back(staged.value("database", ""), staged.value("xid", ""));
+  }
+  return resuming;
+}
+
 std::string Upper(std::string text) {
   for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return text;
@@ -372,6 +402,7 @@ Result<std::string> Engine::ResumeClaimed(store::ExecutionRecord record,
                                           std::shared_ptr<const lang::Workflow> workflow) {
   Result<std::vector<store::JournalEntry>> journal = store_->ReadJournal(record.id);
   if (!journal.ok()) return journal.status();
+  handler_->Resuming({PreparedOf(record.id, *journal)});
   return ResumeWithJournal(std::move(record), std::move(workflow), std::move(journal).value(),
                            nullptr);
 }
@@ -388,6 +419,7 @@ std::string Engine::ResumeWithJournal(store::ExecutionRecord record,
                                    {"journal_entries", journal.size()}});
   auto execution = std::make_shared<Execution>(this, std::move(record), std::move(workflow),
                                                std::move(argument), std::move(journal));
+  execution->MarkResumed();
   if (launch_later != nullptr) {
     launch_later->push_back(std::move(execution));
   } else {
@@ -476,6 +508,8 @@ void Engine::ResumeChunk(std::vector<store::ExecutionRecord*>& chunk, WorkflowCa
 
   std::vector<std::shared_ptr<Execution>> launch;
   launch.reserve(chunk.size());
+  std::vector<ResumingExecution> resuming;
+  resuming.reserve(chunk.size());
   for (size_t i = 0; i < chunk.size(); ++i) {
     store::ExecutionRecord& record = *chunk[i];
     Result<std::shared_ptr<const lang::Workflow>> workflow =
@@ -485,9 +519,12 @@ void Engine::ResumeChunk(std::vector<store::ExecutionRecord*>& chunk, WorkflowCa
                 workflow.message());
       continue;
     }
+    resuming.push_back(PreparedOf(record.id, (*journals)[i]));
     resumed.push_back(ResumeWithJournal(std::move(record), std::move(workflow).value(),
                                         std::move((*journals)[i]), &launch));
   }
+  // Before any of them runs: a replay must not find an earlier process's stray gid's locks.
+  handler_->Resuming(resuming);
   LaunchMany(launch);
   chunk.clear();
 }
@@ -665,20 +702,14 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, const EffectP
     Issue(execution, effect, resumed);
     return;
   }
+  if (request.op == "prepare" && !store_->SharedByHosts()) {
+    DispatchPrepare(execution, effect);
+    return;
+  }
 
   // The intent is durable before the effect leaves the process: after a crash the effect is
   // retried with the same idempotency key, or its job reattached, never issued blind.
-  JsonObjectText intent;
-  intent.String("function", request.function)
-      .String("step", request.step)
-      .JournalValue("args", request.args)
-      .String("gid", request.gid)
-      .String("branch", request.branch)
-      .String("op", request.op);
-  if (!request.registers_compensation.empty()) {
-    intent.String("compensate", request.registers_compensation);  // the pending branch's record
-  }
-  JournalText(*execution, "intent", request.key, intent.Take(), [this, execution, effect] {
+  JournalText(*execution, "intent", request.key, IntentText(request), [this, execution, effect] {
     // A compensation whose intent is durable and that has not been sent.
     if (effect->request.op == "compensate") CrashPoint("compensate:" + effect->request.step);
     // The intent is the branch's first record: registered, its action not sent.
@@ -689,13 +720,34 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, const EffectP
   });
 }
 
+// A prepared SQL branch's PREPARE TRANSACTION goes out without waiting for its branch record
+// and intent to be durable: both are queued before it, so they still precede its result in the
+// journal, and the decision (the commit point) still waits for all of them. What a crash in
+// between leaves is a gid the journal may not know; gids are deterministic, so the resumed
+// execution rolls its gid back before preparing again, and `recover` rolls back what no
+// journaled branch accounts for (docs/transactions-sql.md, "What a crash leaves"). The row of a
+// fresh execution is not waited for either: a gid of an execution the store never recorded is
+// rolled back by `recover` too.
+void Engine::DispatchPrepare(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
+  const EffectRequest& request = effect->request;
+  // Crash tests: `prepare_sent:<step>` holds the intent back, as a writer that had not
+  // committed it yet would (Execution::RecordBranch holds the branch record back).
+  if (!CrashArmed("prepare_sent:", request.step)) {
+    JournalText(*execution, "intent", request.key, IntentText(request), nullptr);
+  }
+  if (CreateFailed(execution->id())) return;  // the execution will never exist: nothing of it
+  Issue(execution, effect, false);
+}
+
 void Engine::Issue(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
                    bool resumed) {
   const EffectRequest& request = effect->request;
   EffectContext context;
   context.execution_id = execution->id();
   context.service_account = execution->service_account();
-  context.resumed = resumed;
+  // A prepare of a resumed execution may find its gid prepared by the earlier process, whether
+  // or not that process's intent became durable: the connector rolls the gid back first.
+  context.resumed = resumed || (request.op == "prepare" && execution->resumed());
   context.jobs_root = options_.jobs_root;
   context.staging_root = options_.staging_root;
   std::string step = request.step;
@@ -707,9 +759,11 @@ void Engine::Issue(const std::shared_ptr<Execution>& execution, const EffectPtr&
   if (request.op == "prepare") CrashPoint("before_prepare:" + step);
   ++in_flight_;
   handler_->Perform(request, std::move(context), [this, execution, effect](EffectOutcome outcome) {
-    // Prepared on the server, and the result not yet in the journal.
-    if (effect->request.op == "prepare" && outcome.ok) {
-      CrashPoint("after_prepare:" + effect->request.step);
+    // Prepared on the server, and the result not yet in the journal (nor, at prepare_sent,
+    // the branch record and the intent, whatever the server answered).
+    if (effect->request.op == "prepare" && !crash_at_.empty()) {
+      CrashPoint("prepare_sent:" + effect->request.step);
+      if (outcome.ok) CrashPoint("after_prepare:" + effect->request.step);
     }
     // The participant answered a compensation whose result is not in the journal.
     if (effect->request.op == "compensate") CrashPoint("compensated:" + effect->request.step);
@@ -921,6 +975,12 @@ bool Engine::JournalIfLive(const std::string& execution_id, store::JournalEntry 
   if (live) store_->Append(execution_id, std::move(entry), std::move(on_durable));
   --journaling_;
   return live;
+}
+
+bool Engine::CrashArmed(std::string_view kind, const std::string& step) const {
+  return !crash_at_.empty() && crash_at_.size() == kind.size() + step.size() &&
+         crash_at_.compare(0, kind.size(), kind) == 0 &&
+         crash_at_.compare(kind.size(), std::string::npos, step) == 0;
 }
 
 void Engine::CrashPoint(const std::string& point) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -140,6 +141,8 @@ class Engine {
                      const EffectOutcome& outcome);
   // Kills the process with SIGKILL when ATOMFLOW_CRASH_AT names this point (crash tests).
   void CrashPoint(const std::string& point);
+  // Whether ATOMFLOW_CRASH_AT names the point `<kind><step>`; builds no string.
+  bool CrashArmed(std::string_view kind, const std::string& step) const;
   // Keeps a finished execution's record for Wait, forgetting the oldest past a bound.
   // Caller holds mutex_.
   void KeepDone(store::ExecutionRecord record);
@@ -184,6 +187,7 @@ class Engine {
   // The effect functions below share the effect (EffectPtr) with the execution and with the
   // callbacks that carry it out; none copies its request.
   void Dispatch(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
+  void DispatchPrepare(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
   void Issue(const std::shared_ptr<Execution>& execution, const EffectPtr& effect, bool resumed);
   void SleepEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);
   void CreateCallbackEffect(const std::shared_ptr<Execution>& execution, const EffectPtr& effect);

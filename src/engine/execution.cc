@@ -249,6 +249,9 @@ void Execution::RecordBranch(std::string payload_text, const std::string& step) 
   FlushSteps();
   std::string key = "r" + current_->prefix + std::to_string(++current_->record_counter);
   if (journaled_records_.count(key)) return;
+  // Crash tests: a prepare sent before the writer committed its branch record (Engine::Issue);
+  // the point names a prepared SQL step.
+  if (engine_->CrashArmed("prepare_sent:", step)) return;
   engine_->JournalText(*this, "branch", std::move(key), std::move(payload_text),
                        [engine = engine_, step] { engine->CrashPoint("branch:" + step); });
 }

@@ -224,6 +224,10 @@ class Execution {
   void MarkRecordCarried(const std::string& key) { journaled_records_.insert(key); }
   // True while the replay has not yet reached the point where the earlier process stopped.
   bool replaying() const { return replay_cursor_ < replay_order_.size(); }
+  // Resumed in this process (from a journal, possibly empty), not started fresh here: an
+  // earlier process may have left its prepared SQL gids on a server, journaled or not.
+  bool resumed() const { return resumed_; }
+  void MarkResumed() { resumed_ = true; }  // before it is launched
 
   // Cancellation: makes the next effect await throw CancelledSignal, unless the interpreter
   // is undoing a transaction (compensation must run even for a cancelled execution). The
@@ -330,6 +334,7 @@ class Execution {
   std::map<std::string_view, EffectAwaiter*> waiting_;
   std::vector<EffectPtr> pending_;
   bool stuck_ = false;  // the replay cannot go on: the workflow differs from the journal
+  bool resumed_ = false;
   bool finalized_ = false;
 
   // Shared with the threads that complete effects.

@@ -199,6 +199,12 @@ class Store {
       const std::string& execution_id, const std::string& kind, int64_t after_seq, int limit) = 0;
 
   virtual StoreStats stats() const = 0;
+
+  // Whether processes on several hosts share this store, each owning executions by a lease
+  // that can expire while its holder still runs. The engine then makes every intent durable
+  // before its effect leaves, so that a holder that lost its lease (its writes are fenced) can
+  // send nothing; a store whose owners are local processes, alive or gone, need not.
+  virtual bool SharedByHosts() const { return false; }
 };
 
 // "hostname:pid" of the calling process, the owner string Claim expects.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -336,8 +337,15 @@ TEST_F(SqlBranchTest, TwoDatabasesAndAFileCommitOrAbortTogether) {
   for (const store::JournalEntry& entry : *journal) {
     EXPECT_EQ(entry.payload.dump().find("postgresql://"), std::string::npos) << entry.payload;
   }
-  EXPECT_TRUE(JournalCommits(*journal, "atomflow:" + committed.id + ":release#1:2"));
-  EXPECT_FALSE(JournalCommits(*journal, "atomflow:" + committed.id + ":release#1:9"));
+  auto on = [](std::string database) {
+    return [database](const std::string& journaled) { return journaled == database; };
+  };
+  const std::string gid = "atomflow:" + committed.id + ":release#1:";
+  EXPECT_TRUE(JournalCommits(*journal, gid + "2", on("registry")));
+  EXPECT_FALSE(JournalCommits(*journal, gid + "9", on("registry")));
+  // The same gid on another database is not the journaled branch: a process that died before
+  // its branch record was durable may have prepared it there, and its replay chose registry.
+  EXPECT_FALSE(JournalCommits(*journal, gid + "2", on("audit")));
 
   // Recovery of a prepared transaction nobody drives: an unknown execution's gid rolls back.
   SqlConnection* raw = nullptr;
@@ -352,6 +360,58 @@ TEST_F(SqlBranchTest, TwoDatabasesAndAFileCommitOrAbortTogether) {
   EXPECT_EQ(resolved[0].outcome, "rolled back");
   EXPECT_EQ(Prepared(), "0");
   EXPECT_EQ(Rows("registry", "models"), "0");
+}
+
+// A process that died after sending prepares whose branch records never became durable leaves
+// gids the journal does not name; the replay may not reach them again (an input it consumed
+// before them answers differently), so they are rolled back before it runs, on every
+// database. Gids its branch records name, and other executions' gids, stay.
+TEST(SqlRecoveryTest, AResumingExecutionsUnnamedGidsRollBackBeforeItRuns) {
+  ASSERT_EQ(Server().CreateDatabase("strays_a"), "");
+  ASSERT_EQ(Server().CreateDatabase("strays_b"), "");
+  DatabaseCatalog catalog = Catalog("databases:\n  registry: \"" + Server().Uri("strays_a") +
+                                    "\"\n  audit: \"" + Server().Uri("strays_b") + "\"\n");
+  std::vector<std::unique_ptr<SqlConnection>> connections;
+  for (const char* database : {"strays_a", "strays_b"}) {
+    Result<std::unique_ptr<SqlConnection>> connection = SqlConnection::Open(Server().Uri(database));
+    ASSERT_TRUE(connection.ok()) << connection.message();
+    ASSERT_TRUE((*connection)->Run({{"CREATE TABLE t (k TEXT PRIMARY KEY)", {}}}).ok());
+    connections.push_back(std::move(connection).value());
+  }
+  SqlConnection& registry = *connections[0];
+  SqlConnection& audit = *connections[1];
+  const std::string named = "atomflow:exec-1:release#1:1";
+  const std::string unnamed = "atomflow:exec-1:release#1:2";
+  const std::string other_execution = "atomflow:exec-2:release#1:1";
+  ASSERT_TRUE(registry.RunPrepared({{"INSERT INTO t VALUES ('named')", {}}}, named).ok());
+  ASSERT_TRUE(registry.RunPrepared({{"INSERT INTO t VALUES ('unnamed')", {}}}, unnamed).ok());
+  ASSERT_TRUE(registry.RunPrepared({{"INSERT INTO t VALUES ('other')", {}}}, other_execution).ok());
+  // A gid a branch record names, but on another database than this one (a gid is unique in a
+  // whole PostgreSQL server, so here the record names it on registry).
+  const std::string named_elsewhere = "atomflow:exec-1:release#1:3";
+  ASSERT_TRUE(audit.RunPrepared({{"INSERT INTO t VALUES ('named')", {}}}, named_elsewhere).ok());
+
+  std::vector<PreparedResolution> resolved = RollBackUnjournaledPrepares(
+      catalog, {{"exec-1", {{"registry", named}, {"registry", named_elsewhere}}}});
+
+  ASSERT_EQ(resolved.size(), 2u);
+  for (const PreparedResolution& resolution : resolved) {
+    EXPECT_EQ(resolution.outcome, "rolled back") << resolution.database << " " << resolution.xid;
+  }
+  Result<std::vector<std::string>> left = registry.ListPrepared("atomflow:");
+  ASSERT_TRUE(left.ok());
+  std::sort(left->begin(), left->end());
+  EXPECT_EQ(*left, (std::vector<std::string>{named, other_execution}));
+  Result<std::vector<std::string>> left_on_audit = audit.ListPrepared("atomflow:");
+  ASSERT_TRUE(left_on_audit.ok());
+  EXPECT_TRUE(left_on_audit->empty());
+
+  // Nothing resuming, or no database configured: nothing is looked at.
+  EXPECT_TRUE(RollBackUnjournaledPrepares(catalog, {}).empty());
+  EXPECT_TRUE(RollBackUnjournaledPrepares(DatabaseCatalog(), {{"exec-2", {}}}).empty());
+  bool missing = false;
+  EXPECT_TRUE(registry.RollbackPrepared(named, &missing).ok());
+  EXPECT_TRUE(registry.RollbackPrepared(other_execution, &missing).ok());
 }
 
 }  // namespace

@@ -54,10 +54,13 @@ main:
 """
 
 # Fault points: a branch journaled but not prepared, prepared but its result not journaled
-# (for the first and the last branch), and right after the decision.
-COMMIT_POINTS = ["before_prepare:register", "after_prepare:register", "branch:audit",
-                 "after_prepare:audit", "decision"]
-ABORT_POINTS = ["after_prepare:audit", "decision"]
+# (for the first and the last branch), prepared before its branch record and intent were
+# durable (prepare_sent: the journal knows nothing of the gid; models has a primary key, so a
+# leftover the resumed execution did not roll back first would block its insert), and right
+# after the decision.
+COMMIT_POINTS = ["before_prepare:register", "after_prepare:register", "prepare_sent:register",
+                 "branch:audit", "after_prepare:audit", "prepare_sent:audit", "decision"]
+ABORT_POINTS = ["after_prepare:audit", "prepare_sent:audit", "decision"]
 
 
 class SqlCrashResumeTest(unittest.TestCase):
@@ -159,9 +162,7 @@ class SqlCrashResumeTest(unittest.TestCase):
         # Decided COMMIT, then the execution was marked failed by hand: recover commits.
         execution_id = self.crash(False, "decision")
         self.assertEqual(self.prepared(), "2")
-        with sqlite3.connect(os.path.join(self.sandbox, "atomflow.db")) as store:
-            store.execute("UPDATE executions SET state = 'FAILED', owner = '' WHERE id = ?",
-                          (execution_id,))
+        self.mark_failed(execution_id)
         done, document = self.atomflow("--log-level", "info", "recover", "--json")
         self.assertEqual(done.returncode, 0, done.stderr)
         outcomes = sorted(item["outcome"] for item in document["prepared"])
@@ -179,6 +180,61 @@ class SqlCrashResumeTest(unittest.TestCase):
         outcomes = sorted(item["outcome"] for item in document["prepared"])
         self.assertEqual(outcomes, ["rolled back", "rolled back"], done.stderr)
         self.assertEqual(self.rows(), ("0", "0"))
+        self.assertEqual(self.prepared(), "0")
+
+    def mark_failed(self, execution_id):
+        with sqlite3.connect(os.path.join(self.sandbox, "atomflow.db")) as store:
+            store.execute("UPDATE executions SET state = 'FAILED', owner = '' WHERE id = ?",
+                          (execution_id,))
+
+    def test_recover_resumes_a_prepare_the_journal_never_recorded(self):
+        # Killed once register was prepared and before its branch record and intent were
+        # durable: recover resumes the execution, which rolls the gid back before preparing it
+        # again, and finds nothing left to resolve.
+        execution_id = self.crash(False, "prepare_sent:register")
+        self.assertEqual(self.prepared(), "1")
+        done, document = self.atomflow("recover", "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual([item["id"] for item in document["executions"]], [execution_id])
+        self.assertEqual(document["prepared"], [])
+        self.assertEqual(document["executions"][0]["state"], "SUCCEEDED", document)
+        self.assertEqual(self.rows(), ("1", "1"))
+        self.assertTrue(os.path.exists(self.model))
+        self.assertEqual(self.prepared(), "0")
+
+    def test_recover_rolls_back_a_prepare_the_journal_never_recorded(self):
+        # Killed once audit was prepared and before its branch record and intent were durable;
+        # the execution then ended without resuming: neither gid has a decision, and audit's
+        # is unknown to the journal.
+        execution_id = self.crash(False, "prepare_sent:audit")
+        self.assertEqual(self.prepared(), "2")
+        with sqlite3.connect(os.path.join(self.sandbox, "atomflow.db")) as store:
+            steps = [json.loads(payload)["step"] for (payload,) in store.execute(
+                "SELECT payload FROM journal_entries WHERE execution_id = ? AND kind = 'branch' "
+                "ORDER BY seq", (execution_id,))]
+        self.assertEqual(steps, ["stage_model", "register"])
+        self.mark_failed(execution_id)
+        done, document = self.atomflow("recover", "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        outcomes = sorted(item["outcome"] for item in document["prepared"])
+        self.assertEqual(outcomes, ["rolled back", "rolled back"], done.stderr)
+        self.assertEqual(self.rows(), ("0", "0"))
+        self.assertEqual(self.prepared(), "0")
+
+    def test_recover_rolls_back_a_gid_found_on_another_database_than_its_branch(self):
+        # A process that died before its branch record was durable may have prepared a gid on
+        # another database than the one its replay chose and committed under that gid: that
+        # leftover is not the committed branch, and aborts.
+        _, document = self.run_release(False)
+        self.assert_committed(document)
+        gid = f"atomflow:{document['id']}:release#1:3"  # audit's branch, committed
+        self.cluster.query(self.registry, "BEGIN; INSERT INTO models VALUES ('stray', 9); "
+                           f"PREPARE TRANSACTION '{gid}'")
+        self.assertEqual(self.prepared(), "1")
+        done, recovered = self.atomflow("recover", "--json")
+        self.assertEqual([item["outcome"] for item in recovered["prepared"]], ["rolled back"],
+                         done.stderr)
+        self.assertEqual(self.rows(), ("1", "1"))
         self.assertEqual(self.prepared(), "0")
 
     def test_commit_that_finds_its_gid_gone_is_left_for_an_operator(self):
