@@ -2,6 +2,9 @@
 // out phase two (publish staged files, or compensate and discard).
 #include <coroutine>
 #include <exception>
+#include <filesystem>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/log.h"
@@ -43,6 +46,26 @@ Value AbortedError(const txn::Transaction& txn, const Value& cause, const std::s
                    {"state", txn::TxnStateName(txn.state())},
                    {"failed_step", step},
                    {"cause", cause}});
+}
+
+// The first staged file of the transaction that is no longer in its staging folder with the
+// size it was written with, as the error that aborts the transaction; nullopt when all are.
+// Its branch's step goes to `step`.
+std::optional<Value> MissingStagedFile(const txn::Transaction& txn, std::string* step) {
+  for (const txn::Branch& branch : txn.branches()) {
+    if (branch.kind != txn::BranchKind::kStagedFile || !branch.staged.is_map()) continue;
+    const Value* path = branch.staged.AsMap().Find("staged_path");
+    const Value* size = branch.staged.AsMap().Find("size");
+    if (path == nullptr || !path->is_string() || size == nullptr || !size->is_int()) continue;
+    std::error_code error;
+    uintmax_t found = std::filesystem::file_size(path->AsString(), error);
+    if (!error && found == static_cast<uintmax_t>(size->AsInt())) continue;
+    *step = branch.step;
+    return lang::MakeError("SystemError", "the staged file of step '" + branch.step + "' (" +
+                                              path->AsString() +
+                                              ") is gone or changed: it can never be published");
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -87,6 +110,11 @@ Task<Flow> Interpreter::RunTransaction(const lang::Step& step, Frame& frame) {
   }
   std::string failed_step = failure ? error_step_ : "";
   error_step_.clear();
+  // A staged file that vanished since it was written (a resumed execution whose staging folder
+  // was emptied while no process ran, a store restored without it) could never be published:
+  // the transaction aborts rather than decide a commit phase two cannot finish. A replay that
+  // has the decision in its journal takes it from there instead.
+  if (!failure && !execution_->replaying()) failure = MissingStagedFile(txn, &failed_step);
 
   // From here on the outcome must be carried out even if the execution is cancelled.
   execution_->set_shielded(true);

@@ -77,6 +77,17 @@ COMMIT_WORKFLOW = TRANSACTION.replace("- LAST", """- deploy_c:
                 args:
                   url: ${args.url + "/ok/deploy_c"}""")
 
+# A staged file, published at commit, then a short sleep to kill the process in.
+STAGED_WORKFLOW = TRANSACTION.replace("- LAST", """- stage:
+                call: atomflow.files.write
+                args:
+                  path: ${args.target}
+                  content: {model: "m1"}
+            - wait:
+                call: sys.sleep
+                args:
+                  seconds: 2""")
+
 # Fault points on the commit path of a saga, in the order a run reaches them: every result is
 # durable and the decision is not (undecided:release), the decision, the step after the block.
 COMMIT_POINTS = ["undecided:release", "decision", "effect:after"]
@@ -205,6 +216,37 @@ class AbortCrashMatrix(unittest.TestCase):
         self.assertIn("TransactionAborted", resumed.error["tags"])
         self.assertEqual(resumed.error["state"], "ABORTED")
         self.assert_aborted_and_compensated(point, resumed)
+
+    def test_a_staged_file_gone_before_the_decision_aborts_the_resumed_transaction(self):
+        # Regression: killed during a sleep after a staged file's branch, before the decision,
+        # with the staging folder emptied before the resume, the transaction decided COMMIT,
+        # could never publish the file, and the execution still SUCCEEDED with the HTTP
+        # branches landed. The file can never be published: the transaction must abort.
+        target = os.path.join(self.root, "published", "model.json")
+        run = subprocess.Popen(
+            [BINARY, "run", self.write(STAGED_WORKFLOW), "--json", "--store", self.store,
+             "--data", json.dumps({"url": self.participant.url, "target": target})],
+            cwd=self.root, env=self.environment(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self.addCleanup(run.kill)
+        self.wait_for_sleep(run)  # deploy_a's, deploy_b's and the sleep's intents
+        run.kill()
+        run.communicate(timeout=RUN_TIMEOUT)
+        self.assertNotIn("decision", [kind for kind, _ in self.journal()])
+        branches = [json.loads(payload) for kind, payload in self.journal() if kind == "branch"]
+        staged = [branch["staged"]["staged_path"] for branch in branches
+                  if branch.get("kind") == "staged_file"]
+        self.assertEqual(len(staged), 1, branches)
+        os.remove(staged[0])
+
+        resumed = self.resume()
+
+        self.assertEqual(resumed.state, "FAILED", resumed.describe())
+        self.assertIn("TransactionAborted", resumed.error["tags"])
+        self.assertEqual(resumed.error["failed_step"], "stage")
+        self.assertIn("is gone", resumed.error["message"])
+        self.assert_aborted_and_compensated("a kill during the sleep", resumed)
+        self.assertFalse(os.path.exists(target))
 
     def check_commit(self, point):
         run = self.start(COMMIT_WORKFLOW, point)
