@@ -1,9 +1,12 @@
 // Connectors: turns effect requests into HTTP calls, jobs, staged-file and SQL operations.
 #include "connectors/connectors.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
 #include "connectors/http_call.h"
 #include "connectors/sql_recovery.h"
@@ -174,8 +177,25 @@ void Connectors::PerformSql(const engine::EffectRequest& request,
   sql_.Submit(std::move(task).value(), std::move(done));
 }
 
+// A database that could not be reached is not visited again for a minute: a recovery resumes
+// its executions a thousand at a time, and each would otherwise wait for it again.
 void Connectors::Resuming(const std::vector<engine::ResumingExecution>& executions) {
-  RollBackUnjournaledPrepares(sql_.catalog(), executions);
+  constexpr auto kRetryAfter = std::chrono::minutes(1);
+  auto now = std::chrono::steady_clock::now();
+  std::set<std::string> skipped;
+  {
+    std::lock_guard<std::mutex> lock(sweep_mutex_);
+    for (const auto& [database, failed_at] : sweep_failures_) {
+      if (now - failed_at < kRetryAfter) skipped.insert(database);
+    }
+  }
+  std::vector<PreparedResolution> resolved =
+      RollBackUnjournaledPrepares(sql_.catalog(), executions, skipped);
+
+  std::lock_guard<std::mutex> lock(sweep_mutex_);
+  for (const PreparedResolution& resolution : resolved) {
+    if (resolution.xid.empty()) sweep_failures_[resolution.database] = now;  // not reached
+  }
 }
 
 void Connectors::Forget(const std::string& execution_id) {

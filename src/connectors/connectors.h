@@ -2,7 +2,10 @@
 // files and SQL.
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "connectors/databases.h"
@@ -79,6 +82,9 @@ class Connectors : public engine::EffectHandler {
   JobRunner jobs_;
   SqlExecutor sql_;
   std::string staging_root_;  // where staged files wait (EngineOptions::staging_root)
+  // When Resuming last failed to reach each database (see Resuming).
+  std::mutex sweep_mutex_;
+  std::map<std::string, std::chrono::steady_clock::time_point> sweep_failures_;
 };
 
 // The factory the engine takes. It reads the testing host map from ATOMFLOW_HTTP_HOST_MAP

@@ -152,14 +152,20 @@ std::string Redacted(std::string message, const std::string& password) {
 
 }  // namespace
 
-Result<std::unique_ptr<SqlConnection>> SqlConnection::Open(const std::string& conninfo) {
+Result<std::unique_ptr<SqlConnection>> SqlConnection::Open(const std::string& conninfo,
+                                                           int connect_timeout_seconds) {
   std::string password;
   if (!PasswordOf(conninfo, &password)) {
     return Status::Error(
         "cannot connect to PostgreSQL: the connection string is malformed "
         "(libpq cannot parse it; check its percent-encoding and quoting)");
   }
-  PGconn* conn = PQconnectdb(conninfo.c_str());
+  // The timeout comes first, so that the expanded conninfo's own connect_timeout wins.
+  std::string timeout = std::to_string(connect_timeout_seconds);
+  const char* keywords[] = {"connect_timeout", "dbname", nullptr};
+  const char* values[] = {timeout.c_str(), conninfo.c_str(), nullptr};
+  PGconn* conn = connect_timeout_seconds > 0 ? PQconnectdbParams(keywords, values, 1)
+                                             : PQconnectdb(conninfo.c_str());
   if (conn == nullptr) return Status::Error("cannot allocate a PostgreSQL connection");
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string message = Redacted(PQerrorMessage(conn), password);

@@ -44,7 +44,10 @@ struct SqlOutcome {
 class SqlConnection {
  public:
   // conninfo is a libpq connection string or URI. The error never repeats the password.
-  static Result<std::unique_ptr<SqlConnection>> Open(const std::string& conninfo);
+  // connect_timeout_seconds, when above 0, bounds the connection attempt unless conninfo sets
+  // its own `connect_timeout` (libpq's default is to wait for the operating system).
+  static Result<std::unique_ptr<SqlConnection>> Open(const std::string& conninfo,
+                                                     int connect_timeout_seconds = 0);
   ~SqlConnection();
   SqlConnection(const SqlConnection&) = delete;
   SqlConnection& operator=(const SqlConnection&) = delete;

@@ -1,6 +1,7 @@
 // ResolvePreparedTransactions: pg_prepared_xacts against the journal.
 #include "connectors/sql_recovery.h"
 
+#include <set>
 #include <unordered_map>
 
 #include "common/log.h"
@@ -80,6 +81,9 @@ void ResolveDatabase(store::Store& store, const DatabaseCatalog& catalog, const 
   }
 }
 
+// A database that does not answer must not hold up the resumption of every execution.
+constexpr int kSweepConnectTimeoutSeconds = 5;
+
 using ResumingById = std::unordered_map<std::string, const engine::ResumingExecution*>;
 
 // Whether a branch record of the resuming execution names gid `xid` on database `name`.
@@ -95,7 +99,8 @@ bool Named(const engine::ResumingExecution& execution, const DatabaseCatalog& ca
 void RollBackStrays(const DatabaseCatalog& catalog, const std::string& name,
                     const std::string& conninfo, const ResumingById& resuming,
                     std::vector<PreparedResolution>* resolutions) {
-  Result<std::unique_ptr<SqlConnection>> connection = SqlConnection::Open(conninfo);
+  Result<std::unique_ptr<SqlConnection>> connection =
+      SqlConnection::Open(conninfo, kSweepConnectTimeoutSeconds);
   Result<std::vector<std::string>> xids =
       connection.ok() ? (*connection)->ListPrepared(kXidPrefix)
                       : Result<std::vector<std::string>>(connection.status());
@@ -121,7 +126,8 @@ void RollBackStrays(const DatabaseCatalog& catalog, const std::string& name,
 }  // namespace
 
 std::vector<PreparedResolution> RollBackUnjournaledPrepares(
-    const DatabaseCatalog& catalog, const std::vector<engine::ResumingExecution>& executions) {
+    const DatabaseCatalog& catalog, const std::vector<engine::ResumingExecution>& executions,
+    const std::set<std::string>& skipped) {
   std::vector<PreparedResolution> resolutions;
   std::vector<std::string> names = catalog.Names();
   if (executions.empty() || names.empty()) return resolutions;
@@ -133,6 +139,7 @@ std::vector<PreparedResolution> RollBackUnjournaledPrepares(
   for (const std::string& name : names) {
     Result<std::string> conninfo = catalog.ConnectionString(name);
     if (!conninfo.ok()) continue;  // an unusable name: ResolvePreparedTransactions reports it
+    if (skipped.count(name) != 0) continue;
     RollBackStrays(catalog, name, *conninfo, resuming, &resolutions);
   }
   return resolutions;

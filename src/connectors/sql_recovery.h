@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,10 +36,12 @@ std::vector<PreparedResolution> ResolvePreparedTransactions(store::Store& store,
 // prepares an earlier process sent before their branch records were durable, which a replay
 // that takes another path would never reach again. A gid a branch record names stays: the
 // replay rolls it back before preparing it again, or finishes it in phase two. Logs each; a
-// database that cannot be reached is logged and skipped (`atomflow recover` resolves its gids
-// once the execution has ended).
+// database that cannot be reached within a few seconds is logged and reported ("failed: ...")
+// and its gids wait for `atomflow recover` once the execution has ended; the databases in
+// `skipped` are not visited (the caller's memory of recent failures).
 std::vector<PreparedResolution> RollBackUnjournaledPrepares(
-    const DatabaseCatalog& catalog, const std::vector<engine::ResumingExecution>& executions);
+    const DatabaseCatalog& catalog, const std::vector<engine::ResumingExecution>& executions,
+    const std::set<std::string>& skipped = {});
 
 // True when the journal decides that prepared transaction `xid`, found on the database being
 // resolved, commits (see above). The branch record must name that database too

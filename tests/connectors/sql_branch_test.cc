@@ -406,6 +406,21 @@ TEST(SqlRecoveryTest, AResumingExecutionsUnnamedGidsRollBackBeforeItRuns) {
   ASSERT_TRUE(left_on_audit.ok());
   EXPECT_TRUE(left_on_audit->empty());
 
+  // A database that cannot be reached is reported, without a gid, and the others are swept;
+  // one the caller skips is not visited at all.
+  DatabaseCatalog with_down = Catalog("databases:\n  registry: \"" + Server().Uri("strays_a") +
+                                      "\"\n  down: \"postgresql://u@127.0.0.1:1/x\"\n");
+  ASSERT_TRUE(registry.RunPrepared({{"INSERT INTO t VALUES ('again')", {}}}, unnamed).ok());
+  resolved = RollBackUnjournaledPrepares(with_down, {{"exec-1", {{"registry", named}}}});
+  ASSERT_EQ(resolved.size(), 2u);
+  EXPECT_EQ(resolved[0].database, "down");
+  EXPECT_EQ(resolved[0].xid, "");
+  EXPECT_EQ(resolved[0].outcome.rfind("failed: ", 0), 0u) << resolved[0].outcome;
+  EXPECT_EQ(resolved[1].xid, unnamed);
+  EXPECT_EQ(resolved[1].outcome, "rolled back");
+  resolved = RollBackUnjournaledPrepares(with_down, {{"exec-1", {}}}, {"down", "registry"});
+  EXPECT_TRUE(resolved.empty());
+
   // Nothing resuming, or no database configured: nothing is looked at.
   EXPECT_TRUE(RollBackUnjournaledPrepares(catalog, {}).empty());
   EXPECT_TRUE(RollBackUnjournaledPrepares(DatabaseCatalog(), {{"exec-2", {}}}).empty());
