@@ -19,6 +19,7 @@
 #include "engine/step_history.h"
 #include "lang/ast.h"
 #include "lang/error.h"
+#include "lang/validate.h"
 
 namespace atomflow::cli {
 
@@ -120,8 +121,12 @@ Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
 int ValidateCommand(const CommonOptions& options, const std::string& file) {
   Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
   if (!workflow.ok()) return Invalid(options, workflow.message());
+  std::vector<std::string> warnings = lang::TransactionWarnings(**workflow);
+  for (const std::string& warning : warnings) fprintf(stderr, "%s\n", warning.c_str());
   if (options.json) {
-    std::cout << Json{{"state", "VALID"}, {"file", file}}.dump() << std::endl;
+    Json out = {{"state", "VALID"}, {"file", file}};
+    if (!warnings.empty()) out["warnings"] = warnings;
+    std::cout << out.dump() << std::endl;
   } else {
     size_t routines = (*workflow)->routines.size();
     fprintf(stderr, "%s: valid (%zu routine%s)\n", file.c_str(), routines,

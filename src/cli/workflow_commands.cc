@@ -12,6 +12,8 @@
 #include "cli/client.h"
 #include "cli/output.h"
 #include "cli/remote_commands.h"
+#include "lang/ast.h"
+#include "lang/validate.h"
 #include "server/workflow_registry.h"
 
 namespace atomflow::cli {
@@ -182,6 +184,12 @@ int Deploy(const CommonOptions& options, Target& target, const WorkflowFlags& fl
     return Invalid(options, InFile(deployed.message(), flags.name, flags.file));
   }
 
+  // A valid workflow may still hold calls a transaction's abort does not undo: say so.
+  if (auto loaded = lang::LoadWorkflow(flags.file, *source); loaded.ok()) {
+    for (const std::string& warning : lang::TransactionWarnings(**loaded)) {
+      fprintf(stderr, "%s\n", warning.c_str());
+    }
+  }
   const store::WorkflowRecord& workflow = deployed->workflow;
   if (options.json) {
     Json out = WorkflowJson(workflow, false);
