@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -84,6 +85,17 @@ void BlockSignals() {
 }
 
 }  // namespace
+
+Status CheckStoreExists(const std::string& path) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) return Status::InvalidArgument("no store at " + path);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<store::Store>> OpenExistingStore(const std::string& path) {
+  if (Status exists = CheckStoreExists(path); !exists.ok()) return exists;
+  return store::OpenSqliteStore(path);
+}
 
 Status CheckStoreSchema(const std::string& path) {
   Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(path);
@@ -173,6 +185,9 @@ int RunCommand(const CommonOptions& options, const std::string& file, const std:
 }
 
 int ResumeCommand(const CommonOptions& options, const std::string& execution_id) {
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
@@ -222,6 +237,10 @@ Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* 
 }  // namespace
 
 int RecoverCommand(const CommonOptions& options) {
+  // Without a store there is nothing to recover: say so rather than create an empty one.
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
@@ -247,7 +266,7 @@ int RecoverCommand(const CommonOptions& options) {
 }
 
 int ListCommand(const CommonOptions& options, const std::string& state) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return Invalid(options, store.message());
   Result<std::vector<store::ExecutionRecord>> records = (*store)->ListExecutions(state, 1000);
   if (!records.ok()) return Invalid(options, records.message());
@@ -302,7 +321,7 @@ Json Describe(const store::ExecutionRecord& record,
 }  // namespace
 
 int DescribeCommand(const CommonOptions& options, const std::string& execution_id) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return Invalid(options, store.message());
   Result<store::ExecutionRecord> record = (*store)->GetExecution(execution_id);
   if (!record.ok()) return Invalid(options, record.message());

@@ -284,7 +284,7 @@ Result<std::vector<store::ExecutionRecord>> ListRemote(ApiClient& client,
 
 Result<std::vector<store::ExecutionRecord>> ListLocal(const CommonOptions& options,
                                                       const ExecutionFlags& flags) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return store.status();
   if (flags.workflow.empty()) return (*store)->ListExecutions(flags.state, flags.limit);
 
@@ -348,7 +348,7 @@ int DescribeExecution(const CommonOptions& options, Target& target, const Execut
   if (!ref.ok()) return Failed(options, ref.status());
   if (!target.remote()) {
     if (!ref->workflow.empty()) {
-      Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+      Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
       if (!store.ok()) return Failed(options, store.status());
       Result<store::ExecutionRecord> record = (*store)->GetExecution(ref->id);
       if (record.ok() && record->workflow_name != ref->workflow) {
@@ -465,7 +465,7 @@ int WaitExecution(const CommonOptions& options, Target& target, const ExecutionF
     if (!found.ok()) return Failed(options, found.status());
     record = WaitRemote(*target.client, *found, deadline_ms);
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     record = WaitLocal(**store, ref->id, deadline_ms);
   }
@@ -547,7 +547,7 @@ int CancelExecution(const CommonOptions& options, Target& target, const Executio
   Result<ExecutionRef> ref = ParseExecutionRef(flags.id, flags.workflow);
   if (!ref.ok()) return Failed(options, ref.status());
   if (!target.remote()) {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     Result<store::ExecutionRecord> record = (*store)->GetExecution(ref->id);
     if (!record.ok()) return Failed(options, record.status());
@@ -641,7 +641,7 @@ Result<std::vector<LogLine>> LogsRemote(ApiClient& client, const ExecutionRef& r
 }
 
 Result<std::vector<LogLine>> LogsLocal(const CommonOptions& options, const std::string& id) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return store.status();
   Result<store::ExecutionRecord> record = (*store)->GetExecution(id);
   if (!record.ok()) return record.status();
@@ -766,8 +766,22 @@ void AddExecutionCommands(CLI::App& app, CommonOptions& options, CommandHandlers
 
   CLI::App* list = add("list", "list executions, newest first", ListExecutions);
   list->add_option("--workflow", flags->workflow, "only executions of this workflow");
-  list->add_option("--state", flags->state, "only executions in this state");
-  list->add_option("--limit", flags->limit, "at most this many")->capture_default_str();
+  // The states the server's filter accepts (server/execution_filter.cc), checked here too so
+  // that a local list refuses a misspelled state instead of finding nothing.
+  list->add_option("--state", flags->state, "only executions in this state")
+      ->check([](const std::string& state) -> std::string {
+        static const char* const kStates[] = {"ACTIVE", "SUCCEEDED", "FAILED", "CANCELLED",
+                                              "QUEUED"};
+        if (std::find(std::begin(kStates), std::end(kStates), state) != std::end(kStates)) {
+          return "";
+        }
+        return "unknown state '" + state + "' (ACTIVE, SUCCEEDED, FAILED, CANCELLED, QUEUED)";
+      });
+  list->add_option("--limit", flags->limit, "at most this many (0: all)")
+      ->capture_default_str()
+      ->check([](const std::string& text) -> std::string {
+        return text.rfind("-", 0) == 0 ? "must be 0 or more, not " + text : "";
+      });
 
   CLI::App* describe = add("describe", "show one execution", DescribeExecution);
   CLI::App* cancel = add("cancel", "cancel an execution a server runs", CancelExecution);

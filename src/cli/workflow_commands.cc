@@ -213,7 +213,7 @@ int List(const CommonOptions& options, Target& target, const WorkflowFlags&) {
     if (!all.ok()) return Failed(options, all.status());
     for (const Json& resource : *all) workflows.push_back(RecordOf(resource));
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     Result<std::vector<store::WorkflowRecord>> all = (*store)->ListWorkflows("", 0);
     if (!all.ok()) return Failed(options, all.status());
@@ -246,7 +246,7 @@ int Describe(const CommonOptions& options, Target& target, const WorkflowFlags& 
     if (!resource.ok()) return Failed(options, resource.status());
     workflow = RecordOf(*resource);
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     workflow = (*store)->GetWorkflow(flags.name, flags.revision);
   }
@@ -273,7 +273,7 @@ int Delete(const CommonOptions& options, Target& target, const WorkflowFlags& fl
     Result<Json> answer = target.client->Delete(WorkflowPath(flags.name));
     deleted = answer.status();
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     server::WorkflowRegistry registry(store->get());
     deleted = registry.Delete(flags.name);
