@@ -573,22 +573,24 @@ bool NeedsUndo(const CallSpec& call) {
 }
 
 // Appends a warning for each call in step (and the steps inside it) that NeedsUndo and is
-// inside `transaction` (empty: outside any) with neither compensate: nor tcc:.
-void CollectUndoWarnings(const Step& step, const std::string& transaction,
+// inside `transaction` (empty: outside any) with neither compensate: nor tcc:. `named` is the
+// nearest named step, for the message (an inline try body or a switch arm has no name).
+void CollectUndoWarnings(const Step& step, const std::string& transaction, std::string named,
                          std::vector<std::pair<SourcePos, std::string>>& out) {
+  if (!step.name.empty()) named = step.name;
   if (!transaction.empty() && step.call && !step.compensate && NeedsUndo(*step.call)) {
     out.emplace_back(step.call->pos,
-                     step.call->function + " in step '" + step.name + "' has neither " +
+                     step.call->function + " in step '" + named + "' has neither " +
                          "compensate: nor tcc:, so it is no branch of transaction '" + transaction +
                          "': an abort does not undo it");
   }
   for (const SwitchCase& arm : step.switch_cases) {
-    CollectUndoWarnings(*arm.body, transaction, out);
+    CollectUndoWarnings(*arm.body, transaction, named, out);
   }
   ForEachBlock(step, [&](const Block& block) {
     bool body = step.transaction && &block == &step.transaction->steps;
     for (const auto& nested : block.steps) {
-      CollectUndoWarnings(*nested, body ? step.name : transaction, out);
+      CollectUndoWarnings(*nested, body ? step.name : transaction, named, out);
     }
   });
 }
@@ -599,7 +601,7 @@ std::vector<std::string> TransactionWarnings(const Workflow& workflow) {
   std::vector<std::pair<SourcePos, std::string>> found;
   for (const auto& [name, routine] : workflow.routines) {
     for (const auto& step : routine.steps.steps) {
-      CollectUndoWarnings(*step, "", found);
+      CollectUndoWarnings(*step, "", "", found);
     }
   }
   std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) {

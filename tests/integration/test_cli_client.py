@@ -519,5 +519,25 @@ class OptionMistakeTest(ClientTestCase):
         self.assertRegex(version.stdout, r"^atomflow \d+\.\d+\.\d+\n$")
 
 
+class TransactionWarningTest(ClientTestCase):
+    """Regression: a write inside a transaction with neither compensate: nor tcc: is no
+    branch (an abort leaves it), yet validate said only 'valid'. It warns, and exits 0."""
+
+    def test_validate_warns_of_a_write_that_is_no_branch(self):
+        with open(self.path("release"), "w", encoding="utf-8") as file:
+            file.write("- release:\n    transaction:\n      steps:\n        - notify:\n"
+                       "            call: http.post\n            args: {url: http://a/n}\n")
+        validated = self.atomflow("validate", self.path("release"))
+        self.assertEqual(validated.returncode, 0, validated.stderr)
+        self.assertIn("release.yaml:5:13: warning: http.post in step 'notify' has neither "
+                      "compensate: nor tcc:, so it is no branch of transaction 'release': an "
+                      "abort does not undo it", validated.stderr)
+        document = self.json_of("validate", self.path("release"))
+        self.assertEqual(document["state"], "VALID")
+        self.assertEqual(len(document["warnings"]), 1)
+        self.assertEqual(self.json_of("validate", self.path("hello")),
+                         {"state": "VALID", "file": self.path("hello")})
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -318,6 +318,15 @@ TEST(ValidateTest, WarnsOfTransactionWritesThatAreNoBranch) {
         - note:
             call: sys.log
             args: {text: "done"}
+        - guarded:
+            try:
+              call: http.put
+              args: {url: "http://a/z"}
+            except:
+              as: e
+              steps:
+                - ignore:
+                    assign: [{failed: true}]
 - after:
     call: http.post
     args: {url: "http://a/after"}
@@ -329,7 +338,9 @@ TEST(ValidateTest, WarnsOfTransactionWritesThatAreNoBranch) {
                   "tcc:, so it is no branch of transaction 'release': an abort does not undo it",
                   "w.yaml:21:23: warning: http.request in step 'remove' has neither compensate: "
                   "nor tcc:, so it is no branch of transaction 'release': an abort does not "
-                  "undo it"));
+                  "undo it",
+                  "w.yaml:31:15: warning: http.put in step 'guarded' has neither compensate: nor "
+                  "tcc:, so it is no branch of transaction 'release': an abort does not undo it"));
 }
 
 TEST(LimitsTest, StepsPerExecution) {
