@@ -237,9 +237,14 @@ Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* 
 }  // namespace
 
 int RecoverCommand(const CommonOptions& options) {
-  // Without a store there is nothing to recover: say so rather than create an empty one.
+  // Without a store there are no executions to resume; there may still be prepared
+  // transactions in the configured databases that no store knows (they are rolled back).
+  // With no databases either, there is nothing to recover: say so rather than create a store.
   if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
-    return Invalid(options, exists.message());
+    Result<connectors::DatabaseCatalog> databases =
+        connectors::DatabaseCatalog::Load(options.config, options.config_required);
+    if (!databases.ok()) return Invalid(options, databases.message());
+    if (databases->Names().empty()) return Invalid(options, exists.message());
   }
   StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
