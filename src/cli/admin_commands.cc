@@ -101,6 +101,9 @@ int TokensCreate(const CommonOptions& options, const AdminFlags& flags) {
 }
 
 int TokensList(const CommonOptions& options) {
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   Result<std::unique_ptr<server::TokenStore>> tokens = server::TokenStore::Open(options.store);
   if (!tokens.ok()) return Invalid(options, tokens.message());
   Result<Json> list = (*tokens)->List();
@@ -120,6 +123,9 @@ int TokensList(const CommonOptions& options) {
 }
 
 int TokensRevoke(const CommonOptions& options, const AdminFlags& flags) {
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   Result<std::unique_ptr<server::TokenStore>> tokens = server::TokenStore::Open(options.store);
   if (!tokens.ok()) return Invalid(options, tokens.message());
   Status revoked = (*tokens)->Revoke(flags.name);
@@ -153,6 +159,9 @@ int SecretsSet(const CommonOptions& options, const AdminFlags& flags) {
 }
 
 int SecretsList(const CommonOptions& options) {
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   Result<std::unique_ptr<store::SecretStore>> secrets = store::SecretStore::Open(options.store);
   if (!secrets.ok()) return Invalid(options, secrets.message());
   Result<std::vector<store::SecretInfo>> list = (*secrets)->List();
@@ -174,6 +183,9 @@ int SecretsList(const CommonOptions& options) {
 }
 
 int SecretsDelete(const CommonOptions& options, const AdminFlags& flags) {
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   Result<std::unique_ptr<store::SecretStore>> secrets = store::SecretStore::Open(options.store);
   if (!secrets.ok()) return Invalid(options, secrets.message());
   Status deleted = (*secrets)->Delete(flags.name);

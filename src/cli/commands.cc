@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "engine/step_history.h"
 #include "lang/ast.h"
 #include "lang/error.h"
+#include "lang/validate.h"
 
 namespace atomflow::cli {
 
@@ -84,6 +86,17 @@ void BlockSignals() {
 
 }  // namespace
 
+Status CheckStoreExists(const std::string& path) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) return Status::InvalidArgument("no store at " + path);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<store::Store>> OpenExistingStore(const std::string& path) {
+  if (Status exists = CheckStoreExists(path); !exists.ok()) return exists;
+  return store::OpenSqliteStore(path);
+}
+
 Status CheckStoreSchema(const std::string& path) {
   Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(path);
   return store.ok() ? Status::Ok() : store.status();
@@ -120,8 +133,12 @@ Result<std::unique_ptr<engine::Engine>> OpenEngine(const CommonOptions& options,
 int ValidateCommand(const CommonOptions& options, const std::string& file) {
   Result<std::shared_ptr<const lang::Workflow>> workflow = lang::LoadWorkflowFile(file);
   if (!workflow.ok()) return Invalid(options, workflow.message());
+  std::vector<std::string> warnings = lang::TransactionWarnings(**workflow);
+  for (const std::string& warning : warnings) fprintf(stderr, "%s\n", warning.c_str());
   if (options.json) {
-    std::cout << Json{{"state", "VALID"}, {"file", file}}.dump() << std::endl;
+    Json out = {{"state", "VALID"}, {"file", file}};
+    if (!warnings.empty()) out["warnings"] = warnings;
+    std::cout << out.dump() << std::endl;
   } else {
     size_t routines = (*workflow)->routines.size();
     fprintf(stderr, "%s: valid (%zu routine%s)\n", file.c_str(), routines,
@@ -168,6 +185,9 @@ int RunCommand(const CommonOptions& options, const std::string& file, const std:
 }
 
 int ResumeCommand(const CommonOptions& options, const std::string& execution_id) {
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
@@ -217,6 +237,15 @@ Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* 
 }  // namespace
 
 int RecoverCommand(const CommonOptions& options) {
+  // Without a store there are no executions to resume; there may still be prepared
+  // transactions in the configured databases that no store knows (they are rolled back).
+  // With no databases either, there is nothing to recover: say so rather than create a store.
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    Result<connectors::DatabaseCatalog> databases =
+        connectors::DatabaseCatalog::Load(options.config, options.config_required);
+    if (!databases.ok()) return Invalid(options, databases.message());
+    if (databases->Names().empty()) return Invalid(options, exists.message());
+  }
   StderrProgress progress(false, "resumed");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
@@ -242,7 +271,7 @@ int RecoverCommand(const CommonOptions& options) {
 }
 
 int ListCommand(const CommonOptions& options, const std::string& state) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return Invalid(options, store.message());
   Result<std::vector<store::ExecutionRecord>> records = (*store)->ListExecutions(state, 1000);
   if (!records.ok()) return Invalid(options, records.message());
@@ -297,7 +326,7 @@ Json Describe(const store::ExecutionRecord& record,
 }  // namespace
 
 int DescribeCommand(const CommonOptions& options, const std::string& execution_id) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return Invalid(options, store.message());
   Result<store::ExecutionRecord> record = (*store)->GetExecution(execution_id);
   if (!record.ok()) return Invalid(options, record.message());

@@ -53,6 +53,14 @@ int TxnDescribeCommand(const CommonOptions& options, const std::string& gid);
 int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool retry,
                       bool mark_compensated);
 
+// Ok when a store file exists at path, else "no store at <path>". A command that only reads
+// (list, describe, logs, wait, ...) checks it first, so that it never creates a store file.
+[[nodiscard]] Status CheckStoreExists(const std::string& path);
+
+// The store at path for a command that only reads, or one that acts on what a store already
+// holds: CheckStoreExists, then OpenSqliteStore.
+Result<std::unique_ptr<store::Store>> OpenExistingStore(const std::string& path);
+
 // Opens the store at path once, which creates its schema or refuses one this atomflow cannot
 // read, before other parts (tokens, secrets) add their tables to the file.
 Status CheckStoreSchema(const std::string& path);

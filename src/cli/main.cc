@@ -1,6 +1,7 @@
 // The atomflow command: argument parsing and dispatch to the subcommands.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/admin_commands.h"
 #include "cli/commands.h"
@@ -8,6 +9,7 @@
 #include "cli/serve_command.h"
 #include "cli/workflow_commands.h"
 #include "common/log.h"
+#include "connectors/http_client.h"
 
 namespace {
 
@@ -53,6 +55,7 @@ std::string CommandNames(CLI::App& app) {
 int main(int argc, char** argv) {
   using atomflow::cli::CommonOptions;
   CLI::App app{"Atomflow: Cloud Workflows with global transactions", "atomflow"};
+  app.set_version_flag("--version", std::string("atomflow ") + ATOMFLOW_VERSION);
   app.require_subcommand(1);
   app.failure_message(FailureMessage);
   // --log-level, --store and --config work after the command too (atomflow run f.yaml
@@ -61,7 +64,7 @@ int main(int argc, char** argv) {
   CommonOptions options;
   app.add_option("--store", options.store, "the SQLite store file")->capture_default_str();
   const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
-  app.add_option("--log-level", options.log_level, "operator log level")
+  app.add_option("--log-level", options.log_level, "operator log level (serve: info unless given)")
       ->capture_default_str()
       ->check(CLI::IsMember(kLogLevels));
   CLI::Option* config =
@@ -114,6 +117,21 @@ int main(int argc, char** argv) {
   options.config_required = config->count() > 0;
   for (CLI::Option* sub_config : sub_configs) {
     options.config_required = options.config_required || sub_config->count() > 0;
+  }
+  if (options.store.empty()) {
+    fprintf(stderr, "atomflow: --store is empty: give the path of the store file\n");
+    return 2;
+  }
+  // A testing feature (connectors/http_client.h), but a malformed map must not let a workflow
+  // call the real hosts it was meant to keep away from.
+  if (const char* host_map = std::getenv(atomflow::connectors::kHttpHostMapVariable);
+      host_map != nullptr && *host_map != '\0') {
+    auto parsed = atomflow::connectors::ParseHttpHostMap(host_map);
+    if (!parsed.ok()) {
+      fprintf(stderr, "atomflow: %s: %s\n", atomflow::connectors::kHttpHostMapVariable,
+              parsed.message().c_str());
+      return 2;
+    }
   }
   atomflow::log::Init(options.log_level);
 

@@ -284,7 +284,7 @@ Result<std::vector<store::ExecutionRecord>> ListRemote(ApiClient& client,
 
 Result<std::vector<store::ExecutionRecord>> ListLocal(const CommonOptions& options,
                                                       const ExecutionFlags& flags) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return store.status();
   if (flags.workflow.empty()) return (*store)->ListExecutions(flags.state, flags.limit);
 
@@ -348,7 +348,7 @@ int DescribeExecution(const CommonOptions& options, Target& target, const Execut
   if (!ref.ok()) return Failed(options, ref.status());
   if (!target.remote()) {
     if (!ref->workflow.empty()) {
-      Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+      Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
       if (!store.ok()) return Failed(options, store.status());
       Result<store::ExecutionRecord> record = (*store)->GetExecution(ref->id);
       if (record.ok() && record->workflow_name != ref->workflow) {
@@ -465,7 +465,7 @@ int WaitExecution(const CommonOptions& options, Target& target, const ExecutionF
     if (!found.ok()) return Failed(options, found.status());
     record = WaitRemote(*target.client, *found, deadline_ms);
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     record = WaitLocal(**store, ref->id, deadline_ms);
   }
@@ -543,35 +543,64 @@ int RunExecution(const CommonOptions& options, Target& target, const ExecutionFl
 
 // ---- executions cancel ----
 
+// Prints what a cancel left: the execution's state, or that it is still cancelling.
+void PrintCancelled(const CommonOptions& options, const store::ExecutionRecord& record) {
+  if (options.json) {
+    std::cout << ListJson(record).dump() << std::endl;
+  } else if (Finished(record.state)) {
+    printf("execution %s %s\n", record.id.c_str(), record.state.c_str());
+  } else {
+    printf("execution %s cancelling (atomflow executions wait %s shows the outcome)\n",
+           record.id.c_str(), record.id.c_str());
+  }
+}
+
+// A cancel on the local store. A live process that runs the execution keeps it: cancelling is
+// its business (Ctrl-C). When that process is gone (killed, crashed), this one claims the
+// execution, resumes it with the cancel requested and waits for its end: CANCELLED, its
+// transaction compensated, exit 0; another end (it finished first) is shown with exit 1.
+int CancelLocal(const CommonOptions& options, const std::string& id) {
+  {
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
+    if (!store.ok()) return Failed(options, store.status());
+    Result<store::ExecutionRecord> record = (*store)->GetExecution(id);
+    if (!record.ok()) return Failed(options, record.status());
+    if (Finished(record->state)) {
+      return Invalid(options, "execution " + id + " is " + record->state + " already");
+    }
+  }
+  StderrProgress progress(true, "resumed to be cancelled");
+  Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
+  if (!engine.ok()) return Failed(options, engine.status());
+  Result<std::string> resumed = (*engine)->Resume(id);
+  if (!resumed.ok() && resumed.message().find("another process") != std::string::npos) {
+    return Invalid(options, "execution " + id +
+                                " is run by a live process: Ctrl-C in the "
+                                "terminal of its `atomflow run` cancels it, or cancel it "
+                                "with --server on the `atomflow serve` that runs it");
+  }
+  if (!resumed.ok()) return Failed(options, resumed.status());
+  if (!options.json) {
+    fprintf(stderr, "execution %s: its process is gone; resumed here to cancel it\n", id.c_str());
+  }
+  (*engine)->Cancel(id);
+  store::ExecutionRecord record = (*engine)->Wait(id);
+  PrintCancelled(options, record);
+  return record.state == "CANCELLED" ? kExitSucceeded : kExitFailed;
+}
+
 int CancelExecution(const CommonOptions& options, Target& target, const ExecutionFlags& flags) {
   Result<ExecutionRef> ref = ParseExecutionRef(flags.id, flags.workflow);
   if (!ref.ok()) return Failed(options, ref.status());
-  if (!target.remote()) {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
-    if (!store.ok()) return Failed(options, store.status());
-    Result<store::ExecutionRecord> record = (*store)->GetExecution(ref->id);
-    if (!record.ok()) return Failed(options, record.status());
-    if (Finished(record->state)) {
-      return Invalid(options, "execution " + ref->id + " is " + record->state + " already");
-    }
-    return Invalid(options, "cancelling needs the process that runs execution " + ref->id +
-                                ": Ctrl-C in the terminal of its `atomflow run`, or run it "
-                                "under `atomflow serve` and give --server");
-  }
+  if (!target.remote()) return CancelLocal(options, ref->id);
 
   Result<ExecutionRef> found = FindOnServer(*target.client, *ref);
   if (!found.ok()) return Failed(options, found.status());
   Result<Json> answer = target.client->Post(ExecutionPath(*found) + ":cancel", Json::object());
   if (!answer.ok()) return Failed(options, answer.status());
   store::ExecutionRecord record = RecordOf(*answer);
-  if (options.json) {
-    std::cout << ListJson(record).dump() << std::endl;
-  } else if (Finished(record.state)) {
-    printf("execution %s %s\n", found->id.c_str(), record.state.c_str());
-  } else {
-    printf("execution %s cancelling (atomflow executions wait %s shows the outcome)\n",
-           found->id.c_str(), found->id.c_str());
-  }
+  if (record.id.empty()) record.id = found->id;
+  PrintCancelled(options, record);
   return kExitSucceeded;
 }
 
@@ -641,7 +670,7 @@ Result<std::vector<LogLine>> LogsRemote(ApiClient& client, const ExecutionRef& r
 }
 
 Result<std::vector<LogLine>> LogsLocal(const CommonOptions& options, const std::string& id) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return store.status();
   Result<store::ExecutionRecord> record = (*store)->GetExecution(id);
   if (!record.ok()) return record.status();
@@ -766,11 +795,26 @@ void AddExecutionCommands(CLI::App& app, CommonOptions& options, CommandHandlers
 
   CLI::App* list = add("list", "list executions, newest first", ListExecutions);
   list->add_option("--workflow", flags->workflow, "only executions of this workflow");
-  list->add_option("--state", flags->state, "only executions in this state");
-  list->add_option("--limit", flags->limit, "at most this many")->capture_default_str();
+  // The states the server's filter accepts (server/execution_filter.cc), checked here too so
+  // that a local list refuses a misspelled state instead of finding nothing.
+  list->add_option("--state", flags->state, "only executions in this state")
+      ->check([](const std::string& state) -> std::string {
+        static const char* const kStates[] = {"ACTIVE", "SUCCEEDED", "FAILED", "CANCELLED",
+                                              "QUEUED"};
+        if (std::find(std::begin(kStates), std::end(kStates), state) != std::end(kStates)) {
+          return "";
+        }
+        return "unknown state '" + state + "' (ACTIVE, SUCCEEDED, FAILED, CANCELLED, QUEUED)";
+      });
+  list->add_option("--limit", flags->limit, "at most this many (0: all)")
+      ->capture_default_str()
+      ->check([](const std::string& text) -> std::string {
+        return text.rfind("-", 0) == 0 ? "must be 0 or more, not " + text : "";
+      });
 
   CLI::App* describe = add("describe", "show one execution", DescribeExecution);
-  CLI::App* cancel = add("cancel", "cancel an execution a server runs", CancelExecution);
+  CLI::App* cancel = add(
+      "cancel", "cancel an execution a server runs, or one whose process is gone", CancelExecution);
   CLI::App* wait =
       add("wait", "wait for an execution to finish, then show its outcome", WaitExecution);
   wait->add_option("--timeout", flags->timeout_seconds, "give up after this many seconds")
@@ -804,7 +848,10 @@ void AddExecutionCommands(CLI::App& app, CommonOptions& options, CommandHandlers
   resume->add_option("id", flags->id, "execution id")->required();
   CLI::Option* resume_config = resume->add_option("--config", options.config, "configuration file");
 
-  flags->configs = {run_config, resume_config};
+  // A local cancel of an execution whose process is gone resumes it, with the connectors.
+  CLI::Option* cancel_config = cancel->add_option("--config", options.config, "configuration file");
+
+  flags->configs = {run_config, resume_config, cancel_config};
 }
 
 void AddTxnCommands(CLI::App& app, CommonOptions& options, CommandHandlers& handlers) {

@@ -128,6 +128,40 @@ int Refuse(const std::string& message) {
   return 2;
 }
 
+// "http://HOST[...]" or "https://HOST[...]": the base the engine gives callback URLs.
+Status CheckPublicUrl(const std::string& url) {
+  size_t scheme_end = url.find("://");
+  std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  bool has_host = scheme_end != std::string::npos && scheme_end + 3 < url.size() &&
+                  url[scheme_end + 3] != '/' && url[scheme_end + 3] != ':';
+  if ((scheme != "http" && scheme != "https") || !has_host) {
+    return Status::InvalidArgument(
+        "--public-url wants an http:// or https:// URL with a host, "
+        "e.g. https://atomflow.example.com, not '" +
+        url + "'");
+  }
+  return Status::Ok();
+}
+
+// The options' mistakes that need no store and no socket to be seen.
+Status CheckServeOptions(const ServeOptions& serve) {
+  if (serve.workers < 0) {
+    return Status::InvalidArgument("--workers must be 0 (one per core) or more, not " +
+                                   std::to_string(serve.workers));
+  }
+  if (!serve.public_url.empty()) return CheckPublicUrl(serve.public_url);
+  return Status::Ok();
+}
+
+// A refusal after the store file was made by this very command: the file (and SQLite's WAL
+// and shared-memory files) are removed, so a refused start leaves the directory as it was.
+int RefuseAndRemove(const std::string& message, const std::string& store, bool created) {
+  if (created) {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((store + suffix).c_str());
+  }
+  return Refuse(message);
+}
+
 int Serve(const CommonOptions& options, const ServeOptions& serve) {
   std::string level = !serve.log_level.empty()      ? serve.log_level
                       : options.log_level == "warn" ? std::string("info")
@@ -136,6 +170,7 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
   server::ServerOptions server_options;
   Status listen = ParseListen(serve.listen, &server_options.host, &server_options.port);
   if (!listen.ok()) return Refuse(listen.message());
+  if (Status checked = CheckServeOptions(serve); !checked.ok()) return Refuse(checked.message());
   server_options.auth = serve.auth == "token";
   server_options.store_path = options.store;
 
@@ -146,17 +181,19 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
   }
   // The store's schema is checked (or created) before anything else writes to the file: the
   // token and secret tables must not be added to a store this atomflow cannot read.
-  if (Status schema = CheckStoreSchema(options.store); !schema.ok())
-    return Refuse(schema.message());
+  bool created = !CheckStoreExists(options.store).ok();
+  if (Status schema = CheckStoreSchema(options.store); !schema.ok()) {
+    return RefuseAndRemove(schema.message(), options.store, created);
+  }
 
   BlockTermination();  // before any thread starts, so every thread inherits the mask
   server::ApiServer api(server_options);
   Result<int> port = api.Bind();
-  if (!port.ok()) return Refuse(port.message());
+  if (!port.ok()) return RefuseAndRemove(port.message(), options.store, created);
 
   Result<connectors::ConnectorsConfig> config =
       connectors::LoadConnectorsConfig(options.config, config_required, options.store);
-  if (!config.ok()) return Refuse(config.message());
+  if (!config.ok()) return RefuseAndRemove(config.message(), options.store, created);
   connectors::DatabaseCatalog databases = config->databases;
   engine::EngineOptions engine_options;
   engine_options.store_path = options.store;
@@ -165,7 +202,7 @@ int Serve(const CommonOptions& options, const ServeOptions& serve) {
   LifecycleLog lifecycle(&api);
   Result<std::unique_ptr<engine::Engine>> engine = engine::Engine::Open(
       engine_options, connectors::ConnectorsFactory(std::move(config).value()), &lifecycle);
-  if (!engine.ok()) return Refuse(engine.message());
+  if (!engine.ok()) return RefuseAndRemove(engine.message(), options.store, created);
 
   api.Start(engine->get());
   fprintf(stderr, "atomflow serve: listening on %s\n", api.Url().c_str());

@@ -56,7 +56,7 @@ int TxnListCommand(const CommonOptions& options, const std::string& state) {
     return Invalid(options, "unknown transaction state '" + state +
                                 "' (ACTIVE, DECIDED, COMMITTED, ABORTED, COMPENSATION_FAILED)");
   }
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return Invalid(options, store.message());
   Result<Json> all = AllTransactions(**store);
   if (!all.ok()) return Invalid(options, all.message());
@@ -74,7 +74,7 @@ int TxnListCommand(const CommonOptions& options, const std::string& state) {
 }
 
 int TxnDescribeCommand(const CommonOptions& options, const std::string& gid) {
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+  Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
   if (!store.ok()) return Invalid(options, store.message());
   Result<Json> txn = atomflow::txn::FindTransaction(**store, gid);
   if (!txn.ok()) return Invalid(options, txn.message());
@@ -87,9 +87,15 @@ int TxnResolveCommand(const CommonOptions& options, const std::string& gid, bool
   if (retry == mark_compensated) {
     return Invalid(options, "txn resolve needs exactly one of --retry and --mark-compensated");
   }
+  if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    return Invalid(options, exists.message());
+  }
   StderrProgress progress(true, "resolved");
   Result<std::unique_ptr<engine::Engine>> engine = OpenEngine(options, &progress);
   if (!engine.ok()) return Invalid(options, engine.message());
+  // Only a transaction that exists has compensations to retry: look it up before saying so.
+  Result<Json> found = atomflow::txn::FindTransaction(*(*engine)->store(), gid);
+  if (!found.ok()) return Invalid(options, found.message());
   if (retry) fprintf(stderr, "retrying the compensations of %s\n", gid.c_str());
   auto report = [](const std::string& branch, const std::string& step, const std::string& what) {
     fprintf(stderr, "  %s (%s): %s\n", branch.c_str(), step.c_str(), what.c_str());

@@ -12,6 +12,8 @@
 #include "cli/client.h"
 #include "cli/output.h"
 #include "cli/remote_commands.h"
+#include "lang/ast.h"
+#include "lang/validate.h"
 #include "server/workflow_registry.h"
 
 namespace atomflow::cli {
@@ -182,6 +184,12 @@ int Deploy(const CommonOptions& options, Target& target, const WorkflowFlags& fl
     return Invalid(options, InFile(deployed.message(), flags.name, flags.file));
   }
 
+  // A valid workflow may still hold calls a transaction's abort does not undo: say so.
+  if (auto loaded = lang::LoadWorkflow(flags.file, *source); loaded.ok()) {
+    for (const std::string& warning : lang::TransactionWarnings(**loaded)) {
+      fprintf(stderr, "%s\n", warning.c_str());
+    }
+  }
   const store::WorkflowRecord& workflow = deployed->workflow;
   if (options.json) {
     Json out = WorkflowJson(workflow, false);
@@ -205,7 +213,7 @@ int List(const CommonOptions& options, Target& target, const WorkflowFlags&) {
     if (!all.ok()) return Failed(options, all.status());
     for (const Json& resource : *all) workflows.push_back(RecordOf(resource));
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     Result<std::vector<store::WorkflowRecord>> all = (*store)->ListWorkflows("", 0);
     if (!all.ok()) return Failed(options, all.status());
@@ -238,7 +246,7 @@ int Describe(const CommonOptions& options, Target& target, const WorkflowFlags& 
     if (!resource.ok()) return Failed(options, resource.status());
     workflow = RecordOf(*resource);
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     workflow = (*store)->GetWorkflow(flags.name, flags.revision);
   }
@@ -265,7 +273,7 @@ int Delete(const CommonOptions& options, Target& target, const WorkflowFlags& fl
     Result<Json> answer = target.client->Delete(WorkflowPath(flags.name));
     deleted = answer.status();
   } else {
-    Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(options.store);
+    Result<std::unique_ptr<store::Store>> store = OpenExistingStore(options.store);
     if (!store.ok()) return Failed(options, store.status());
     server::WorkflowRegistry registry(store->get());
     deleted = registry.Delete(flags.name);

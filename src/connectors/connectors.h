@@ -88,7 +88,8 @@ class Connectors : public engine::EffectHandler {
 };
 
 // The factory the engine takes. It reads the testing host map from ATOMFLOW_HTTP_HOST_MAP
-// (see HttpHostMap); a malformed map is reported on stderr and ignored.
+// (see HttpHostMap); a malformed map is reported on stderr and ignored (the atomflow command
+// refuses one before it opens an engine).
 std::unique_ptr<engine::EffectHandler> MakeConnectors(engine::IoLoop* loop,
                                                       const engine::EngineOptions& options);
 

@@ -1,5 +1,8 @@
 // The interpreter's calls: subworkflows, the standard library, and effects.
+#include <fmt/format.h>
+
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <random>
 
@@ -56,6 +59,25 @@ double SleepScale() {
   return *end == '\0' && scale >= 0 ? scale : 1.0;
 }
 
+// The longest pause sys.sleep and sys.sleep_until accept: 100 years of 365 days. The engine's
+// timers count nanoseconds of a 64-bit clock (about 292 years), so a longer pause would wrap
+// around and end at once; it is refused instead.
+constexpr double kMaxSleepSeconds = 100.0 * 365 * 24 * 3600;
+
+// Raises a ValueError unless `seconds` is a pause the engine can wait: a number, not negative,
+// at most kMaxSleepSeconds. `what` names the function and argument in the message.
+void CheckSleepSeconds(double seconds, const std::string& what) {
+  if (std::isnan(seconds)) lang::Raise("ValueError", what + " must be a number, not NaN");
+  if (seconds < 0) {
+    lang::Raise("ValueError", fmt::format("{} must not be negative, got {}", what, seconds));
+  }
+  if (seconds > kMaxSleepSeconds) {
+    lang::Raise("ValueError", fmt::format("{} is {} s, more than the longest pause, {} s "
+                                          "(100 years)",
+                                          what, seconds, kMaxSleepSeconds));
+  }
+}
+
 std::string RandomUuid() {
   static thread_local std::mt19937_64 generator(std::random_device{}());
   uint64_t high = generator();
@@ -106,6 +128,7 @@ Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& fram
     if (seconds == nullptr || !seconds->is_number()) {
       lang::Raise("TypeError", "sys.sleep: 'seconds' must be a number");
     }
+    CheckSleepSeconds(seconds->AsNumber(), "sys.sleep: 'seconds'");
     return Sleep(seconds->AsNumber(), step);
   }
   if (function == "sys.sleep_until") {
@@ -119,6 +142,11 @@ Task<Value> Interpreter::Call(const std::string& function, Map args, Frame& fram
                                       : lang::CallPureFunction("time.parse", {*time}).AsDouble();
     double now = CallLocal("sys.now", {}, step).AsNumber();
     double seconds = target > now ? target - now : 0;
+    if (seconds > kMaxSleepSeconds) {
+      lang::Raise("ValueError", fmt::format("sys.sleep_until: 'time' is more than 100 years from "
+                                            "now ({} s, the longest pause)",
+                                            kMaxSleepSeconds));
+    }
     return Sleep(seconds, step);
   }
   if (StartsWith(function, "atomflow.files.")) {

@@ -3,6 +3,7 @@
 #include "lang/validate.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -552,7 +553,68 @@ void Validator::Error(SourcePos pos, const std::string& message, const Context& 
   diagnostics_.Error(pos, message + " in step '" + context.step_name + "'");
 }
 
+// Whether a call reaches outside and no transaction undoes it unless it is a branch: writes
+// over HTTP and jobs. Reads (http.get, an http.request whose method is a literal GET or HEAD),
+// sys.log, sleeps and the standard library change nothing outside; staged files and SQL join
+// a transaction by themselves.
+bool NeedsUndo(const CallSpec& call) {
+  static const std::set<std::string, std::less<>> kWrites = {"http.post", "http.put", "http.patch",
+                                                             "http.delete", "atomflow.jobs.run"};
+  if (kWrites.count(call.function) != 0) return true;
+  if (call.function != "http.request") return false;
+  for (const auto& [name, value] : call.args) {
+    if (name != "method" || value.kind != Template::Kind::kLiteral) continue;
+    if (!value.literal.is_string()) return true;
+    std::string method = value.literal.AsString();
+    std::transform(method.begin(), method.end(), method.begin(), ::toupper);
+    return method != "GET" && method != "HEAD";
+  }
+  return true;  // the method is computed (or missing): it may write
+}
+
+// Appends a warning for each call in step (and the steps inside it) that NeedsUndo and is
+// inside `transaction` (empty: outside any) with neither compensate: nor tcc:. `named` is the
+// nearest named step, for the message (an inline try body or a switch arm has no name).
+void CollectUndoWarnings(const Step& step, const std::string& transaction, std::string named,
+                         std::vector<std::pair<SourcePos, std::string>>& out) {
+  if (!step.name.empty()) named = step.name;
+  if (!transaction.empty() && step.call && !step.compensate && NeedsUndo(*step.call)) {
+    out.emplace_back(step.call->pos,
+                     step.call->function + " in step '" + named + "' has neither " +
+                         "compensate: nor tcc:, so it is no branch of transaction '" + transaction +
+                         "': an abort does not undo it");
+  }
+  for (const SwitchCase& arm : step.switch_cases) {
+    CollectUndoWarnings(*arm.body, transaction, named, out);
+  }
+  ForEachBlock(step, [&](const Block& block) {
+    bool body = step.transaction && &block == &step.transaction->steps;
+    for (const auto& nested : block.steps) {
+      CollectUndoWarnings(*nested, body ? step.name : transaction, named, out);
+    }
+  });
+}
+
 }  // namespace
+
+std::vector<std::string> TransactionWarnings(const Workflow& workflow) {
+  std::vector<std::pair<SourcePos, std::string>> found;
+  for (const auto& [name, routine] : workflow.routines) {
+    for (const auto& step : routine.steps.steps) {
+      CollectUndoWarnings(*step, "", "", found);
+    }
+  }
+  std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+    return std::make_pair(a.first.line, a.first.column) <
+           std::make_pair(b.first.line, b.first.column);
+  });
+  std::vector<std::string> lines;
+  for (const auto& [pos, message] : found) {
+    lines.push_back(workflow.file + ":" + std::to_string(pos.line) + ":" +
+                    std::to_string(pos.column) + ": warning: " + message);
+  }
+  return lines;
+}
 
 void ValidateWorkflow(const Workflow& workflow, Diagnostics& diagnostics) {
   Validator validator(workflow, diagnostics);

@@ -2,6 +2,9 @@
 // targets and their args, jump targets, and where transactions and their branches may appear.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "lang/ast.h"
 #include "lang/loader_diagnostics.h"
 
@@ -33,5 +36,12 @@ void ValidateWorkflow(const Workflow& workflow, Diagnostics& diagnostics);
 // The same checks, as a Status whose message has one "FILE:LINE:COLUMN: message" line per
 // problem.
 [[nodiscard]] Status ValidateWorkflow(const Workflow& workflow);
+
+// What a valid workflow does that its author may not expect, one "FILE:LINE:COLUMN: warning:
+// message" line each, in file order: a call inside a transaction that changes something outside
+// (http.post, put, patch, delete, an http.request that is not a literal GET or HEAD,
+// atomflow.jobs.run) with neither compensate: nor tcc: is no branch, and an abort leaves it
+// in place.
+std::vector<std::string> TransactionWarnings(const Workflow& workflow);
 
 }  // namespace atomflow::lang

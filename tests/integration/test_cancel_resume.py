@@ -268,6 +268,42 @@ class CancelResumeTest(unittest.TestCase):
         self.assertEqual(paths["/deploy"], 1)
         self.assertEqual(len(self.server.keys("/undeploy")), 1)
 
+    def test_local_cancel_of_an_execution_whose_process_died_compensates_it(self):
+        """Regression: after `kill -9` of its `atomflow run`, `executions cancel ID` answered
+        that cancelling needs the process that runs the execution (Ctrl-C in its terminal),
+        though that process was dead. It now resumes the execution with the cancel requested
+        and waits for it to end CANCELLED, its transaction compensated."""
+        run = self.start_run()
+        self.addCleanup(run.kill)
+        self.assertTrue(self.server.deploy_arrived.wait(timeout=RUN_TIMEOUT))
+        execution_id = self.execution_id()
+        self.wait_for_journal(execution_id, "intent", min_count=2)  # the sleep's intent
+        cancel = [BINARY, "executions", "cancel", execution_id, "--store", self.store]
+
+        # While its process lives, that process owns the execution.
+        owned = subprocess.run(cancel, cwd=self.root, capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT)
+        self.assertEqual(owned.returncode, 2, owned.stderr)
+        self.assertIn("is run by a live process", owned.stderr)
+
+        run.kill()
+        run.communicate(timeout=RUN_TIMEOUT)
+        self.server.released.set()
+        cancelled = Outcome(subprocess.run(cancel + ["--json"], cwd=self.root,
+                                           capture_output=True, text=True,
+                                           timeout=RUN_TIMEOUT))
+
+        self.assertEqual(cancelled.returncode, 0, cancelled.stderr)
+        self.assertEqual(cancelled.state, "CANCELLED", cancelled.stderr)
+        paths = self.server.paths()
+        self.assertEqual(paths["/deploy"], 1)
+        self.assertEqual(paths["/undeploy"], 1)
+        self.assertEqual(paths["/after"], 0)
+        again = subprocess.run(cancel, cwd=self.root, capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT)
+        self.assertEqual(again.returncode, 2)
+        self.assertIn("is CANCELLED already", again.stderr)
+
     def wait_for_journal(self, execution_id, kind, min_count=1):
         deadline = time.monotonic() + RUN_TIMEOUT
         while self.journal_kinds(execution_id).count(kind) < min_count:

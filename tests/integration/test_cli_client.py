@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -205,8 +206,10 @@ class ServerClientTest(ClientTestCase):
         self.assertEqual(json.loads(self.atomflow("workflows", "list", "--json", env=env).stdout)
                          [0]["name"], "hello")
         # An explicit --store beats the environment: the local store has no workflows.
-        local = self.atomflow("workflows", "list", "--json", "--store",
-                              os.path.join(self.root, "local.db"), env=env)
+        local_db = os.path.join(self.root, "local.db")
+        self.assertEqual(self.atomflow("run", self.path("hello"), "--store", local_db).returncode,
+                         0)
+        local = self.atomflow("workflows", "list", "--json", "--store", local_db, env=env)
         self.assertEqual(json.loads(local.stdout), [])
         both = self.atomflow("workflows", "list", "--server", self.server.url, "--store", "x.db")
         self.assertEqual(both.returncode, 2)
@@ -422,6 +425,118 @@ class ParserMistakeTest(ClientTestCase):
         wait = self.atomflow("executions", "wait", "some-id", "--timeout", "-1")
         self.assertEqual(wait.returncode, 2)
         self.assertIn("atomflow: --timeout: must be 0 or more seconds, not -1", wait.stderr)
+
+
+class MissingStoreTest(ClientTestCase):
+    """Regression: commands that only read created an empty atomflow.db, and a misspelled
+    --store quietly listed nothing with exit 0. They now say there is no store (exit 2) and
+    leave the folder as it was; commands that write still create the store."""
+
+    FILES = ["broken.yaml", "failing.yaml", "hello.yaml", "slow.yaml"]
+
+    def test_reading_commands_refuse_a_missing_store_and_create_none(self):
+        for command in (["executions", "list"], ["executions", "describe", "x"],
+                        ["executions", "logs", "x"], ["executions", "wait", "x"],
+                        ["executions", "cancel", "x"], ["executions", "resume", "x"],
+                        ["txn", "list"], ["txn", "describe", "g"],
+                        ["txn", "resolve", "g", "--retry"], ["tokens", "list"],
+                        ["workflows", "list"], ["recover"]):
+            done = self.atomflow(*command)
+            self.assertEqual(done.returncode, 2, f"{command}: {done.stderr}")
+            self.assertIn("atomflow: no store at atomflow.db", done.stderr, command)
+            named = self.atomflow(*command, "--store", "nonexist.db")
+            self.assertEqual(named.returncode, 2, f"{command}: {named.stderr}")
+            self.assertIn("no store at nonexist.db", named.stderr, command)
+            self.assertEqual(sorted(os.listdir(self.root)), self.FILES, command)
+
+    def test_writing_commands_still_create_the_store(self):
+        run = self.atomflow("run", self.path("hello"))
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("atomflow.db", os.listdir(self.root))
+        (listed,) = self.json_of("executions", "list")
+        self.assertEqual(listed["state"], "SUCCEEDED")
+
+    def test_a_refused_serve_leaves_no_new_store(self):
+        public = self.atomflow("serve", "--listen", "0.0.0.0:0", "--auth", "none")
+        self.assertEqual(public.returncode, 2, public.stderr)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            in_use = self.atomflow("serve", "--listen", f"127.0.0.1:{port}", "--auth", "none")
+        self.assertEqual(in_use.returncode, 2, in_use.stderr)
+        self.assertEqual(sorted(os.listdir(self.root)), self.FILES)
+
+    def test_an_empty_store_path_is_named(self):
+        done = self.atomflow("executions", "list", "--store", "")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("atomflow: --store is empty: give the path of the store file", done.stderr)
+
+
+class OptionMistakeTest(ClientTestCase):
+    """Options the server refuses (an unknown state) or that mean nothing (a negative limit,
+    negative workers, a public URL that is no URL) were accepted locally; they exit 2."""
+
+    def test_an_unknown_state_or_a_negative_limit_is_refused(self):
+        self.atomflow("run", self.path("hello"))
+        for state in ("BOGUS", "failed"):
+            listed = self.atomflow("executions", "list", "--state", state)
+            self.assertEqual(listed.returncode, 2, listed.stderr)
+            self.assertIn(f"unknown state '{state}' (ACTIVE, SUCCEEDED, FAILED, CANCELLED, "
+                          "QUEUED)", listed.stderr)
+        (succeeded,) = self.json_of("executions", "list", "--state", "SUCCEEDED")
+        self.assertEqual(succeeded["state"], "SUCCEEDED")
+        limit = self.atomflow("executions", "list", "--limit", "-1")
+        self.assertEqual(limit.returncode, 2)
+        self.assertIn("--limit: must be 0 or more, not -1", limit.stderr)
+
+    def test_serve_refuses_negative_workers_and_a_public_url_that_is_no_url(self):
+        workers = self.atomflow("serve", "--listen", "127.0.0.1:0", "--workers", "-3")
+        self.assertEqual(workers.returncode, 2)
+        self.assertIn("--workers must be 0 (one per core) or more, not -3", workers.stderr)
+        url = self.atomflow("serve", "--listen", "127.0.0.1:0", "--public-url", "notaurl")
+        self.assertEqual(url.returncode, 2)
+        self.assertIn("--public-url wants an http:// or https:// URL with a host", url.stderr)
+        self.assertNotIn("atomflow.db", os.listdir(self.root))
+
+    def test_a_malformed_host_map_stops_the_command(self):
+        run = self.atomflow("run", self.path("hello"), env={"ATOMFLOW_HTTP_HOST_MAP": "garbage"})
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertIn("atomflow: ATOMFLOW_HTTP_HOST_MAP:", run.stderr)
+        self.assertNotIn("SUCCEEDED", run.stderr)
+        self.assertNotIn("atomflow.db", os.listdir(self.root))
+
+    def test_resolve_of_an_unknown_transaction_says_only_that(self):
+        self.atomflow("run", self.path("hello"))
+        resolve = self.atomflow("txn", "resolve", "nosuch", "--retry")
+        self.assertEqual(resolve.returncode, 2)
+        self.assertNotIn("retrying", resolve.stderr)
+        self.assertIn("nosuch", resolve.stderr)
+
+    def test_version(self):
+        version = self.atomflow("--version")
+        self.assertEqual(version.returncode, 0)
+        self.assertRegex(version.stdout, r"^atomflow \d+\.\d+\.\d+\n$")
+
+
+class TransactionWarningTest(ClientTestCase):
+    """Regression: a write inside a transaction with neither compensate: nor tcc: is no
+    branch (an abort leaves it), yet validate said only 'valid'. It warns, and exits 0."""
+
+    def test_validate_warns_of_a_write_that_is_no_branch(self):
+        with open(self.path("release"), "w", encoding="utf-8") as file:
+            file.write("- release:\n    transaction:\n      steps:\n        - notify:\n"
+                       "            call: http.post\n            args: {url: http://a/n}\n")
+        validated = self.atomflow("validate", self.path("release"))
+        self.assertEqual(validated.returncode, 0, validated.stderr)
+        self.assertIn("release.yaml:5:13: warning: http.post in step 'notify' has neither "
+                      "compensate: nor tcc:, so it is no branch of transaction 'release': an "
+                      "abort does not undo it", validated.stderr)
+        document = self.json_of("validate", self.path("release"))
+        self.assertEqual(document["state"], "VALID")
+        self.assertEqual(len(document["warnings"]), 1)
+        self.assertEqual(self.json_of("validate", self.path("hello")),
+                         {"state": "VALID", "file": self.path("hello")})
 
 
 if __name__ == "__main__":

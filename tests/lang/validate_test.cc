@@ -1,5 +1,7 @@
 // Tests of the deploy-time checks: undefined names, call targets and args, jump targets,
 // transaction nesting. Each check is asserted with its exact message and position.
+#include "lang/validate.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -282,6 +284,63 @@ std::string RaisedBy(Check check) {
            payload.Find("message")->AsString();
   }
   return "";
+}
+
+// A write inside a transaction with neither compensate: nor tcc: is no branch: an abort left it
+// in place while `atomflow validate` said nothing. Now each such call is a warning (the
+// workflow stays valid); reads, branches and calls outside a transaction are not.
+TEST(ValidateTest, WarnsOfTransactionWritesThatAreNoBranch) {
+  Result<std::shared_ptr<const Workflow>> workflow = LoadWorkflow("w.yaml", R"(- release:
+    transaction:
+      steps:
+        - read:
+            call: http.get
+            args: {url: "http://a/x"}
+        - notify:
+            call: http.post
+            args: {url: "http://a/notify"}
+        - deploy:
+            call: http.post
+            args: {url: "http://a/deploy"}
+            compensate:
+              call: http.post
+              args: {url: "http://a/undeploy"}
+        - pick:
+            switch:
+              - condition: true
+                steps:
+                  - remove:
+                      call: http.request
+                      args: {url: "http://a/y", method: "delete"}
+                  - look:
+                      call: http.request
+                      args: {url: "http://a/y", method: "GET"}
+        - note:
+            call: sys.log
+            args: {text: "done"}
+        - guarded:
+            try:
+              call: http.put
+              args: {url: "http://a/z"}
+            except:
+              as: e
+              steps:
+                - ignore:
+                    assign: [{failed: true}]
+- after:
+    call: http.post
+    args: {url: "http://a/after"}
+)");
+  ASSERT_TRUE(workflow.ok()) << workflow.message();
+  EXPECT_THAT(TransactionWarnings(**workflow),
+              testing::ElementsAre(
+                  "w.yaml:8:13: warning: http.post in step 'notify' has neither compensate: nor "
+                  "tcc:, so it is no branch of transaction 'release': an abort does not undo it",
+                  "w.yaml:21:23: warning: http.request in step 'remove' has neither compensate: "
+                  "nor tcc:, so it is no branch of transaction 'release': an abort does not "
+                  "undo it",
+                  "w.yaml:31:15: warning: http.put in step 'guarded' has neither compensate: nor "
+                  "tcc:, so it is no branch of transaction 'release': an abort does not undo it"));
 }
 
 TEST(LimitsTest, StepsPerExecution) {
