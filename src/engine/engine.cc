@@ -805,8 +805,13 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution, const Effe
             {{"function", request.function}, {"step", request.step}, {"deadline", deadline}},
             nullptr);
   }
+  // Bounded before the cast: a deadline from an older journal, or a large ATOMFLOW_SLEEP_SCALE,
+  // must not overflow the timer's nanoseconds (the language caps a pause at 100 years).
+  constexpr double kLongestDelayMs = 200.0 * 365 * 24 * 3600 * 1000;
+  double delay_ms = (deadline - NowSeconds()) * 1000;
+  if (!(delay_ms > 0)) delay_ms = 0;  // NaN too
   auto delay = std::chrono::milliseconds(
-      std::max<int64_t>(0, static_cast<int64_t>((deadline - NowSeconds()) * 1000)));
+      static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
   loop_.Post([this, execution, effect, delay] {
     effect->timer = loop_.AddTimer(delay, [this, execution, effect] {
       effect->timer = 0;
@@ -1122,8 +1127,13 @@ void Engine::AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
 // On the loop thread: takes the oldest queued request, or waits for one until the deadline.
 void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
                              const std::string& callback_id, double deadline) {
+  // Bounded before the cast: a deadline from an older journal, or a large ATOMFLOW_SLEEP_SCALE,
+  // must not overflow the timer's nanoseconds (the language caps a pause at 100 years).
+  constexpr double kLongestDelayMs = 200.0 * 365 * 24 * 3600 * 1000;
+  double delay_ms = (deadline - NowSeconds()) * 1000;
+  if (!(delay_ms > 0)) delay_ms = 0;  // NaN too
   auto delay = std::chrono::milliseconds(
-      std::max<int64_t>(0, static_cast<int64_t>((deadline - NowSeconds()) * 1000)));
+      static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
   loop_.Post([this, execution, effect, callback_id, delay] {
     const std::string& key = effect->request.key;
     auto take = [this, execution, effect](const Json& delivered) {
