@@ -810,8 +810,7 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution, const Effe
   constexpr double kLongestDelayMs = 200.0 * 365 * 24 * 3600 * 1000;
   double delay_ms = (deadline - NowSeconds()) * 1000;
   if (!(delay_ms > 0)) delay_ms = 0;  // NaN too
-  auto delay = std::chrono::milliseconds(
-      static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
+  auto delay = std::chrono::milliseconds(static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
   loop_.Post([this, execution, effect, delay] {
     effect->timer = loop_.AddTimer(delay, [this, execution, effect] {
       effect->timer = 0;
@@ -1132,8 +1131,7 @@ void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution, const 
   constexpr double kLongestDelayMs = 200.0 * 365 * 24 * 3600 * 1000;
   double delay_ms = (deadline - NowSeconds()) * 1000;
   if (!(delay_ms > 0)) delay_ms = 0;  // NaN too
-  auto delay = std::chrono::milliseconds(
-      static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
+  auto delay = std::chrono::milliseconds(static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
   loop_.Post([this, execution, effect, callback_id, delay] {
     const std::string& key = effect->request.key;
     auto take = [this, execution, effect](const Json& delivered) {
