@@ -216,7 +216,8 @@ Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* 
     return out;
   }
   for (const connectors::PreparedResolution& resolution :
-       connectors::ResolvePreparedTransactions(*engine.store(), config->databases)) {
+       connectors::ResolvePreparedTransactions(*engine.store(), config->databases,
+                                               options.roll_back_unknown)) {
     out.push_back({{"database", resolution.database},
                    {"xid", resolution.xid},
                    {"outcome", resolution.outcome}});
@@ -237,10 +238,11 @@ Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* 
 }  // namespace
 
 int RecoverCommand(const CommonOptions& options) {
-  // Without a store there are no executions to resume; there may still be prepared
-  // transactions in the configured databases that no store knows (they are rolled back).
-  // With no databases either, there is nothing to recover: say so rather than create a store.
+  // Without a store there are no executions to resume; with --roll-back-unknown there may
+  // still be prepared transactions in the configured databases that no store knows. Otherwise
+  // there is nothing to recover: say so rather than create a store.
   if (Status exists = CheckStoreExists(options.store); !exists.ok()) {
+    if (!options.roll_back_unknown) return Invalid(options, exists.message());
     Result<connectors::DatabaseCatalog> databases =
         connectors::DatabaseCatalog::Load(options.config, options.config_required);
     if (!databases.ok()) return Invalid(options, databases.message());

@@ -31,6 +31,8 @@ struct CommonOptions {
   // atomflow.yaml: the named databases. An explicit --config must exist.
   std::string config = "atomflow.yaml";
   bool config_required = false;
+  // recover: prepared gids of executions unknown to the store are rolled back, not skipped.
+  bool roll_back_unknown = false;
 };
 
 // Exit statuses: 0 SUCCEEDED (or the command worked), 1 FAILED or CANCELLED, 2 rejected

@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
   CLI::App* recover = app.add_subcommand("recover", "resume every interrupted execution");
   recover->add_option("--store", options.store, "the SQLite store file");
   recover->add_flag("--json", options.json, "print JSON");
+  recover->add_flag("--roll-back-unknown", options.roll_back_unknown,
+                    "also roll back prepared transactions of executions this store does not "
+                    "know (only when no other store uses the databases)");
 
   // Command groups that live in their own files add their subcommands here.
   atomflow::cli::CommandHandlers handlers;

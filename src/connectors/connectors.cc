@@ -198,6 +198,17 @@ void Connectors::Resuming(const std::vector<engine::ResumingExecution>& executio
   }
 }
 
+Status Connectors::CanResume(const engine::ResumingExecution& execution) {
+  for (const auto& [database, xid] : execution.prepared) {
+    Result<std::string> conninfo = sql_.catalog().ConnectionString(database);
+    if (!conninfo.ok()) {
+      return Status::Error("its journal has a prepared branch on database '" + database +
+                           "', which cannot be used here: " + conninfo.message());
+    }
+  }
+  return Status::Ok();
+}
+
 void Connectors::Forget(const std::string& execution_id) {
   if (staging_root_.empty()) return;
   std::string prefix = Sanitize(execution_id + "-");

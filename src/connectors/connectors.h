@@ -56,6 +56,8 @@ class Connectors : public engine::EffectHandler {
   // Rolls back the resuming executions' prepared gids that no branch record names
   // (RollBackUnjournaledPrepares).
   void Resuming(const std::vector<engine::ResumingExecution>& executions) override;
+  // Refuses an execution whose journal names a database this catalog does not configure.
+  Status CanResume(const engine::ResumingExecution& execution) override;
   void set_staging_root(std::string root) { staging_root_ = std::move(root); }
 
   // The job id of a job effect: stable across replays, readable in folder listings.

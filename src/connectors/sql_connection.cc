@@ -215,6 +215,14 @@ SqlOutcome SqlConnection::ExecStatements(const std::vector<SqlStatement>& statem
       failed.statement = static_cast<int>(i + 1);
       return failed;
     }
+    // A statement that ended the transaction Run or RunPrepared began (a COMMIT written in a
+    // way the argument check did not recognise) is refused before anything else runs.
+    if (PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
+      SqlOutcome escaped = SqlOutcome::Definite(
+          "statement " + std::to_string(i + 1) + " ended atomflow's transaction", "");
+      escaped.statement = static_cast<int>(i + 1);
+      return escaped;
+    }
     outcome.results.push_back(ResultValue(result.get()));
   }
   return outcome;

@@ -2,6 +2,9 @@
 #include "connectors/sql_executor.h"
 
 #include <algorithm>
+#include <cctype>
+#include <string>
+#include <vector>
 
 #include "lang/error.h"
 
@@ -13,6 +16,46 @@ using engine::EffectOutcome;
 
 EffectOutcome ArgsError(const std::string& message) {
   return EffectOutcome::Failure(lang::MakeError("TypeError", "atomflow.sql.exec: " + message));
+}
+
+// The statement's first `count` words, upper-cased, past white space and comments.
+std::vector<std::string> LeadingWords(const std::string& sql, size_t count) {
+  std::vector<std::string> words;
+  size_t i = 0;
+  while (i < sql.size() && words.size() < count) {
+    if (std::isspace(static_cast<unsigned char>(sql[i]))) {
+      ++i;
+    } else if (sql.compare(i, 2, "--") == 0) {
+      size_t end = sql.find('\n', i);
+      i = end == std::string::npos ? sql.size() : end + 1;
+    } else if (sql.compare(i, 2, "/*") == 0) {
+      size_t end = sql.find("*/", i + 2);
+      i = end == std::string::npos ? sql.size() : end + 2;
+    } else {
+      std::string word;
+      while (i < sql.size() && std::isalpha(static_cast<unsigned char>(sql[i]))) {
+        word += static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i++])));
+      }
+      if (word.empty()) break;
+      words.push_back(std::move(word));
+    }
+  }
+  return words;
+}
+
+// The transaction-control command a statement is, or "": Atomflow begins and ends (or
+// prepares) the statements' transaction, and a COMMIT among them would land their effects
+// outside the branch, where no abort can undo them.
+std::string TransactionControl(const std::string& sql) {
+  std::vector<std::string> words = LeadingWords(sql, 2);
+  if (words.empty()) return "";
+  const std::string& first = words[0];
+  std::string second = words.size() > 1 ? words[1] : "";
+  if (first == "BEGIN" || first == "COMMIT" || first == "END" || first == "ABORT") return first;
+  if (first == "START" && second == "TRANSACTION") return "START TRANSACTION";
+  if (first == "ROLLBACK" && second != "TO") return "ROLLBACK";
+  if (first == "PREPARE" && second == "TRANSACTION") return "PREPARE TRANSACTION";
+  return "";
 }
 
 Result<SqlStatement> ParseStatement(const Value& value, size_t number) {
@@ -76,6 +119,13 @@ Result<SqlTask> SqlExecutor::ParseExecArgs(const Value& args) {
   for (const Value& value : statements->AsList()) {
     Result<SqlStatement> statement = ParseStatement(value, task.statements.size() + 1);
     if (!statement.ok()) return statement.status();
+    if (std::string control = TransactionControl(statement->sql); !control.empty()) {
+      return Status::Error("statement " + std::to_string(task.statements.size() + 1) + ": " +
+                           control +
+                           " is not allowed: atomflow runs the statements in one transaction "
+                           "of its own and ends it (put the work in a transaction: block to "
+                           "make it atomic with other steps)");
+    }
     task.statements.push_back(std::move(statement).value());
   }
   return task;

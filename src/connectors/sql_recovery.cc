@@ -41,7 +41,8 @@ bool SameDatabase(const DatabaseCatalog& catalog, const std::string& name,
 
 // Resolves the prepared transactions of one database.
 void ResolveDatabase(store::Store& store, const DatabaseCatalog& catalog, const std::string& name,
-                     const std::string& conninfo, std::vector<PreparedResolution>* resolutions) {
+                     const std::string& conninfo, bool roll_back_unknown,
+                     std::vector<PreparedResolution>* resolutions) {
   auto is_this = [&](const std::string& journaled) {
     return SameDatabase(catalog, name, conninfo, journaled);
   };
@@ -66,6 +67,16 @@ void ResolveDatabase(store::Store& store, const DatabaseCatalog& catalog, const 
           "ACTIVE",
           xid, name, execution_id);
       resolutions->push_back({name, xid, "skipped"});
+      continue;
+    }
+    // An execution this store does not know may be another store's, running now on the same
+    // database: its gid is left alone unless the operator says that no other store exists.
+    // (This store's own executions prepare only once their row is durable.)
+    if (!record.ok() && !roll_back_unknown) {
+      log::Info("recovery: prepared transaction {} on database {}: skipped, execution {} is "
+                "unknown to this store",
+                xid, name, execution_id);
+      resolutions->push_back({name, xid, "skipped (unknown to this store)"});
       continue;
     }
     // A missing execution has no journal: nothing decided COMMIT, so the branch aborts.
@@ -179,7 +190,8 @@ bool JournalCommits(const std::vector<store::JournalEntry>& journal, const std::
 }
 
 std::vector<PreparedResolution> ResolvePreparedTransactions(store::Store& store,
-                                                            const DatabaseCatalog& catalog) {
+                                                            const DatabaseCatalog& catalog,
+                                                            bool roll_back_unknown) {
   std::vector<PreparedResolution> resolutions;
   for (const std::string& name : catalog.Names()) {
     Result<std::string> conninfo = catalog.ConnectionString(name);
@@ -188,7 +200,7 @@ std::vector<PreparedResolution> ResolvePreparedTransactions(store::Store& store,
       resolutions.push_back({name, "", "failed: " + conninfo.message()});
       continue;
     }
-    ResolveDatabase(store, catalog, name, *conninfo, &resolutions);
+    ResolveDatabase(store, catalog, name, *conninfo, roll_back_unknown, &resolutions);
   }
   log::Info("recovery: {} prepared transaction entries on {} databases", resolutions.size(),
             catalog.Names().size());

@@ -18,18 +18,23 @@ namespace atomflow::connectors {
 struct PreparedResolution {
   std::string database;  // the catalog name
   std::string xid;       // the PostgreSQL gid
-  std::string outcome;   // "committed", "rolled back", "skipped" (its execution is ACTIVE), or
-                         // "failed: <why>"
+  std::string outcome;   // "committed", "rolled back", "skipped" (its execution is ACTIVE),
+                         // "skipped (unknown to this store)", or "failed: <why>"
 };
 
 // Lists the prepared transactions whose gid starts with "atomflow:" on every database of the
-// catalog and resolves each whose execution is not ACTIVE in the store (or unknown to it):
-// COMMIT PREPARED when the journal holds the branch's successful prepare and a COMMIT decision
-// for its transaction, ROLLBACK PREPARED otherwise. Logs each resolution. A database that
+// catalog and resolves each whose execution is in the store and not ACTIVE: COMMIT PREPARED
+// when the journal holds the branch's successful prepare and a COMMIT decision for its
+// transaction, ROLLBACK PREPARED otherwise. A gid of an execution the store does not know is
+// skipped: another store's execution may be running on the same database (this store's own
+// executions prepare only once their row is durable); roll_back_unknown rolls those back too,
+// for an operator who knows that no other store uses the database. Logs each resolution. A
+// database that
 // cannot be reached is reported and skipped. Call it after the ACTIVE executions were resumed
 // and finished, which finish their own branches.
 std::vector<PreparedResolution> ResolvePreparedTransactions(store::Store& store,
-                                                            const DatabaseCatalog& catalog);
+                                                            const DatabaseCatalog& catalog,
+                                                            bool roll_back_unknown = false);
 
 // Rolls back, on every database of the catalog, the prepared transactions of executions about
 // to resume (EffectHandler::Resuming) that no branch record of theirs names on that database:

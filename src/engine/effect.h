@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "common/status.h"
 #include "value/value.h"
 
 namespace atomflow::engine {
@@ -106,6 +107,15 @@ class EffectHandler {
   // path would never reach that gid again, while its locks stay). Blocks; called from the
   // thread that resumes them, never the I/O loop or a worker.
   virtual void Resuming(const std::vector<ResumingExecution>& executions) { (void)executions; }
+
+  // Whether this process can finish what the execution's journal started: an error (which
+  // says why) when it names a resource this process does not know, a database that is not
+  // configured here, say. Resuming it anyway would fail its phase two, or abort a
+  // transaction that should commit; it stays ACTIVE for a process that can.
+  virtual Status CanResume(const ResumingExecution& execution) {
+    (void)execution;
+    return Status::Ok();
+  }
 };
 
 }  // namespace atomflow::engine

@@ -402,7 +402,12 @@ Result<std::string> Engine::ResumeClaimed(store::ExecutionRecord record,
                                           std::shared_ptr<const lang::Workflow> workflow) {
   Result<std::vector<store::JournalEntry>> journal = store_->ReadJournal(record.id);
   if (!journal.ok()) return journal.status();
-  handler_->Resuming({PreparedOf(record.id, *journal)});
+  ResumingExecution resuming = PreparedOf(record.id, *journal);
+  if (Status can = handler_->CanResume(resuming); !can.ok()) {
+    (void)store_->Release(record.id, owner_);  // left ACTIVE and unowned either way
+    return Status::Error("execution " + record.id + " cannot resume here: " + can.message());
+  }
+  handler_->Resuming({std::move(resuming)});
   return ResumeWithJournal(std::move(record), std::move(workflow), std::move(journal).value(),
                            nullptr);
 }
@@ -519,7 +524,13 @@ void Engine::ResumeChunk(std::vector<store::ExecutionRecord*>& chunk, WorkflowCa
                 workflow.message());
       continue;
     }
-    resuming.push_back(PreparedOf(record.id, (*journals)[i]));
+    ResumingExecution prepared = PreparedOf(record.id, (*journals)[i]);
+    if (Status can = handler_->CanResume(prepared); !can.ok()) {
+      log::Warn("cannot resume execution {} here: {}", record.id, can.message());
+      (void)store_->Release(record.id, owner_);
+      continue;
+    }
+    resuming.push_back(std::move(prepared));
     resumed.push_back(ResumeWithJournal(std::move(record), std::move(workflow).value(),
                                         std::move((*journals)[i]), &launch));
   }
@@ -726,8 +737,8 @@ void Engine::Dispatch(const std::shared_ptr<Execution>& execution, const EffectP
 // between leaves is a gid the journal may not know; gids are deterministic, so the resumed
 // execution rolls its gid back before preparing again, and `recover` rolls back what no
 // journaled branch accounts for (docs/transactions-sql.md, "What a crash leaves"). The row of a
-// fresh execution is not waited for either: a gid of an execution the store never recorded is
-// rolled back by `recover` too.
+// fresh execution is waited for: a gid of an execution the store does not know could be
+// another store's, and `recover` leaves those alone.
 void Engine::DispatchPrepare(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
   const EffectRequest& request = effect->request;
   // Crash tests: `prepare_sent:<step>` holds the intent back, as a writer that had not
@@ -735,7 +746,7 @@ void Engine::DispatchPrepare(const std::shared_ptr<Execution>& execution, const 
   if (!CrashArmed("prepare_sent:", request.step)) {
     JournalText(*execution, "intent", request.key, IntentText(request), nullptr);
   }
-  if (CreateFailed(execution->id())) return;  // the execution will never exist: nothing of it
+  if (IssueWhenCreated(execution, effect)) return;  // after the row, or never if it failed
   Issue(execution, effect, false);
 }
 

@@ -62,6 +62,27 @@ std::string Tag(const EffectOutcome& outcome) {
   return tags != nullptr ? tags->AsList()[0].AsString() : "";
 }
 
+// Regression: a COMMIT among a prepared branch's statements committed them outside the branch,
+// so the transaction's abort left them applied. Transaction control is refused up front.
+TEST(SqlExecutorTest, TransactionControlStatementsAreRefused) {
+  auto parse = [](const std::string& sql) {
+    return SqlExecutor::ParseExecArgs(
+        Value(Map{{"database", Value("registry")},
+                  {"statements", Value(List{Value("INSERT INTO t VALUES (1)"), Value(sql)})}}));
+  };
+  for (const char* control : {"COMMIT", "  commit;", "-- done\nEND", "/* x */ Rollback",
+                              "ABORT", "BEGIN", "start transaction", "PREPARE TRANSACTION 'x'"}) {
+    Result<SqlTask> task = parse(control);
+    ASSERT_FALSE(task.ok()) << control;
+    EXPECT_NE(task.message().find("statement 2: "), std::string::npos) << task.message();
+    EXPECT_NE(task.message().find("is not allowed"), std::string::npos) << task.message();
+  }
+  for (const char* allowed : {"SAVEPOINT a", "ROLLBACK TO SAVEPOINT a", "RELEASE SAVEPOINT a",
+                              "PREPARE q AS SELECT 1", "SELECT 'COMMIT'", "UPDATE t SET v = 1"}) {
+    EXPECT_TRUE(parse(allowed).ok()) << allowed;
+  }
+}
+
 TEST(SqlExecutorTest, RunsPreparesFinishesAndClassifiesFailures) {
   ASSERT_EQ(Server().CreateDatabase("executor"), "");
   SqlExecutor executor(Catalog("databases:\n  registry: \"" + Server().Uri("executor") +
@@ -347,7 +368,8 @@ TEST_F(SqlBranchTest, TwoDatabasesAndAFileCommitOrAbortTogether) {
   // its branch record was durable may have prepared it there, and its replay chose registry.
   EXPECT_FALSE(JournalCommits(*journal, gid + "2", on("audit")));
 
-  // Recovery of a prepared transaction nobody drives: an unknown execution's gid rolls back.
+  // A prepared transaction of an execution this store does not know may be another store's:
+  // skipped, unless the caller says no other store uses the database; then it rolls back.
   SqlConnection* raw = nullptr;
   Result<std::unique_ptr<SqlConnection>> conn = SqlConnection::Open(Server().Uri("registry"));
   ASSERT_TRUE(conn.ok());
@@ -356,6 +378,10 @@ TEST_F(SqlBranchTest, TwoDatabasesAndAFileCommitOrAbortTogether) {
                                "atomflow:no-such-execution:release#1:1")
                   .ok());
   std::vector<PreparedResolution> resolved = ResolvePreparedTransactions(**store, catalog_);
+  ASSERT_EQ(resolved.size(), 1u);
+  EXPECT_EQ(resolved[0].outcome, "skipped (unknown to this store)");
+  EXPECT_EQ(Prepared(), "1");
+  resolved = ResolvePreparedTransactions(**store, catalog_, /*roll_back_unknown=*/true);
   ASSERT_EQ(resolved.size(), 1u);
   EXPECT_EQ(resolved[0].outcome, "rolled back");
   EXPECT_EQ(Prepared(), "0");

@@ -171,15 +171,55 @@ class SqlCrashResumeTest(unittest.TestCase):
         self.assertEqual(self.rows(), ("1", "1"))
         self.assertEqual(self.prepared(), "0")
 
-        # Undecided, and its execution unknown to the store recovering: recover rolls back.
+        # Undecided, and its execution unknown to the store recovering: it may be another
+        # store's, running now, so recover leaves it alone (regression: a recover on another
+        # store rolled back a live run's first branch, and its commit then half-failed) and
+        # rolls it back only when told that no other store uses the databases.
         self.cluster.query(self.registry, "DELETE FROM models")
         self.cluster.query(self.audit, "DELETE FROM events")
         self.crash(False, "after_prepare:audit")
         self.assertEqual(self.prepared(), "2")
+        done, _ = self.atomflow("recover", "--json", store="other.db")
+        self.assertEqual(done.returncode, 2, done.stderr)  # no such store: nothing created
+        self.assertFalse(os.path.exists(os.path.join(self.sandbox, "other.db")))
+        with open(os.path.join(self.sandbox, "noop.yaml"), "w", encoding="utf-8") as file:
+            file.write("main:\n  steps:\n    - done:\n        return: 1\n")
+        done, _ = self.atomflow("run", "noop.yaml", "--json", store="other.db")  # another store
+        self.assertEqual(done.returncode, 0, done.stderr)
         done, document = self.atomflow("recover", "--json", store="other.db")
+        outcomes = [item["outcome"] for item in document["prepared"]]
+        self.assertEqual(outcomes, ["skipped (unknown to this store)"] * 2, done.stderr)
+        self.assertEqual(self.prepared(), "2")
+        done, document = self.atomflow("recover", "--json", "--roll-back-unknown",
+                                       store="other.db")
         outcomes = sorted(item["outcome"] for item in document["prepared"])
         self.assertEqual(outcomes, ["rolled back", "rolled back"], done.stderr)
         self.assertEqual(self.rows(), ("0", "0"))
+        self.assertEqual(self.prepared(), "0")
+
+    def test_resume_where_its_databases_are_not_configured_is_refused(self):
+        # Regression: resumed from a folder without the atomflow.yaml that names its databases,
+        # an execution with both branches prepared failed its next step, aborted a transaction
+        # that should commit and could not roll its prepared gids back. It must stay ACTIVE,
+        # untouched, for a process that has the databases.
+        execution_id = self.crash(False, "after_prepare:audit")
+        self.assertEqual(self.prepared(), "2")
+        elsewhere = tempfile.mkdtemp(prefix="atomflow-sqlrun-elsewhere-")
+        self.addCleanup(shutil.rmtree, elsewhere, True)
+        env = {key: value for key, value in self.env.items()
+               if not key.startswith("ATOMFLOW_DATABASE_")}
+        store = os.path.join(self.sandbox, "atomflow.db")
+        done = subprocess.run([BINARY, "executions", "resume", execution_id, "--store", store],
+                              cwd=elsewhere, env=env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("cannot resume here", done.stderr)
+        self.assertIn("registry", done.stderr)
+        self.assertEqual(self.prepared(), "2")
+
+        done, document = self.atomflow("executions", "resume", execution_id, "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assert_committed(document)
         self.assertEqual(self.prepared(), "0")
 
     def mark_failed(self, execution_id):
