@@ -215,9 +215,8 @@ Json ResolvePrepared(const CommonOptions& options, engine::Engine& engine, int* 
     *status = kExitFailed;
     return out;
   }
-  for (const connectors::PreparedResolution& resolution :
-       connectors::ResolvePreparedTransactions(*engine.store(), config->databases,
-                                               options.roll_back_unknown)) {
+  for (const connectors::PreparedResolution& resolution : connectors::ResolvePreparedTransactions(
+           *engine.store(), config->databases, options.roll_back_unknown)) {
     out.push_back({{"database", resolution.database},
                    {"xid", resolution.xid},
                    {"outcome", resolution.outcome}});
