@@ -73,9 +73,10 @@ void ResolveDatabase(store::Store& store, const DatabaseCatalog& catalog, const 
     // database: its gid is left alone unless the operator says that no other store exists.
     // (This store's own executions prepare only once their row is durable.)
     if (!record.ok() && !roll_back_unknown) {
-      log::Info("recovery: prepared transaction {} on database {}: skipped, execution {} is "
-                "unknown to this store",
-                xid, name, execution_id);
+      log::Info(
+          "recovery: prepared transaction {} on database {}: skipped, execution {} is "
+          "unknown to this store",
+          xid, name, execution_id);
       resolutions->push_back({name, xid, "skipped (unknown to this store)"});
       continue;
     }

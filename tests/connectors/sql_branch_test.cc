@@ -70,8 +70,8 @@ TEST(SqlExecutorTest, TransactionControlStatementsAreRefused) {
         Value(Map{{"database", Value("registry")},
                   {"statements", Value(List{Value("INSERT INTO t VALUES (1)"), Value(sql)})}}));
   };
-  for (const char* control : {"COMMIT", "  commit;", "-- done\nEND", "/* x */ Rollback",
-                              "ABORT", "BEGIN", "start transaction", "PREPARE TRANSACTION 'x'"}) {
+  for (const char* control : {"COMMIT", "  commit;", "-- done\nEND", "/* x */ Rollback", "ABORT",
+                              "BEGIN", "start transaction", "PREPARE TRANSACTION 'x'"}) {
     Result<SqlTask> task = parse(control);
     ASSERT_FALSE(task.ok()) << control;
     EXPECT_NE(task.message().find("statement 2: "), std::string::npos) << task.message();
