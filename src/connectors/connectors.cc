@@ -223,6 +223,9 @@ void Connectors::Cancel(const std::string& execution_id, const engine::EffectReq
   if (request.function == "atomflow.jobs.run") {
     jobs_.Cancel(JobId(execution_id, request), kJobCancelGrace);
   }
+  if (request.function == "atomflow.sql.exec" && request.op == "prepare") {
+    sql_.Cancel(StringArg(request.args, "xid"));
+  }
 }
 
 // Staged files are local and fast: done inline. Stage writes under the transaction's staging

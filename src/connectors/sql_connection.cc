@@ -179,6 +179,12 @@ SqlConnection::~SqlConnection() { PQfinish(conn_); }
 
 bool SqlConnection::healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
 
+void SqlConnection::RequestCancel(const std::shared_ptr<PGcancel>& canceller) {
+  if (canceller == nullptr) return;
+  char error[256];
+  PQcancel(canceller.get(), error, sizeof(error));  // a failure only means nothing was running
+}
+
 SqlOutcome SqlConnection::Failure(PGresult* result, const std::string& what) {
   if (!healthy()) return SqlOutcome::Unknown(what + ": the connection broke");
   const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;

@@ -71,8 +71,16 @@ class SqlConnection {
   // False once the connection broke; such a connection is dropped, never reused.
   bool healthy() const;
 
+  // What cancels the statement running on this connection from another thread
+  // (RequestCancel); it stays usable after the connection is gone.
+  std::shared_ptr<PGcancel> canceller() const { return canceller_; }
+  // Asks the server to cancel whatever `canceller` names is running; blocks for a round trip
+  // on a connection of its own, so callers run it off the I/O loop.
+  static void RequestCancel(const std::shared_ptr<PGcancel>& canceller);
+
  private:
-  explicit SqlConnection(PGconn* conn) : conn_(conn) {}
+  explicit SqlConnection(PGconn* conn)
+      : conn_(conn), canceller_(PQgetCancel(conn), [](PGcancel* c) { PQfreeCancel(c); }) {}
 
   SqlOutcome Exec(const std::string& sql);
   SqlOutcome ExecStatements(const std::vector<SqlStatement>& statements);
@@ -81,6 +89,7 @@ class SqlConnection {
   void RollbackQuietly();
 
   PGconn* conn_;
+  std::shared_ptr<PGcancel> canceller_;
 };
 
 // A gid as a PostgreSQL string literal ('...' with quotes doubled): PREPARE TRANSACTION takes

@@ -169,6 +169,21 @@ void SqlExecutor::Submit(SqlTask task, std::function<void(EffectOutcome)> done) 
   ready_.notify_one();
 }
 
+void SqlExecutor::Cancel(const std::string& xid) {
+  std::shared_ptr<PGcancel> canceller;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto running = running_.find(xid);
+    if (running == running_.end()) {
+      if (busy_.count(xid) != 0) cancelled_.insert(xid);  // queued: fails when it starts
+      return;
+    }
+    canceller = running->second;
+  }
+  // PQcancel opens a connection of its own: not on the caller's (the I/O loop's) thread.
+  std::thread([canceller] { SqlConnection::RequestCancel(canceller); }).detach();
+}
+
 // The task on xid ended: the next one waiting on the same gid may run.
 void SqlExecutor::Finished(const std::string& xid) {
   {
@@ -177,6 +192,7 @@ void SqlExecutor::Finished(const std::string& xid) {
     if (busy == busy_.end()) return;
     if (busy->second.empty()) {
       busy_.erase(busy);
+      cancelled_.erase(xid);  // a cancel that came after its prepare had run
       return;
     }
     queue_.push_back(std::move(busy->second.front()));
@@ -214,7 +230,21 @@ EffectOutcome SqlExecutor::Run(const SqlTask& task) {
   if (!connection.ok()) {
     return SqlEffectOutcome(SqlOutcome::Unknown(connection.message()), task.database);
   }
+  bool prepare = task.kind == SqlTask::Kind::kPrepare;
+  if (prepare) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cancelled_.erase(task.xid) != 0) {
+      Release(task.database, std::move(connection).value());
+      return SqlEffectOutcome(SqlOutcome::Definite("cancelled before it started", "57014"),
+                              task.database);
+    }
+    running_[task.xid] = (*connection)->canceller();
+  }
   EffectOutcome outcome = RunOn(**connection, task);
+  if (prepare) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_.erase(task.xid);
+  }
   Release(task.database, std::move(connection).value());
   return outcome;
 }

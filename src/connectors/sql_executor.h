@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,6 +51,12 @@ class SqlExecutor {
 
   void Submit(SqlTask task, std::function<void(engine::EffectOutcome)> done);
 
+  // Stops the prepare of gid `xid` early (its transaction's timeout passed, or the execution
+  // was cancelled): a running one has its statement cancelled on the server (it fails, and the
+  // work is rolled back), a queued one fails as soon as it starts. A statement waiting on a
+  // lock would otherwise hold up the abort's ROLLBACK PREPARED, which runs after it.
+  void Cancel(const std::string& xid);
+
   // Builds a task from atomflow.sql.exec's args {database, statements}; an error names what is
   // wrong with them.
   static Result<SqlTask> ParseExecArgs(const Value& args);
@@ -77,6 +84,10 @@ class SqlExecutor {
   std::deque<Queued> queue_;
   // Gids with a task running or queued, and the tasks on them that wait their turn.
   std::map<std::string, std::deque<Queued>> busy_;
+  // Gids whose prepare is running, and what cancels its statement; gids cancelled before theirs
+  // started.
+  std::map<std::string, std::shared_ptr<PGcancel>> running_;
+  std::set<std::string> cancelled_;
   std::map<std::string, std::vector<std::unique_ptr<SqlConnection>>> idle_;  // by database
   bool stopping_ = false;
   const size_t max_threads_;

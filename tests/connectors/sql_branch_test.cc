@@ -83,6 +83,51 @@ TEST(SqlExecutorTest, TransactionControlStatementsAreRefused) {
   }
 }
 
+// Regression: a prepare waiting on a row lock held up its transaction's abort (the abort's
+// ROLLBACK PREPARED runs after it) past the transaction's timeout and a Ctrl-C, for as long as
+// the lock was held. Cancelling the prepare stops its statement on the server.
+TEST(SqlExecutorTest, CancelStopsAPrepareWaitingOnALock) {
+  ASSERT_EQ(Server().CreateDatabase("cancelled"), "");
+  std::string uri = Server().Uri("cancelled");
+  SqlExecutor executor(Catalog("databases:\n  registry: \"" + uri + "\"\n"));
+  ASSERT_TRUE(
+      RunTask(executor, Task(SqlTask::Kind::kExec, {{"CREATE TABLE t (k TEXT PRIMARY KEY)", {}}}))
+          .ok);
+  PGconn* holder = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(holder), CONNECTION_OK);
+  PQclear(PQexec(holder, "BEGIN"));
+  PQclear(PQexec(holder, "INSERT INTO t VALUES ('k')"));  // holds the key until it ends
+
+  const std::string xid = "atomflow:cancel-test:release#1:1";
+  std::promise<EffectOutcome> promise;
+  executor.Submit(Task(SqlTask::Kind::kPrepare, {{"INSERT INTO t VALUES ('k')", {}}}, xid),
+                  [&](EffectOutcome outcome) { promise.set_value(outcome); });
+  PGconn* watcher = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(watcher), CONNECTION_OK);
+  for (std::string waiting; waiting != "1";) {  // until the prepare's insert waits on the lock
+    PGresult* result = PQexec(watcher,
+                              "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND datname = 'cancelled'");
+    waiting = PQgetvalue(result, 0, 0);
+    PQclear(result);
+    if (waiting != "1") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  executor.Cancel(xid);
+  EffectOutcome outcome = promise.get_future().get();
+
+  EXPECT_FALSE(outcome.ok);
+  EXPECT_NE(DebugString(outcome.value).find("cancel"), std::string::npos)
+      << DebugString(outcome.value);
+  PQclear(PQexec(holder, "ROLLBACK"));
+  PQfinish(holder);
+  PQfinish(watcher);
+  Result<std::unique_ptr<SqlConnection>> connection = SqlConnection::Open(uri);
+  ASSERT_TRUE(connection.ok());
+  Result<std::vector<std::string>> prepared = (*connection)->ListPrepared("atomflow:cancel");
+  ASSERT_TRUE(prepared.ok());
+  EXPECT_TRUE(prepared->empty());
+}
+
 TEST(SqlExecutorTest, RunsPreparesFinishesAndClassifiesFailures) {
   ASSERT_EQ(Server().CreateDatabase("executor"), "");
   SqlExecutor executor(Catalog("databases:\n  registry: \"" + Server().Uri("executor") +
