@@ -439,6 +439,7 @@ Result<store::ExecutionRecord> WaitLocal(store::Store& store, const std::string&
   int64_t after_seq = 0;
   int64_t after_offset = 0;
   std::string last_step;
+  bool hinted = false;
   return PollUntilFinished(id, deadline_ms, [&](std::string* steps) {
     Result<std::vector<engine::StepEntry>> entries =
         engine::ReadStepEntries(store, id, after_seq, after_offset, 0);
@@ -449,7 +450,19 @@ Result<store::ExecutionRecord> WaitLocal(store::Store& store, const std::string&
       last_step = p.value("step", "");
     }
     *steps = last_step.empty() ? "" : "(after " + last_step + ")";
-    return store.GetExecution(id);
+    Result<store::ExecutionRecord> record = store.GetExecution(id);
+    // Nothing will end an execution whose process died until someone resumes it: say so once
+    // (a server that restarts on this store resumes it by itself, so keep waiting).
+    if (record.ok() && record->state == "ACTIVE" && !hinted &&
+        (record->owner.empty() || !store::IsLiveLocalOwner(record->owner))) {
+      hinted = true;
+      fprintf(stderr,
+              "atomflow: no process runs execution %s (its process is gone): `atomflow "
+              "executions resume %s` finishes it, `atomflow executions cancel %s` cancels it; "
+              "waiting\n",
+              id.c_str(), id.c_str(), id.c_str());
+    }
+    return record;
   });
 }
 

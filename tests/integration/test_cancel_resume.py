@@ -288,6 +288,13 @@ class CancelResumeTest(unittest.TestCase):
 
         run.kill()
         run.communicate(timeout=RUN_TIMEOUT)
+        # Regression: `executions wait` on it waited in silence, forever.
+        waited = subprocess.run([BINARY, "executions", "wait", execution_id, "--timeout", "1",
+                                 "--store", self.store], cwd=self.root, capture_output=True,
+                                text=True, timeout=RUN_TIMEOUT)
+        self.assertNotEqual(waited.returncode, 0)
+        self.assertIn("no process runs execution", waited.stderr)
+        self.assertIn(f"executions resume {execution_id}", waited.stderr)
         self.server.released.set()
         cancelled = Outcome(subprocess.run(cancel + ["--json"], cwd=self.root,
                                            capture_output=True, text=True,
