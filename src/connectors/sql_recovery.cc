@@ -61,23 +61,17 @@ void ResolveDatabase(store::Store& store, const DatabaseCatalog& catalog, const 
   for (const std::string& xid : *xids) {
     std::string execution_id = ExecutionOf(xid);
     Result<store::ExecutionRecord> record = store.GetExecution(execution_id);
-    if (record.ok() && record->state == "ACTIVE") {
-      log::Info(
-          "recovery: prepared transaction {} on database {}: skipped, execution {} is "
-          "ACTIVE",
-          xid, name, execution_id);
-      resolutions->push_back({name, xid, "skipped"});
-      continue;
-    }
-    // An execution this store does not know may be another store's, running now on the same
-    // database: its gid is left alone unless the operator says that no other store exists.
-    // (This store's own executions prepare only once their row is durable.)
-    if (!record.ok() && !roll_back_unknown) {
-      log::Info(
-          "recovery: prepared transaction {} on database {}: skipped, execution {} is "
-          "unknown to this store",
-          xid, name, execution_id);
-      resolutions->push_back({name, xid, "skipped (unknown to this store)"});
+    // An ACTIVE execution finishes its own branches. One this store does not know may be
+    // another store's, running now on the same database: left alone unless the operator says
+    // no other store exists (this store's own executions prepare only once their row is
+    // durable).
+    std::string skipped;
+    if (record.ok() && record->state == "ACTIVE") skipped = "skipped";
+    if (!record.ok() && !roll_back_unknown) skipped = "skipped (unknown to this store)";
+    if (!skipped.empty()) {
+      log::Info("recovery: prepared transaction {} on database {} (execution {}): {}", xid, name,
+                execution_id, skipped);
+      resolutions->push_back({name, xid, skipped});
       continue;
     }
     // A missing execution has no journal: nothing decided COMMIT, so the branch aborts.

@@ -403,13 +403,20 @@ Result<std::string> Engine::ResumeClaimed(store::ExecutionRecord record,
   Result<std::vector<store::JournalEntry>> journal = store_->ReadJournal(record.id);
   if (!journal.ok()) return journal.status();
   ResumingExecution resuming = PreparedOf(record.id, *journal);
-  if (Status can = handler_->CanResume(resuming); !can.ok()) {
-    (void)store_->Release(record.id, owner_);  // left ACTIVE and unowned either way
-    return Status::Error("execution " + record.id + " cannot resume here: " + can.message());
-  }
+  if (Status can = CheckResumable(resuming); !can.ok()) return can;
   handler_->Resuming({std::move(resuming)});
   return ResumeWithJournal(std::move(record), std::move(workflow), std::move(journal).value(),
                            nullptr);
+}
+
+// A claimed execution this process cannot finish (EffectHandler::CanResume) is released, left
+// ACTIVE and unowned for a process that can.
+Status Engine::CheckResumable(const ResumingExecution& resuming) {
+  Status can = handler_->CanResume(resuming);
+  if (can.ok()) return can;
+  (void)store_->Release(resuming.execution_id, owner_);  // unowned either way
+  return Status::Error("execution " + resuming.execution_id +
+                       " cannot resume here: " + can.message());
 }
 
 std::string Engine::ResumeWithJournal(store::ExecutionRecord record,
@@ -525,9 +532,8 @@ void Engine::ResumeChunk(std::vector<store::ExecutionRecord*>& chunk, WorkflowCa
       continue;
     }
     ResumingExecution prepared = PreparedOf(record.id, (*journals)[i]);
-    if (Status can = handler_->CanResume(prepared); !can.ok()) {
-      log::Warn("cannot resume execution {} here: {}", record.id, can.message());
-      (void)store_->Release(record.id, owner_);
+    if (Status can = CheckResumable(prepared); !can.ok()) {
+      log::Warn("{}", can.message());
       continue;
     }
     resuming.push_back(std::move(prepared));
@@ -816,12 +822,7 @@ void Engine::SleepEffect(const std::shared_ptr<Execution>& execution, const Effe
             {{"function", request.function}, {"step", request.step}, {"deadline", deadline}},
             nullptr);
   }
-  // Bounded before the cast: a deadline from an older journal, or a large ATOMFLOW_SLEEP_SCALE,
-  // must not overflow the timer's nanoseconds (the language caps a pause at 100 years).
-  constexpr double kLongestDelayMs = 200.0 * 365 * 24 * 3600 * 1000;
-  double delay_ms = (deadline - NowSeconds()) * 1000;
-  if (!(delay_ms > 0)) delay_ms = 0;  // NaN too
-  auto delay = std::chrono::milliseconds(static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
+  std::chrono::milliseconds delay = DelayUntil(deadline);
   loop_.Post([this, execution, effect, delay] {
     effect->timer = loop_.AddTimer(delay, [this, execution, effect] {
       effect->timer = 0;
@@ -861,8 +862,7 @@ void Engine::Decide(const std::shared_ptr<Execution>& execution, const EffectPtr
 // cancelled, a job is cancelled, an HTTP call's late answer is ignored (Deliver keeps the
 // first outcome). The TimeoutError is journaled like any outcome, so a replay sees it too.
 void Engine::WatchDeadline(const std::shared_ptr<Execution>& execution, const EffectPtr& effect) {
-  auto delay = std::chrono::milliseconds(std::max<int64_t>(
-      0, static_cast<int64_t>((effect->request.txn_deadline - NowSeconds()) * 1000)));
+  std::chrono::milliseconds delay = DelayUntil(effect->request.txn_deadline);
   loop_.Post([this, execution, effect, delay] {
     loop_.AddTimer(delay, [this, execution, effect] {
       const EffectRequest& request = effect->request;
@@ -990,6 +990,15 @@ bool Engine::JournalIfLive(const std::string& execution_id, store::JournalEntry 
   if (live) store_->Append(execution_id, std::move(entry), std::move(on_durable));
   --journaling_;
   return live;
+}
+
+// Bounded before the cast: a deadline from an older journal, or a large ATOMFLOW_SLEEP_SCALE,
+// must not overflow the timer's nanoseconds (the language caps a pause at 100 years).
+std::chrono::milliseconds Engine::DelayUntil(double deadline) const {
+  constexpr double kLongestDelayMs = 200.0 * 365 * 24 * 3600 * 1000;
+  double delay_ms = (deadline - NowSeconds()) * 1000;
+  if (!(delay_ms > 0)) delay_ms = 0;  // NaN too
+  return std::chrono::milliseconds(static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
 }
 
 bool Engine::CrashArmed(std::string_view kind, const std::string& step) const {
@@ -1137,12 +1146,7 @@ void Engine::AwaitCallbackEffect(const std::shared_ptr<Execution>& execution,
 // On the loop thread: takes the oldest queued request, or waits for one until the deadline.
 void Engine::WaitForCallback(const std::shared_ptr<Execution>& execution, const EffectPtr& effect,
                              const std::string& callback_id, double deadline) {
-  // Bounded before the cast: a deadline from an older journal, or a large ATOMFLOW_SLEEP_SCALE,
-  // must not overflow the timer's nanoseconds (the language caps a pause at 100 years).
-  constexpr double kLongestDelayMs = 200.0 * 365 * 24 * 3600 * 1000;
-  double delay_ms = (deadline - NowSeconds()) * 1000;
-  if (!(delay_ms > 0)) delay_ms = 0;  // NaN too
-  auto delay = std::chrono::milliseconds(static_cast<int64_t>(std::min(delay_ms, kLongestDelayMs)));
+  std::chrono::milliseconds delay = DelayUntil(deadline);
   loop_.Post([this, execution, effect, callback_id, delay] {
     const std::string& key = effect->request.key;
     auto take = [this, execution, effect](const Json& delivered) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -143,6 +144,10 @@ class Engine {
   void CrashPoint(const std::string& point);
   // Whether ATOMFLOW_CRASH_AT names the point `<kind><step>`; builds no string.
   bool CrashArmed(std::string_view kind, const std::string& step) const;
+  // The timer delay until `deadline` (epoch seconds): 0 when past, bounded above.
+  std::chrono::milliseconds DelayUntil(double deadline) const;
+  // CanResume for a claimed execution; one that cannot resume is released, with the reason.
+  Status CheckResumable(const ResumingExecution& resuming);
   // Keeps a finished execution's record for Wait, forgetting the oldest past a bound.
   // Caller holds mutex_.
   void KeepDone(store::ExecutionRecord record);
